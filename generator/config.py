@@ -1,0 +1,92 @@
+"""The render configuration: one frozen object, hashed to tell whose output a file is.
+
+The hash covers everything that changes a picture (network weights, method, size, steps, learning
+rate, seed, precision, backend, the method's tuned constants), and nothing that does not (which
+layers or filters, batch size, output folder): so a resumed or extended run reuses what is on disk, and
+a run with other settings never mixes its files with these.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import asdict, dataclass, field
+
+from generator.errors import AtlasError
+from generator.models import ConvLayer
+from generator.transforms import Robustness
+
+METHODS = ("lucid", "naive")
+PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
+METHOD_VERSION = "1"  # bump when a method's algorithm changes, so old atlases are not resumed into
+
+DEFAULT_LR = {"lucid": 0.05, "naive": 10.0}
+
+
+def robustness_for(layer: ConvLayer) -> Robustness:
+    """Transform strength by receptive field: a 3-pixel block1 filter is blurred away by an 8-pixel
+    jitter, so early layers get milder transforms; from block3 on, Lucid's defaults."""
+    if layer.block == 1:
+        return Robustness(jitter=2.0, scale=0.02, rotate=2.0, jitter2=1.0)
+    if layer.block == 2:
+        return Robustness(jitter=4.0, scale=0.05, rotate=5.0, jitter2=2.0)
+    return Robustness()
+
+
+@dataclass(frozen=True)
+class RenderConfig:
+    """Settings of one atlas. ``precision`` is the resolved one (never ``auto``)."""
+
+    model: str = "vgg16"
+    weights: str = "imagenet"
+    weights_sha256: str = ""
+    method: str = "lucid"
+    size: int = 128
+    steps: int = 256
+    lr: float = 0.05
+    seed: int = 0
+    precision: str = "float32"
+    backend: str = "tensorflow"
+    # lucid only: starting contrast, the wake-up phase (share of steps during which the centre-neuron
+    # objective fades into the channel objective and upstream ReLUs leak gradient) and its leak.
+    init_std: float = 0.05
+    warmup: float = 0.25
+    leak: float = 0.1
+    method_version: str = METHOD_VERSION
+    loss_scale: float = field(default=256.0)
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise AtlasError(f"--method {self.method!r}: choose {' or '.join(METHODS)}")
+        if not (isinstance(self.steps, int) and self.steps > 0):
+            raise AtlasError(f"--steps {self.steps!r}: give a positive whole number of steps")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise AtlasError(f"--lr {self.lr!r}: give a positive finite learning rate")
+        if not (isinstance(self.size, int) and self.size >= 16):
+            raise AtlasError(f"--size {self.size!r}: give an image side of at least 16 pixels")
+        if self.precision not in PRECISIONS[1:]:
+            raise AtlasError(f"--precision {self.precision!r}: choose {', '.join(PRECISIONS)}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @property
+    def hash(self) -> str:
+        """Stable 16-hex-digit id of the settings that shape the pictures."""
+        picture = self.to_dict()
+        picture.pop("weights")  # the sha256 names the weights; the source name does not change them
+        text = json.dumps(picture, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def check_layer(self, layer: ConvLayer) -> None:
+        """Refuse an image too small for the layer: its map must be at least 2x2."""
+        need = max(16, 2 * layer.stride)
+        if self.size < need:
+            raise AtlasError(
+                f"--size {self.size} is too small for {layer.name}: its map would be "
+                f"{layer.output_size(self.size)} px; use --size {need} or more"
+            )
+
+    def warmup_steps(self) -> int:
+        return int(round(self.warmup * self.steps)) if self.method == "lucid" else 0

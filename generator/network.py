@@ -1,0 +1,52 @@
+"""VGG16 truncated at a target layer, as a pure function of its weights.
+
+The renderer needs three things Keras's fused ``Conv2D(activation="relu")`` cannot give: the target
+layer's **pre-ReLU** output, a ReLU whose gradient can leak through switched-off units upstream (so a
+filter whose helpers are all off on a grey start still gets a gradient), and the weights as explicit
+arguments (so ``jax.jit`` does not fold them into constants). The kernels come from the Keras model.
+"""
+
+from __future__ import annotations
+
+from generator.models import VGG16_BLOCKS, ConvLayer
+
+POOL_AFTER = frozenset(sum(VGG16_BLOCKS[: b + 1]) - 1 for b in range(len(VGG16_BLOCKS)))
+
+
+def leaky_grad_relu(x, leak):
+    """ReLU in the forward pass; in the backward pass a fraction ``leak`` of the gradient passes
+    through units that are off. ``leak = 0`` is the exact ReLU gradient."""
+    from keras import ops
+
+    return ops.relu(x) + leak * (x - ops.stop_gradient(x))
+
+
+def pre_relu(x, weights, layer: ConvLayer, leak=0.0, dtype: str = "float32"):
+    """Pre-ReLU output of ``layer`` for caffe-space input ``x`` (B, H, W, 3), as float32.
+
+    ``weights`` is the list of (kernel, bias) of the conv layers up to and including ``layer``.
+    ``dtype`` is the compute dtype of the convolutions (float32, float16 or bfloat16).
+    """
+    from keras import ops
+
+    h = ops.cast(x, dtype)
+    for index in range(layer.index + 1):
+        kernel, bias = weights[index]
+        h = ops.conv(h, ops.cast(kernel, dtype), strides=1, padding="same") + ops.cast(bias, dtype)
+        if index == layer.index:
+            break
+        h = leaky_grad_relu(h, ops.cast(leak, dtype))
+        if index in POOL_AFTER:
+            h = ops.max_pool(h, pool_size=2, strides=2, padding="valid")
+    return ops.cast(h, "float32")
+
+
+def conv_flops(layer: ConvLayer, size: int) -> float:
+    """Multiply-adds x 2 of one forward pass of the model truncated at ``layer``, one image."""
+    from generator.models import VGG16_LAYERS
+
+    total = 0.0
+    for conv in VGG16_LAYERS[: layer.index + 1]:
+        side = conv.output_size(size)
+        total += 2.0 * side * side * 9 * conv.in_channels * conv.filters
+    return total

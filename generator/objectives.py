@@ -1,0 +1,38 @@
+"""What a filter's picture maximizes, one target filter per batch row.
+
+``channel``: the mean over the whole map of the filter's pre-ReLU activation (Lucid's channel
+objective without the ReLU, so a filter that is off still has a gradient). ``neuron``: the pre-ReLU
+activation at the centre of the map. The centre neuron wakes filters that the channel mean cannot: a
+single unit with a receptive field in the middle has a clear, strong direction to go, where the mean
+of a near-linear early map mostly rewards the average colour. The renderer weighs the two by a
+schedule (neuron first, channel after). ``post_relu_channel`` is the original script's objective.
+"""
+
+from __future__ import annotations
+
+
+def select_filters(maps, filters, channels: int):
+    """(B, h, w, C) maps and (B,) filter indices -> (B, h, w): row b's own filter."""
+    from keras import ops
+
+    return ops.einsum("bhwc,bc->bhw", maps, ops.one_hot(filters, channels, dtype=maps.dtype))
+
+
+def channel(target):
+    """(B, h, w) -> (B,) spatial mean."""
+    from keras import ops
+
+    return ops.mean(target, axis=(1, 2))
+
+
+def neuron(target):
+    """(B, h, w) -> (B,) the centre unit."""
+    h, w = target.shape[1], target.shape[2]
+    return target[:, h // 2, w // 2]
+
+
+def post_relu_channel(target):
+    """(B, h, w) -> (B,) spatial mean after the ReLU (the original script)."""
+    from keras import ops
+
+    return ops.mean(ops.relu(target), axis=(1, 2))

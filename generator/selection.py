@@ -1,0 +1,44 @@
+"""Parsing which layers and filters a run covers: ``all``, ``0-15``, ``3,7``, ``0-3,8``."""
+
+from __future__ import annotations
+
+from generator.errors import AtlasError
+from generator.models import ConvLayer, conv_layers, find_layer
+from generator.paths import safe_name
+
+
+def parse_layers(spec: str, model: str = "vgg16") -> list[ConvLayer]:
+    if spec.strip() == "all":
+        return list(conv_layers(model))
+    names = [part.strip() for part in spec.split(",") if part.strip()]
+    if not names:
+        raise AtlasError(f"--layers {spec!r}: name layers like block3_conv3,block5_conv1 or say all")
+    out = []
+    for name in names:
+        safe_name("layer", name)
+        layer = find_layer(name, model)
+        if layer not in out:
+            out.append(layer)
+    return sorted(out, key=lambda layer: layer.index)
+
+
+def parse_filters(spec: str, layer: ConvLayer) -> list[int]:
+    """Filter indices of ``layer`` named by ``spec``, sorted, each once."""
+    if spec.strip() == "all":
+        return list(range(layer.filters))
+    chosen: set[int] = set()
+    for part in spec.split(","):
+        part = part.strip()
+        try:
+            if "-" in part:
+                lo, hi = (int(x) for x in part.split("-", 1))
+            else:
+                lo = hi = int(part)
+        except ValueError:
+            raise AtlasError(f"--filters {spec!r}: use all, a range like 0-15 or a list like 3,7") from None
+        if lo > hi or lo < 0 or hi >= layer.filters:
+            raise AtlasError(
+                f"--filters {spec!r}: {layer.name} has filters 0-{layer.filters - 1}; {part} is out of range"
+            )
+        chosen.update(range(lo, hi + 1))
+    return sorted(chosen)
