@@ -48,11 +48,16 @@ class RenderConfig:
     seed: int = 0
     precision: str = "float32"
     backend: str = "tensorflow"
-    # lucid only: starting contrast, the wake-up phase (share of steps during which the centre-neuron
-    # objective fades into the channel objective and upstream ReLUs leak gradient) and its leak.
-    init_std: float = 0.05
-    warmup: float = 0.25
-    leak: float = 0.1
+    # lucid only: starting contrast (0.5: pixel std about 0.12), the wake-up phase (share of steps
+    # during which the centre-neuron objective, weight ``neuron`` at the start, fades into the channel
+    # objective), and whether upstream ReLUs redirect the gradient of rows where none gets through.
+    init_std: float = 0.5
+    warmup: float = 0.5
+    neuron: float = 1.0
+    redirect: bool = True
+    decay_power: float = 1.0
+    calm: float = 1.0  # how far transforms are turned down during the wake-up phase (1: off at the start)
+    pre_share: float = 0.1
     method_version: str = METHOD_VERSION
     loss_scale: float = field(default=256.0)
 

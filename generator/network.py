@@ -1,8 +1,8 @@
 """VGG16 truncated at a target layer, as a pure function of its weights.
 
 The renderer needs three things Keras's fused ``Conv2D(activation="relu")`` cannot give: the target
-layer's **pre-ReLU** output, a ReLU whose gradient can leak through switched-off units upstream (so a
-filter whose helpers are all off on a grey start still gets a gradient), and the weights as explicit
+layer's **pre-ReLU** output, a ReLU whose gradient is redirected through switched-off units upstream
+(so a filter whose helpers are all off on a grey start still gets a gradient), and the weights as explicit
 arguments (so ``jax.jit`` does not fold them into constants). The kernels come from the Keras model.
 """
 
@@ -13,15 +13,46 @@ from generator.models import VGG16_BLOCKS, ConvLayer
 POOL_AFTER = frozenset(sum(VGG16_BLOCKS[: b + 1]) - 1 for b in range(len(VGG16_BLOCKS)))
 
 
-def leaky_grad_relu(x, leak):
-    """ReLU in the forward pass; in the backward pass a fraction ``leak`` of the gradient passes
-    through units that are off. ``leak = 0`` is the exact ReLU gradient."""
+def _redirected_relu():
+    """ReLU whose gradient, for a batch row where the true ReLU gradient is zero everywhere, passes
+    through the units that are off wherever it would turn them on (Lucid's ``redirected_relu_grad``).
+
+    Rows where any gradient gets through get the exact ReLU gradient, so this only changes dead rows.
+    """
     from keras import ops
 
-    return ops.relu(x) + leak * (x - ops.stop_gradient(x))
+    @ops.custom_gradient
+    def redirected_relu(x):
+        def grad(*args, upstream=None):
+            if upstream is None:
+                (upstream,) = args
+            off = x < 0
+            relu_grad = ops.where(off, ops.zeros_like(upstream), upstream)
+            # upstream is d(loss)/dy: > 0 at an off unit means "push it lower", which we drop.
+            redirected = ops.where(ops.logical_and(off, upstream > 0), ops.zeros_like(upstream), upstream)
+            alive = ops.max(ops.abs(relu_grad), axis=tuple(range(1, len(x.shape))), keepdims=True) > 0
+            return ops.where(alive, relu_grad, redirected)
+
+        return ops.relu(x), grad
+
+    return redirected_relu
 
 
-def pre_relu(x, weights, layer: ConvLayer, leak=0.0, dtype: str = "float32"):
+REDIRECTED_RELU = None
+
+
+def relu(x, redirect: bool):
+    global REDIRECTED_RELU
+    if not redirect:
+        from keras import ops
+
+        return ops.relu(x)
+    if REDIRECTED_RELU is None:
+        REDIRECTED_RELU = _redirected_relu()
+    return REDIRECTED_RELU(x)
+
+
+def pre_relu(x, weights, layer: ConvLayer, redirect: bool = False, dtype: str = "float32"):
     """Pre-ReLU output of ``layer`` for caffe-space input ``x`` (B, H, W, 3), as float32.
 
     ``weights`` is the list of (kernel, bias) of the conv layers up to and including ``layer``.
@@ -35,7 +66,7 @@ def pre_relu(x, weights, layer: ConvLayer, leak=0.0, dtype: str = "float32"):
         h = ops.conv(h, ops.cast(kernel, dtype), strides=1, padding="same") + ops.cast(bias, dtype)
         if index == layer.index:
             break
-        h = leaky_grad_relu(h, ops.cast(leak, dtype))
+        h = relu(h, redirect)
         if index in POOL_AFTER:
             h = ops.max_pool(h, pool_size=2, strides=2, padding="valid")
     return ops.cast(h, "float32")

@@ -25,6 +25,17 @@ def channel(target):
     return ops.mean(target, axis=(1, 2))
 
 
+def channel_mix(target, pre_share):
+    """(B, h, w) -> (B,): ``(1 - pre_share)`` x post-ReLU mean + ``pre_share`` x pre-ReLU mean.
+
+    The post-ReLU part is what a user sees the filter do (and what "dead" and specificity judge); the
+    small pre-ReLU part keeps a gradient when every unit of the map is off.
+    """
+    from keras import ops
+
+    return (1.0 - pre_share) * ops.mean(ops.relu(target), axis=(1, 2)) + pre_share * channel(target)
+
+
 def neuron(target):
     """(B, h, w) -> (B,) the centre unit."""
     h, w = target.shape[1], target.shape[2]

@@ -59,10 +59,10 @@ def irfft2_bases(size: int) -> dict[str, np.ndarray]:
     }
 
 
-def fourier_constants(size: int) -> dict[str, np.ndarray]:
+def fourier_constants(size: int, decay_power: float = 1.0) -> dict[str, np.ndarray]:
     """Everything ``fourier_to_rgb`` needs besides the parameters, computed once per image size."""
     constants = irfft2_bases(size)
-    constants["scale"] = frequency_scale(size)
+    constants["scale"] = frequency_scale(size, decay_power)
     constants["color"] = COLOR_DECORRELATION
     return constants
 

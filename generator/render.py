@@ -70,7 +70,7 @@ class LayerRenderer:
         self.config = config
         kernels = loaded.kernels()[: layer.index + 1]
         self.weights = [(ops.convert_to_tensor(k), ops.convert_to_tensor(b)) for k, b in kernels]
-        self.constants = {k: ops.convert_to_tensor(v) for k, v in fourier_constants(config.size).items()}
+        self.constants = {k: ops.convert_to_tensor(v) for k, v in fourier_constants(config.size, config.decay_power).items()}
         self.robustness = robustness_for(layer)
         self._steps: dict[str, object] = {}
         self._evaluate = backend.compile_fn(self._evaluate_fn)
@@ -81,22 +81,22 @@ class LayerRenderer:
     def _lucid_step(self, dtype: str):
         from keras import ops
 
-        layer = self.layer
+        layer, pre_share = self.layer, self.config.pre_share
 
-        def objective(spectrum, weights, filters, draws, leak, neuron_w, loss_scale, constants):
+        redirect = self.config.redirect
+
+        def objective(spectrum, weights, filters, draws, neuron_w, loss_scale, constants):
             rgb = random_transform(fourier_to_rgb(spectrum, constants), draws)
-            maps = network.pre_relu(rgb_to_caffe(rgb), weights, layer, leak, dtype)
+            maps = network.pre_relu(rgb_to_caffe(rgb), weights, layer, redirect, dtype)
             target = objectives.select_filters(maps, filters, layer.filters)
-            chan = objectives.channel(target)
+            chan = objectives.channel_mix(target, pre_share)
             mixed = (1.0 - neuron_w) * chan + neuron_w * objectives.neuron(target)
             return -ops.sum(mixed) * loss_scale, chan
 
         value_and_grad = backend.value_and_grad(objective)
 
-        def step(spectrum, m, v, t, weights, filters, draws, leak, neuron_w, lr, loss_scale, constants):
-            _, chan, grad = value_and_grad(
-                spectrum, weights, filters, draws, leak, neuron_w, loss_scale, constants
-            )
+        def step(spectrum, m, v, t, weights, filters, draws, neuron_w, lr, loss_scale, constants):
+            _, chan, grad = value_and_grad(spectrum, weights, filters, draws, neuron_w, loss_scale, constants)
             grad = grad / loss_scale
             ok = ops.logical_and(ops.all(ops.isfinite(grad)), ops.all(ops.isfinite(chan)))
             grad = ops.where(ok, grad, ops.zeros_like(grad))
@@ -115,7 +115,7 @@ class LayerRenderer:
         layer = self.layer
 
         def objective(image, weights, filters, loss_scale):
-            maps = network.pre_relu(image, weights, layer, 0.0, dtype)
+            maps = network.pre_relu(image, weights, layer, False, dtype)
             chan = objectives.post_relu_channel(objectives.select_filters(maps, filters, layer.filters))
             return ops.sum(chan) * loss_scale, chan
 
@@ -133,7 +133,7 @@ class LayerRenderer:
     def _evaluate_fn(self, images, weights):
         from keras import ops
 
-        maps = network.pre_relu(images, weights, self.layer, 0.0, "float32")
+        maps = network.pre_relu(images, weights, self.layer, False, "float32")
         return (
             ops.mean(ops.relu(maps), axis=(1, 2)),
             ops.max(maps, axis=(1, 2)),
@@ -153,8 +153,10 @@ class LayerRenderer:
         fade = np.clip(1.0 - t / warm, 0.0, 1.0) if warm else np.zeros(steps, np.float32)
         return {
             "t": (t + 1.0).astype(np.float32),
-            "leak": (fade * self.config.leak).astype(np.float32),
-            "neuron_w": fade.astype(np.float32),
+            "neuron_w": (fade * self.config.neuron).astype(np.float32),
+            # transforms fade in as the neuron objective fades out: a jittered image cannot hold the
+            # precise pattern a single unit needs to wake
+            "robust": (1.0 - fade * self.config.calm).astype(np.float32),
         }
 
     # --- running a batch --------------------------------------------------------------------------
@@ -187,12 +189,12 @@ class LayerRenderer:
         for f in rows:
             rng = filter_rng(cfg.seed, self.layer, f)
             inits.append(initial_spectrum(rng, cfg.size, cfg.init_std))
-            draws.append(self.robustness.draws(rng, cfg.steps))
+            draws.append(self.robustness.draws(rng, cfg.steps, self.schedule["robust"]))
         spectrum = ops.convert_to_tensor(np.stack(inits))
         m = ops.zeros_like(spectrum)
         v = ops.zeros_like(spectrum)
         draws_dev = ops.convert_to_tensor(np.stack(draws, axis=1))  # (steps, B, 6)
-        sched = {k: ops.convert_to_tensor(v) for k, v in self.schedule.items()}
+        sched = {k: ops.convert_to_tensor(v) for k, v in self.schedule.items() if k != "robust"}
         filters = ops.convert_to_tensor(np.asarray(rows, np.int32))
         lr = ops.convert_to_tensor(np.float32(cfg.lr))
         scale = ops.convert_to_tensor(np.float32(cfg.loss_scale if precision == "mixed_float16" else 1.0))
@@ -201,7 +203,7 @@ class LayerRenderer:
         for t in range(cfg.steps):
             spectrum, m, v, loss, ok = step(
                 spectrum, m, v, sched["t"][t], self.weights, filters, draws_dev[t],
-                sched["leak"][t], sched["neuron_w"][t], lr, scale, self.constants,
+                sched["neuron_w"][t], lr, scale, self.constants,
             )
             losses.append(loss)
             oks.append(ok)

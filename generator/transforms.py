@@ -24,9 +24,12 @@ class Robustness:
     rotate: float = 10.0
     jitter2: float = 4.0
 
-    def draws(self, rng: np.random.Generator, steps: int) -> np.ndarray:
-        """(steps, 6) float32 random parameters for one filter's whole run."""
+    def draws(self, rng: np.random.Generator, steps: int, strength: np.ndarray | None = None) -> np.ndarray:
+        """(steps, 6) float32 random parameters for one filter's whole run; ``strength`` (steps,) in
+        [0, 1] scales each step's transforms (0: identity)."""
         u = rng.uniform(-1.0, 1.0, size=(steps, DRAWS))
+        if strength is not None:
+            u = u * np.asarray(strength, np.float64)[:, None]
         out = np.empty_like(u)
         out[:, 0:2] = u[:, 0:2] * self.jitter / 2
         out[:, 2] = 1.0 + u[:, 2] * self.scale
