@@ -40,8 +40,15 @@ def _batch(text: str) -> int | None:
     return None if text == "auto" else _positive_int(text)
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """Argument errors as one line (the usage is one ``--help`` away), exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="atlas", description="VGG16 Filter Atlas generator")
+    parser = OneLineParser(prog="atlas", description="VGG16 Filter Atlas generator")
     sub = parser.add_subparsers(dest="command", required=True)
 
     layers = sub.add_parser("layers", help="list the conv layers of the model")

@@ -50,11 +50,10 @@ class RenderConfig:
     backend: str = "tensorflow"
     # lucid only: starting contrast (0.5: pixel std about 0.12), the wake-up phase (share of steps
     # during which the centre-neuron objective, weight ``neuron`` at the start, fades into the channel
-    # objective), and whether upstream ReLUs redirect the gradient of rows where none gets through.
+    # objective).
     init_std: float = 0.5
     warmup: float = 0.5
     neuron: float = 1.0
-    redirect: bool = True
     decay_power: float = 1.0
     calm: float = 1.0  # how far transforms are turned down during the wake-up phase (1: off at the start)
     pre_share: float = 0.1

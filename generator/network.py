@@ -1,9 +1,10 @@
 """VGG16 truncated at a target layer, as a pure function of its weights.
 
-The renderer needs three things Keras's fused ``Conv2D(activation="relu")`` cannot give: the target
-layer's **pre-ReLU** output, a ReLU whose gradient is redirected through switched-off units upstream
-(so a filter whose helpers are all off on a grey start still gets a gradient), and the weights as explicit
-arguments (so ``jax.jit`` does not fold them into constants). The kernels come from the Keras model.
+The renderer needs two things Keras's fused ``Conv2D(activation="relu")`` cannot give: the target
+layer's **pre-ReLU** output (a filter that is off everywhere still has a gradient), and the weights as
+explicit arguments (so ``jax.jit`` does not fold them into constants). The kernels come from the Keras
+model. (A redirected ReLU gradient upstream, as in Lucid, was measured here and changed nothing on the
+dead-prone layers while doubling the step time; the wake-up phase in ``render`` is what works.)
 """
 
 from __future__ import annotations
@@ -13,46 +14,7 @@ from generator.models import VGG16_BLOCKS, ConvLayer
 POOL_AFTER = frozenset(sum(VGG16_BLOCKS[: b + 1]) - 1 for b in range(len(VGG16_BLOCKS)))
 
 
-def _redirected_relu():
-    """ReLU whose gradient, for a batch row where the true ReLU gradient is zero everywhere, passes
-    through the units that are off wherever it would turn them on (Lucid's ``redirected_relu_grad``).
-
-    Rows where any gradient gets through get the exact ReLU gradient, so this only changes dead rows.
-    """
-    from keras import ops
-
-    @ops.custom_gradient
-    def redirected_relu(x):
-        def grad(*args, upstream=None):
-            if upstream is None:
-                (upstream,) = args
-            off = x < 0
-            relu_grad = ops.where(off, ops.zeros_like(upstream), upstream)
-            # upstream is d(loss)/dy: > 0 at an off unit means "push it lower", which we drop.
-            redirected = ops.where(ops.logical_and(off, upstream > 0), ops.zeros_like(upstream), upstream)
-            alive = ops.max(ops.abs(relu_grad), axis=tuple(range(1, len(x.shape))), keepdims=True) > 0
-            return ops.where(alive, relu_grad, redirected)
-
-        return ops.relu(x), grad
-
-    return redirected_relu
-
-
-REDIRECTED_RELU = None
-
-
-def relu(x, redirect: bool):
-    global REDIRECTED_RELU
-    if not redirect:
-        from keras import ops
-
-        return ops.relu(x)
-    if REDIRECTED_RELU is None:
-        REDIRECTED_RELU = _redirected_relu()
-    return REDIRECTED_RELU(x)
-
-
-def pre_relu(x, weights, layer: ConvLayer, redirect: bool = False, dtype: str = "float32"):
+def pre_relu(x, weights, layer: ConvLayer, dtype: str = "float32"):
     """Pre-ReLU output of ``layer`` for caffe-space input ``x`` (B, H, W, 3), as float32.
 
     ``weights`` is the list of (kernel, bias) of the conv layers up to and including ``layer``.
@@ -66,7 +28,7 @@ def pre_relu(x, weights, layer: ConvLayer, redirect: bool = False, dtype: str = 
         h = ops.conv(h, ops.cast(kernel, dtype), strides=1, padding="same") + ops.cast(bias, dtype)
         if index == layer.index:
             break
-        h = relu(h, redirect)
+        h = ops.relu(h)
         if index in POOL_AFTER:
             h = ops.max_pool(h, pool_size=2, strides=2, padding="valid")
     return ops.cast(h, "float32")

@@ -83,11 +83,9 @@ class LayerRenderer:
 
         layer, pre_share = self.layer, self.config.pre_share
 
-        redirect = self.config.redirect
-
         def objective(spectrum, weights, filters, draws, neuron_w, loss_scale, constants):
             rgb = random_transform(fourier_to_rgb(spectrum, constants), draws)
-            maps = network.pre_relu(rgb_to_caffe(rgb), weights, layer, redirect, dtype)
+            maps = network.pre_relu(rgb_to_caffe(rgb), weights, layer, dtype)
             target = objectives.select_filters(maps, filters, layer.filters)
             chan = objectives.channel_mix(target, pre_share)
             mixed = (1.0 - neuron_w) * chan + neuron_w * objectives.neuron(target)
@@ -115,7 +113,7 @@ class LayerRenderer:
         layer = self.layer
 
         def objective(image, weights, filters, loss_scale):
-            maps = network.pre_relu(image, weights, layer, False, dtype)
+            maps = network.pre_relu(image, weights, layer, dtype)
             chan = objectives.post_relu_channel(objectives.select_filters(maps, filters, layer.filters))
             return ops.sum(chan) * loss_scale, chan
 
@@ -133,7 +131,7 @@ class LayerRenderer:
     def _evaluate_fn(self, images, weights):
         from keras import ops
 
-        maps = network.pre_relu(images, weights, self.layer, False, "float32")
+        maps = network.pre_relu(images, weights, self.layer, "float32")
         return (
             ops.mean(ops.relu(maps), axis=(1, 2)),
             ops.max(maps, axis=(1, 2)),

@@ -98,6 +98,8 @@ class AtlasStore:
             raise AtlasError(
                 f"--out {self.paths.root}: cannot write there ({exc.strerror or exc}); choose a writable folder"
             ) from None
+        for stale in model_dir.rglob(".tmp-*"):  # left by a run killed mid-write
+            stale.unlink(missing_ok=True)
         if self.paths.manifest.exists():
             old = read_json(self.paths.manifest, "manifest")
             if old.get("config_hash") != config.hash:

@@ -1,0 +1,78 @@
+"""The built site as a person sees it: served on 127.0.0.1, driven in Debian's headless Chromium."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import shutil
+import threading
+
+import pytest
+
+from tests.test_site import built_site, tiny_atlas  # noqa: F401 - shared fixtures
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium is not installed (make browser)"),
+]
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="module")
+def server(built_site):  # noqa: F811
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(built_site))
+    handler.log_message = lambda *a, **k: None
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/"
+    httpd.shutdown()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
+
+
+def open_page(browser, url):
+    page = browser.new_page()
+    errors = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    response = page.goto(url, wait_until="load")
+    assert response.ok, url
+    return page, errors
+
+
+def test_layer_grid_images_load_and_links_resolve(browser, server):
+    page, errors = open_page(browser, server + "vgg16/block3_conv3/")
+    page.evaluate("() => document.querySelectorAll('.atlas-grid img').forEach(i => i.scrollIntoView())")
+    page.wait_for_function("() => [...document.querySelectorAll('.atlas-grid img')].every(i => i.complete)")
+    widths = page.eval_on_selector_all(".atlas-grid img", "imgs => imgs.map(i => i.naturalWidth)")
+    assert len(widths) == 3 and all(w > 0 for w in widths), widths
+    links = page.eval_on_selector_all("a[href]", "as => as.map(a => a.href)")
+    local = sorted({link.split("#")[0] for link in links if link.startswith(server)})
+    assert len(local) > 10
+    for link in local:
+        assert page.request.get(link).ok, link
+    assert not errors, errors
+
+
+def test_filter_page_shows_image_plot_and_citation(browser, server):
+    page, errors = open_page(browser, server + "vgg16/block3_conv3/1/")
+    image = page.locator(".atlas-zoom img")
+    assert image.is_visible()
+    assert page.evaluate("() => document.querySelector('.atlas-zoom img').naturalWidth") > 0
+    assert page.locator("svg.atlas-plot polyline").is_visible()
+    assert page.get_by_text("VGG16 block3_conv3:1", exact=True).first.is_visible()
+    assert page.locator(".atlas-cite").is_visible()
+    page.locator(".atlas-zoom").click()  # the lightbox opens on click, without JavaScript of ours
+    assert page.locator("#zoom img").is_visible()
+    assert not errors, errors

@@ -1,0 +1,89 @@
+"""Small pure pieces: Fourier parameterization, transforms, selection, config hash, plots, quality."""
+
+import math
+
+import numpy as np
+import pytest
+
+from generator import plots
+from generator.config import RenderConfig
+from generator.errors import AtlasError
+from generator.models import find_layer
+from generator.params import fourier_constants, fourier_to_rgb, irfft2_bases, rgb_to_caffe
+from generator.quality import specificity
+from generator.selection import parse_filters, parse_layers
+from generator.transforms import Robustness, random_transform
+
+
+@pytest.mark.parametrize("size", [8, 9, 32])
+def test_irfft2_bases_match_numpy(size):
+    rng = np.random.default_rng(0)
+    spectrum = rng.standard_normal((size, size // 2 + 1)) + 1j * rng.standard_normal((size, size // 2 + 1))
+    b = irfft2_bases(size)
+    mine = (b["ch"] @ spectrum.real - b["sh"] @ spectrum.imag) @ b["cw"] - (
+        b["sh"] @ spectrum.real + b["ch"] @ spectrum.imag) @ b["sw"]
+    np.testing.assert_allclose(mine, np.fft.irfft2(spectrum, s=(size, size)), atol=1e-5)
+
+
+def test_fourier_image_is_valid_rgb_and_caffe_mapping():
+    spec = np.random.default_rng(1).standard_normal((2, 3, 16, 9, 2)).astype(np.float32)
+    rgb = np.asarray(fourier_to_rgb(spec, fourier_constants(16)))
+    assert rgb.shape == (2, 16, 16, 3) and rgb.min() > 0 and rgb.max() < 1
+    caffe = np.asarray(rgb_to_caffe(np.ones((1, 1, 1, 3), np.float32) * np.array([1.0, 0.0, 0.0], np.float32)))
+    np.testing.assert_allclose(caffe[0, 0, 0], [-103.939, -116.779, 255 - 123.68], atol=1e-3)  # red is BGR's last
+
+
+def test_transforms_identity_at_zero_strength_and_move_otherwise():
+    rng = np.random.default_rng(0)
+    image = rng.uniform(size=(1, 16, 16, 3)).astype(np.float32)
+    still = Robustness().draws(np.random.default_rng(1), 1, strength=np.zeros(1))
+    np.testing.assert_allclose(np.asarray(random_transform(image, still)), image, atol=1e-5)
+    moved = np.asarray(random_transform(image, Robustness().draws(np.random.default_rng(1), 1)))
+    assert np.abs(moved - image).mean() > 0.05
+
+
+def test_selection_parsing():
+    layer = find_layer("block1_conv1")
+    assert parse_filters("0-3,7,2", layer) == [0, 1, 2, 3, 7]
+    assert len(parse_filters("all", layer)) == 64
+    with pytest.raises(AtlasError, match="has filters 0-63; 64 is out of range"):
+        parse_filters("64", layer)
+    with pytest.raises(AtlasError, match="use all, a range"):
+        parse_filters("a-b", layer)
+    assert [x.name for x in parse_layers("block5_conv1,block1_conv2")] == ["block1_conv2", "block5_conv1"]
+    with pytest.raises(AtlasError, match="unknown layer 'block6_conv1'"):
+        parse_layers("block6_conv1")
+    with pytest.raises(AtlasError, match="only lowercase"):
+        parse_layers("../block1_conv1")
+
+
+def test_config_hash_covers_pictures_only():
+    base = RenderConfig(weights="hed-bsds500", weights_sha256="ab")
+    assert base.hash == RenderConfig(weights="/elsewhere/same.h5", weights_sha256="ab").hash
+    assert base.hash != RenderConfig(weights="hed-bsds500", weights_sha256="ab", seed=1).hash
+    assert base.hash != RenderConfig(weights="hed-bsds500", weights_sha256="cd").hash
+    assert base.hash == RenderConfig(weights="hed-bsds500", weights_sha256="ab").hash
+    for bad, match in [(dict(steps=0), "--steps"), (dict(lr=float("nan")), "--lr"), (dict(lr=-1.0), "--lr"),
+                       (dict(size=8), "--size"), (dict(method="magic"), "--method")]:
+        with pytest.raises(AtlasError, match=match):
+            RenderConfig(**bad)
+    with pytest.raises(AtlasError, match="too small for block5_conv3"):
+        RenderConfig(size=16).check_layer(find_layer("block5_conv3"))
+
+
+def test_plot_geometry():
+    assert plots.nice_ticks(0, 64) == [0, 20, 40, 60, 80]
+    line = plots.line_plot([3.0, 1.0, -2.0])
+    xs = [float(p.split(",")[0]) for p in line.points.split()]
+    assert xs == sorted(xs) and line.zero_y is not None
+    assert all(line.frame.x0 <= x <= line.frame.x1 for x in xs)
+    hist = plots.histogram([1.0, 1.1, 5.0], bins=4)
+    assert sum(b.count for b in hist.bars) == 3 and all(math.isfinite(b.height) for b in hist.bars)
+
+
+def test_specificity():
+    assert specificity(np.eye(4) + 0.1) == 1.0
+    assert specificity(np.ones((4, 4))) == 0.25  # ties: argmax picks the first column
+    one_image_wins_all = np.full((3, 3), 0.1)
+    one_image_wins_all[0] = 5.0
+    assert specificity(one_image_wins_all) == pytest.approx(1 / 3)
