@@ -80,13 +80,18 @@ def build_parser() -> argparse.ArgumentParser:
     site.add_argument("--model", default="vgg16")
 
     bench = sub.add_parser("bench", help="speed, quality and site-build benchmarks")
-    bench.add_argument("what", choices=("speed", "quality", "site", "gpu"))
+    bench.add_argument("what", choices=("speed", "quality", "site", "layers"))
     bench.add_argument("--weights", default="hed-bsds500")
     bench.add_argument("--backend", default=None, choices=("tensorflow", "jax"))
     bench.add_argument("--size", type=_positive_int, default=None)
     bench.add_argument("--steps", type=_positive_int, default=None)
     bench.add_argument("--sample", type=_positive_int, default=16, help="filters per layer (quality)")
     bench.add_argument("--layers", default="all")
+    bench.add_argument("--batch", type=_positive_int, default=None, help="layers: rows per batch")
+    bench.add_argument("--variants", default="naive,lucid-port,relu-objective,wake,contrast-start,lucid",
+                       help="quality: methods to compare")
+    bench.add_argument("--naive-original", action="store_true",
+                       help="quality: run naive at the original script's 96 px, 50 steps")
     bench.add_argument("--out", default="BENCHMARKS.md")
     return parser
 

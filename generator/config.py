@@ -48,15 +48,12 @@ class RenderConfig:
     seed: int = 0
     precision: str = "float32"
     backend: str = "tensorflow"
-    # lucid only: starting contrast (0.5: pixel std about 0.12), the wake-up phase (share of steps
-    # during which the centre-neuron objective, weight ``neuron`` at the start, fades into the channel
-    # objective).
-    init_std: float = 0.5
-    warmup: float = 0.5
-    neuron: float = 1.0
-    decay_power: float = 1.0
-    calm: float = 1.0  # how far transforms are turned down during the wake-up phase (1: off at the start)
+    # lucid only: starting contrast (Lucid's 0.01: grey), the share of the pre-ReLU mean in the
+    # objective, the wake-up of rows that are off everywhere, and the 1/f spectrum's decay.
+    init_std: float = 0.01
     pre_share: float = 0.1
+    wake: bool = True
+    decay_power: float = 1.0
     method_version: str = METHOD_VERSION
     loss_scale: float = field(default=256.0)
 
@@ -91,6 +88,3 @@ class RenderConfig:
                 f"--size {self.size} is too small for {layer.name}: its map would be "
                 f"{layer.output_size(self.size)} px; use --size {need} or more"
             )
-
-    def warmup_steps(self) -> int:
-        return int(round(self.warmup * self.steps)) if self.method == "lucid" else 0

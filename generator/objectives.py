@@ -1,11 +1,11 @@
 """What a filter's picture maximizes, one target filter per batch row.
 
-``channel``: the mean over the whole map of the filter's pre-ReLU activation (Lucid's channel
-objective without the ReLU, so a filter that is off still has a gradient). ``neuron``: the pre-ReLU
-activation at the centre of the map. The centre neuron wakes filters that the channel mean cannot: a
-single unit with a receptive field in the middle has a clear, strong direction to go, where the mean
-of a near-linear early map mostly rewards the average colour. The renderer weighs the two by a
-schedule (neuron first, channel after). ``post_relu_channel`` is the original script's objective.
+``channel_mix``: the mean over the map of the filter's activation after its ReLU (what users see the
+filter do), plus a small share of the mean before it (so a map that is off everywhere still has a
+gradient). ``neuron``: the pre-ReLU activation at the centre of the map; it wakes filters the channel
+objectives cannot, because a single unit has a clear direction to go where the mean of a map that is
+off everywhere (or, early on, of a near-linear map: the average colour) has none. The renderer picks
+per row and per step. ``post_relu_channel`` is the original script's objective.
 """
 
 from __future__ import annotations

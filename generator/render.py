@@ -8,10 +8,11 @@ same whichever batch it lands in.
 
 Methods:
     lucid: Fourier-parameterized image, decorrelated colour, sigmoid, transformation robustness and Adam
-        (Olah et al. 2017). A wake-up phase over the first ``warmup`` share of steps fades the objective
-        from the centre neuron to the channel mean and lets a fading share ``leak`` of the gradient
-        through switched-off ReLUs upstream (in the spirit of Lucid's redirected ReLU gradient), so
-        no filter stays grey.
+        (Olah et al. 2017), on the filter's activation after its ReLU plus a small share of it before.
+        A row whose map has no positive unit on the current step's image is *woken*: its objective is
+        the pre-ReLU centre unit (a single unit has a clear direction to go where a map that is off
+        everywhere has none) and its transforms are off (a jittered image cannot hold the precise
+        pattern that unit needs). Once any unit is on, the row is back on the channel objective.
     naive: the original script, kept as the baseline: pixels fed straight in, post-ReLU channel mean,
         ``x += lr * g / ||g||``.
 """
@@ -34,7 +35,7 @@ from generator.params import (
     rgb_to_uint8,
     uint8_to_caffe,
 )
-from generator.transforms import random_transform
+from generator.transforms import calm_draws, random_transform
 
 ADAM_B1, ADAM_B2, ADAM_EPS = 0.9, 0.999, 1e-8
 COMPUTE_DTYPE = {"float32": "float32", "mixed_float16": "float16", "mixed_bfloat16": "bfloat16"}
@@ -74,7 +75,6 @@ class LayerRenderer:
         self.robustness = robustness_for(layer)
         self._steps: dict[str, object] = {}
         self._evaluate = backend.compile_fn(self._evaluate_fn)
-        self.schedule = self._schedule()
 
     # --- the compiled pieces -------------------------------------------------------------------
 
@@ -82,19 +82,23 @@ class LayerRenderer:
         from keras import ops
 
         layer, pre_share = self.layer, self.config.pre_share
+        wake = 1.0 if self.config.wake else 0.0
 
-        def objective(spectrum, weights, filters, draws, neuron_w, loss_scale, constants):
-            rgb = random_transform(fourier_to_rgb(spectrum, constants), draws)
+        def objective(spectrum, weights, filters, draws, awake, loss_scale, constants):
+            rgb = random_transform(fourier_to_rgb(spectrum, constants), calm_draws(draws, awake))
             maps = network.pre_relu(rgb_to_caffe(rgb), weights, layer, dtype)
             target = objectives.select_filters(maps, filters, layer.filters)
             chan = objectives.channel_mix(target, pre_share)
+            # a row whose map has no positive unit is woken at its centre unit first
+            now_awake = ops.cast(ops.max(target, axis=(1, 2)) > 0, "float32")
+            neuron_w = (1.0 - now_awake) * wake
             mixed = (1.0 - neuron_w) * chan + neuron_w * objectives.neuron(target)
-            return -ops.sum(mixed) * loss_scale, chan
+            return -ops.sum(mixed) * loss_scale, (chan, ops.stop_gradient(now_awake))
 
         value_and_grad = backend.value_and_grad(objective)
 
-        def step(spectrum, m, v, t, weights, filters, draws, neuron_w, lr, loss_scale, constants):
-            _, chan, grad = value_and_grad(spectrum, weights, filters, draws, neuron_w, loss_scale, constants)
+        def step(spectrum, m, v, t, weights, filters, draws, awake, lr, loss_scale, constants):
+            _, (chan, awake), grad = value_and_grad(spectrum, weights, filters, draws, awake, loss_scale, constants)
             grad = grad / loss_scale
             ok = ops.logical_and(ops.all(ops.isfinite(grad)), ops.all(ops.isfinite(chan)))
             grad = ops.where(ok, grad, ops.zeros_like(grad))
@@ -103,7 +107,7 @@ class LayerRenderer:
             m_hat = m / (1.0 - ops.power(ADAM_B1, t))
             v_hat = v / (1.0 - ops.power(ADAM_B2, t))
             spectrum = spectrum - lr * m_hat / (ops.sqrt(v_hat) + ADAM_EPS)
-            return spectrum, m, v, -chan, ok
+            return spectrum, m, v, awake, -chan, ok
 
         return backend.compile_fn(step)
 
@@ -145,18 +149,6 @@ class LayerRenderer:
             self._steps[precision] = make(dtype)
         return self._steps[precision]
 
-    def _schedule(self) -> dict[str, np.ndarray]:
-        steps, warm = self.config.steps, self.config.warmup_steps()
-        t = np.arange(steps, dtype=np.float32)
-        fade = np.clip(1.0 - t / warm, 0.0, 1.0) if warm else np.zeros(steps, np.float32)
-        return {
-            "t": (t + 1.0).astype(np.float32),
-            "neuron_w": (fade * self.config.neuron).astype(np.float32),
-            # transforms fade in as the neuron objective fades out: a jittered image cannot hold the
-            # precise pattern a single unit needs to wake
-            "robust": (1.0 - fade * self.config.calm).astype(np.float32),
-        }
-
     # --- running a batch --------------------------------------------------------------------------
 
     def render_batch(self, filters: list[int], batch: int | None = None) -> list[RenderedFilter]:
@@ -187,21 +179,21 @@ class LayerRenderer:
         for f in rows:
             rng = filter_rng(cfg.seed, self.layer, f)
             inits.append(initial_spectrum(rng, cfg.size, cfg.init_std))
-            draws.append(self.robustness.draws(rng, cfg.steps, self.schedule["robust"]))
+            draws.append(self.robustness.draws(rng, cfg.steps))
         spectrum = ops.convert_to_tensor(np.stack(inits))
         m = ops.zeros_like(spectrum)
         v = ops.zeros_like(spectrum)
         draws_dev = ops.convert_to_tensor(np.stack(draws, axis=1))  # (steps, B, 6)
-        sched = {k: ops.convert_to_tensor(v) for k, v in self.schedule.items() if k != "robust"}
+        steps_t = ops.convert_to_tensor(np.arange(1, cfg.steps + 1, dtype=np.float32))
         filters = ops.convert_to_tensor(np.asarray(rows, np.int32))
         lr = ops.convert_to_tensor(np.float32(cfg.lr))
         scale = ops.convert_to_tensor(np.float32(cfg.loss_scale if precision == "mixed_float16" else 1.0))
         step = self._step_for(precision)
+        awake = ops.ones((len(rows),), "float32")
         losses, oks = [], []
         for t in range(cfg.steps):
-            spectrum, m, v, loss, ok = step(
-                spectrum, m, v, sched["t"][t], self.weights, filters, draws_dev[t],
-                sched["neuron_w"][t], lr, scale, self.constants,
+            spectrum, m, v, awake, loss, ok = step(
+                spectrum, m, v, steps_t[t], self.weights, filters, draws_dev[t], awake, lr, scale, self.constants
             )
             losses.append(loss)
             oks.append(ok)

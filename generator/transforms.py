@@ -24,18 +24,24 @@ class Robustness:
     rotate: float = 10.0
     jitter2: float = 4.0
 
-    def draws(self, rng: np.random.Generator, steps: int, strength: np.ndarray | None = None) -> np.ndarray:
-        """(steps, 6) float32 random parameters for one filter's whole run; ``strength`` (steps,) in
-        [0, 1] scales each step's transforms (0: identity)."""
+    def draws(self, rng: np.random.Generator, steps: int) -> np.ndarray:
+        """(steps, 6) float32 random parameters for one filter's whole run."""
         u = rng.uniform(-1.0, 1.0, size=(steps, DRAWS))
-        if strength is not None:
-            u = u * np.asarray(strength, np.float64)[:, None]
         out = np.empty_like(u)
         out[:, 0:2] = u[:, 0:2] * self.jitter / 2
         out[:, 2] = 1.0 + u[:, 2] * self.scale
         out[:, 3] = np.deg2rad(u[:, 3] * self.rotate)
         out[:, 4:6] = u[:, 4:6] * self.jitter2 / 2
         return out.astype(np.float32)
+
+
+def calm_draws(draws, strength):
+    """Scale each row's (B, 6) draws by ``strength`` (B,) in [0, 1]: 0 is the identity transform."""
+    from keras import ops
+
+    k = strength[:, None]
+    identity = ops.convert_to_tensor(np.asarray([0, 0, 1, 0, 0, 0], np.float32))
+    return identity + (draws - identity) * k
 
 
 def affine_matrices(draws, size: int):

@@ -12,7 +12,7 @@ from generator.models import find_layer
 from generator.params import fourier_constants, fourier_to_rgb, irfft2_bases, rgb_to_caffe
 from generator.quality import specificity
 from generator.selection import parse_filters, parse_layers
-from generator.transforms import Robustness, random_transform
+from generator.transforms import Robustness, calm_draws, random_transform
 
 
 @pytest.mark.parametrize("size", [8, 9, 32])
@@ -36,7 +36,8 @@ def test_fourier_image_is_valid_rgb_and_caffe_mapping():
 def test_transforms_identity_at_zero_strength_and_move_otherwise():
     rng = np.random.default_rng(0)
     image = rng.uniform(size=(1, 16, 16, 3)).astype(np.float32)
-    still = Robustness().draws(np.random.default_rng(1), 1, strength=np.zeros(1))
+    draws = Robustness().draws(np.random.default_rng(1), 1)
+    still = calm_draws(draws, np.zeros(1, np.float32))
     np.testing.assert_allclose(np.asarray(random_transform(image, still)), image, atol=1e-5)
     moved = np.asarray(random_transform(image, Robustness().draws(np.random.default_rng(1), 1)))
     assert np.abs(moved - image).mean() > 0.05
