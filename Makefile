@@ -24,13 +24,15 @@ install: $(STAMP)
 # The full atlas: every filter of every layer (a GPU run; see README for times), then the site.
 atlas: $(STAMP)
 	$(BIN)/atlas generate --weights $(WEIGHTS) --out $(ATLAS)
-	$(BIN)/atlas site --data $(ATLAS) --out site_src
+	$(BIN)/atlas generate --weights $(WEIGHTS) --method naive --filters 0-7 --size 96 --steps 50 --out $(ATLAS)-naive
+	$(BIN)/atlas site --data $(ATLAS) --compare $(ATLAS)-naive --out site_src
 	$(MKDOCS) build --strict
 
 # A CPU-sized atlas: 8 filters of every layer, 64 px, 64 steps, offline weights; minutes.
 preview: $(STAMP)
 	$(BIN)/atlas generate --weights $(PREVIEW_WEIGHTS) --filters 0-7 --size 64 --steps 64 --out $(PREVIEW)
-	$(BIN)/atlas site --data $(PREVIEW) --out site_src
+	$(BIN)/atlas generate --weights $(PREVIEW_WEIGHTS) --method naive --filters 0-7 --size 64 --steps 50 --out $(PREVIEW)-naive
+	$(BIN)/atlas site --data $(PREVIEW) --compare $(PREVIEW)-naive --out site_src
 	$(MKDOCS) build --strict
 
 serve: $(STAMP)
@@ -54,4 +56,4 @@ bench: $(STAMP)
 	$(BIN)/atlas bench site
 
 clean:
-	rm -rf site site_src/vgg16 $(PREVIEW) .pytest_cache
+	rm -rf site site_src/vgg16 site_src/method.md site_src/_examples.md $(PREVIEW) $(PREVIEW)-naive .pytest_cache

@@ -78,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     site.add_argument("--data", default="atlas")
     site.add_argument("--out", default="site_src")
     site.add_argument("--model", default="vgg16")
+    site.add_argument("--compare", default=None,
+                      help="an atlas of the same filters by the original method (--method naive), for the Method page")
 
     bench = sub.add_parser("bench", help="speed, quality and site-build benchmarks")
     bench.add_argument("what", choices=("speed", "quality", "site", "layers"))
@@ -183,7 +185,7 @@ def _check_out(out: str) -> None:
 def cmd_site(args: argparse.Namespace) -> int:
     from generator.site import build_site
 
-    count = build_site(args.data, args.out, args.model)
+    count = build_site(args.data, args.out, args.model, args.compare)
     print(f"{count} pages written to {args.out}/")
     return 0
 

@@ -79,8 +79,10 @@ def filter_url(model: str, layer: str, filter_index: int) -> str:
 
 
 def asset_url(model: str, layer: str, filter_index: int, kind: str) -> str:
-    """``kind``: png, json (downloads, same names as the data layout), webp, thumb (display)."""
-    suffix = {"png": ".png", "json": ".json", "webp": ".webp", "thumb": ".thumb.webp"}[kind]
+    """``kind``: png, json (downloads, same names as the data layout), webp, thumb (display), compare
+    (the thumbnail of the original method's picture, for the Method page)."""
+    suffix = {"png": ".png", "json": ".json", "webp": ".webp", "thumb": ".thumb.webp",
+              "compare": ".naive.webp"}[kind]
     return f"{layer_url(model, layer)}{filter_stem(filter_index)}{suffix}"
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from generator import paths, plots
 from generator.errors import AtlasError
-from generator.models import VGG16_LAYERS, ConvLayer, conv_layers
+from generator.models import ConvLayer, conv_layers
 from generator.store import AtlasStore, atomic_write_bytes
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
@@ -47,6 +47,23 @@ def relative_md(from_url: str, to_url: str) -> str:
     """A Markdown link between the source files of two pages, which MkDocs checks in strict mode."""
     start = posixpath.dirname(paths.source_path(from_url))
     return posixpath.relpath(paths.source_path(to_url), start or ".")
+
+
+def checked_rows(store: AtlasStore, layer: ConvLayer) -> list[dict]:
+    """The rows of a layer's table, after checking every listed filter has its image and JSON."""
+    if not store.paths.layer_json(layer.name).exists():
+        return []
+    rows = store.layer_rows(layer)
+    for row in rows:
+        f = row["filter"]
+        for path, what in ((store.paths.filter_png(layer.name, f), "image"),
+                           (store.paths.filter_json(layer.name, f), "loss JSON")):
+            if not path.exists():
+                raise AtlasError(
+                    f"{path}: missing {what} of {layer.name}:{f}; rerun `atlas generate` with the same "
+                    "settings to fill it in"
+                )
+    return rows
 
 
 @dataclass
@@ -86,9 +103,12 @@ def bibtex(model: str, layer: str, filter_index: int, permalink: str, manifest: 
 
 
 class SiteBuilder:
-    def __init__(self, data: str | Path, out: str | Path, model: str) -> None:
+    def __init__(self, data: str | Path, out: str | Path, model: str, compare: str | Path | None = None) -> None:
         paths.safe_name("model", model)
         self.store = AtlasStore(data, model)
+        self.compare = AtlasStore(compare, model) if compare else None
+        if self.compare:
+            self.compare.read_manifest()
         self.out = Path(out)
         self.model = model
         self.env = _environment()
@@ -130,22 +150,7 @@ class SiteBuilder:
     # --- the pages ---------------------------------------------------------------------------------
 
     def layer_rows(self, layer: ConvLayer) -> list[dict]:
-        if not self.store.paths.layer_json(layer.name).exists():
-            return []
-        rows = self.store.layer_rows(layer)
-        for row in rows:
-            f = row["filter"]
-            if not self.store.paths.filter_png(layer.name, f).exists():
-                raise AtlasError(
-                    f"{self.store.paths.filter_png(layer.name, f)}: missing image of {layer.name}:{f}; "
-                    "rerun `atlas generate` with the same settings to fill it in"
-                )
-            if not self.store.paths.filter_json(layer.name, f).exists():
-                raise AtlasError(
-                    f"{self.store.paths.filter_json(layer.name, f)}: missing loss JSON of {layer.name}:{f}; "
-                    "rerun `atlas generate` with the same settings to fill it in"
-                )
-        return rows
+        return checked_rows(self.store, layer)
 
     def cells(self, here: str, layer: ConvLayer, rows: list[dict]) -> list[Cell]:
         return [
@@ -273,24 +278,21 @@ class SiteBuilder:
         )
 
     def _comparison(self) -> list[dict]:
-        """Side-by-side rows from a naive atlas next to this one (``<data>-naive``), where present."""
-        naive_root = Path(str(self.store.paths.root) + "-naive")
-        if not (naive_root / self.model / "manifest.json").exists():
+        """Side-by-side rows: the ``--compare`` atlas (the original method) next to this one."""
+        if self.compare is None:
             return []
-        naive = SiteBuilder.__new__(SiteBuilder)
-        naive.store, naive.model, naive.out = AtlasStore(naive_root, self.model), self.model, self.out
         rows_out = []
         here = "method/"
-        for layer in VGG16_LAYERS:
+        for layer in conv_layers(self.model):
             ours = {r["filter"]: r for r in self.layer_rows(layer)}
-            theirs = {r["filter"]: r for r in naive.layer_rows(layer)} if naive.store.paths.layer_json(layer.name).exists() else {}
+            theirs = {r["filter"]: r for r in checked_rows(self.compare, layer)}
             common = sorted(set(ours) & set(theirs))[:SAMPLE]
             if not common:
                 continue
             cells_naive = []
             for f in common:
-                rel = paths.asset_url(self.model, layer.name, f, "thumb").replace(".thumb.webp", ".naive.webp")
-                self._naive_thumb(naive_root, layer, f, self.out / rel)
+                rel = paths.asset_url(self.model, layer.name, f, "compare")
+                self._compare_thumb(self.compare.paths.filter_png(layer.name, f), self.out / rel)
                 cells_naive.append(Cell(relative(here, paths.filter_url(self.model, layer.name, f)),
                                         relative(here, rel), f"{layer.name}:{f} (original method)", str(f),
                                         theirs[f]["dead"]))
@@ -301,15 +303,18 @@ class SiteBuilder:
         return rows_out
 
     @staticmethod
-    def _naive_thumb(root: Path, layer: ConvLayer, f: int, target: Path) -> None:
+    def _compare_thumb(src: Path, target: Path) -> None:
         from PIL import Image
 
-        src = paths.AtlasPaths(root, "vgg16").filter_png(layer.name, f)
         image = Image.open(src).convert("RGB").resize((THUMB, THUMB), Image.LANCZOS)
         target.parent.mkdir(parents=True, exist_ok=True)
         image.save(target, format="WEBP", quality=80)
 
 
-def build_site(data: str | Path, out: str | Path, model: str = "vgg16") -> int:
-    """Render every page of the atlas in ``data`` into ``out``; returns the number of pages."""
-    return SiteBuilder(data, out, model).build()
+def build_site(data: str | Path, out: str | Path, model: str = "vgg16", compare: str | Path | None = None) -> int:
+    """Render every page of the atlas in ``data`` into ``out``; returns the number of pages.
+
+    ``compare``: an atlas of the same filters made with the original method, shown beside ours on the
+    Method page.
+    """
+    return SiteBuilder(data, out, model, compare).build()

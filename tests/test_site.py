@@ -28,6 +28,10 @@ def tiny_atlas(tmp_path_factory) -> Path:
     proc = run_atlas("generate", "--weights", "random", "--layers", ",".join(LAYERS), "--filters", "0-2",
                      "--size", "32", "--steps", "3", "--out", str(out))
     assert proc.returncode == 0, proc.stderr
+    naive = out.parent / "atlas-naive"
+    proc = run_atlas("generate", "--weights", "random", "--layers", ",".join(LAYERS), "--filters", "0-1",
+                     "--size", "32", "--steps", "2", "--method", "naive", "--out", str(naive))
+    assert proc.returncode == 0, proc.stderr
     return out
 
 
@@ -45,7 +49,7 @@ def make_project(tmp: Path) -> Path:
 @pytest.fixture(scope="module")
 def built_site(tiny_atlas, tmp_path_factory) -> Path:
     project = make_project(tmp_path_factory.mktemp("site"))
-    build_site(tiny_atlas, project / "site_src")
+    build_site(tiny_atlas, project / "site_src", compare=tiny_atlas.parent / "atlas-naive")
     proc = subprocess.run(
         [sys.executable, "-m", "mkdocs", "build", "--strict"], cwd=project, capture_output=True, text=True,
         env={"NO_MKDOCS_2_WARNING": "1", "PATH": str(Path(sys.executable).parent)},
@@ -63,6 +67,12 @@ def test_every_page_of_the_contract_exists(built_site):
     assert layer.is_file() and (built_site / "vgg16/block3_conv3/0002.json").is_file()
     assert (built_site / "vgg16/block3_conv3/0002.webp").is_file()
     assert (built_site / "vgg16/block3_conv3/0002.thumb.webp").is_file()
+
+
+def test_method_page_compares_the_original_method(built_site):
+    html = (built_site / "method/index.html").read_text()
+    assert "Side by side" in html and html.count(".naive.webp") == 6  # 2 filters x 3 layers
+    assert (built_site / "vgg16/block5_conv3/0001.naive.webp").is_file()
 
 
 def test_filter_page_content(built_site):
