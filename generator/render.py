@@ -12,7 +12,8 @@ Methods:
         A row whose map has no positive unit on the current step's image is *woken*: its objective is
         the pre-ReLU centre unit (a single unit has a clear direction to go where a map that is off
         everywhere has none) and its transforms are off (a jittered image cannot hold the precise
-        pattern that unit needs). Once any unit is on, the row is back on the channel objective.
+        pattern that unit needs). Once a unit is on, the wake level fades over 1/16 of the run back to
+        the channel objective with full transforms.
     naive: the original script, kept as the baseline: pixels fed straight in, post-ReLU channel mean,
         ``x += lr * g / ||g||``.
 """
@@ -83,22 +84,26 @@ class LayerRenderer:
 
         layer, pre_share = self.layer, self.config.pre_share
         wake = 1.0 if self.config.wake else 0.0
+        fade = float(0.5 ** (16.0 / self.config.steps))  # the wake level halves every 1/16 of the run
 
-        def objective(spectrum, weights, filters, draws, awake, loss_scale, constants):
-            rgb = random_transform(fourier_to_rgb(spectrum, constants), calm_draws(draws, awake))
+        def objective(spectrum, weights, filters, draws, wake_level, loss_scale, constants):
+            rgb = random_transform(fourier_to_rgb(spectrum, constants), calm_draws(draws, 1.0 - wake_level))
             maps = network.pre_relu(rgb_to_caffe(rgb), weights, layer, dtype)
             target = objectives.select_filters(maps, filters, layer.filters)
             chan = objectives.channel_mix(target, pre_share)
-            # a row whose map has no positive unit is woken at its centre unit first
-            now_awake = ops.cast(ops.max(target, axis=(1, 2)) > 0, "float32")
-            neuron_w = (1.0 - now_awake) * wake
-            mixed = (1.0 - neuron_w) * chan + neuron_w * objectives.neuron(target)
-            return -ops.sum(mixed) * loss_scale, (chan, ops.stop_gradient(now_awake))
+            # a row whose map has no positive unit is woken at its centre unit; the wake level then
+            # fades (and the transforms fade back in) so the pattern it found can spread and settle
+            dead = ops.cast(ops.max(target, axis=(1, 2)) <= 0, "float32")
+            level = ops.stop_gradient(ops.maximum(wake_level, dead * wake))
+            mixed = (1.0 - level) * chan + level * objectives.neuron(target)
+            return -ops.sum(mixed) * loss_scale, (chan, level)
 
         value_and_grad = backend.value_and_grad(objective)
 
-        def step(spectrum, m, v, t, weights, filters, draws, awake, lr, loss_scale, constants):
-            _, (chan, awake), grad = value_and_grad(spectrum, weights, filters, draws, awake, loss_scale, constants)
+        def step(spectrum, m, v, t, weights, filters, draws, wake_level, lr, loss_scale, constants):
+            _, (chan, wake_level), grad = value_and_grad(
+                spectrum, weights, filters, draws, wake_level * fade, loss_scale, constants
+            )
             grad = grad / loss_scale
             ok = ops.logical_and(ops.all(ops.isfinite(grad)), ops.all(ops.isfinite(chan)))
             grad = ops.where(ok, grad, ops.zeros_like(grad))
@@ -107,7 +112,7 @@ class LayerRenderer:
             m_hat = m / (1.0 - ops.power(ADAM_B1, t))
             v_hat = v / (1.0 - ops.power(ADAM_B2, t))
             spectrum = spectrum - lr * m_hat / (ops.sqrt(v_hat) + ADAM_EPS)
-            return spectrum, m, v, awake, -chan, ok
+            return spectrum, m, v, wake_level, -chan, ok
 
         return backend.compile_fn(step)
 
@@ -189,11 +194,12 @@ class LayerRenderer:
         lr = ops.convert_to_tensor(np.float32(cfg.lr))
         scale = ops.convert_to_tensor(np.float32(cfg.loss_scale if precision == "mixed_float16" else 1.0))
         step = self._step_for(precision)
-        awake = ops.ones((len(rows),), "float32")
+        wake_level = ops.zeros((len(rows),), "float32")
         losses, oks = [], []
         for t in range(cfg.steps):
-            spectrum, m, v, awake, loss, ok = step(
-                spectrum, m, v, steps_t[t], self.weights, filters, draws_dev[t], awake, lr, scale, self.constants
+            spectrum, m, v, wake_level, loss, ok = step(
+                spectrum, m, v, steps_t[t], self.weights, filters, draws_dev[t], wake_level, lr, scale,
+                self.constants,
             )
             losses.append(loss)
             oks.append(ok)

@@ -128,6 +128,8 @@ class AtlasStore:
                     "filters": layer.filters,
                     "receptive_field": layer.receptive_field,
                     "rendered": len(rows),
+                    "dead": sum(bool(r["dead"]) for r in rows),
+                    "retried_float32": sum(bool(r.get("retried_float32")) for r in rows),
                     "robustness": robustness_for(layer).__dict__,
                 }
             )

@@ -231,3 +231,26 @@ def test_progress_lines_when_not_a_terminal(reference):
     progress.close()
     line = stream.getvalue().strip()
     assert line.startswith("layer 1/2 block1_conv1  filters 4/10") and "filters/s  ETA" in line
+
+
+def test_out_of_memory_halves_the_batch_and_goes_on(tmp_path, random_model, monkeypatch):
+    from generator import generate as gen_module
+    from generator.selection import parse_filters
+
+    real = LayerRenderer.render_batch
+    seen = []
+
+    def fake(self, filters, batch=None):
+        seen.append(batch)
+        if batch > 2:
+            raise RuntimeError("RESOURCE_EXHAUSTED: Out of memory while trying to allocate")
+        return real(self, filters, batch)
+
+    monkeypatch.setattr(LayerRenderer, "render_batch", fake)
+    layer = find_layer("block1_conv1")
+    cfg = RenderConfig(weights="random", weights_sha256=random_model.weights_sha256, size=32, steps=2)
+    summary = gen_module.generate(random_model, cfg, [(layer, parse_filters("0-7", layer))], str(tmp_path),
+                                  batch=8, progress=gen_module.Progress(8, 1, open(os.devnull, "w")))
+    assert summary.rendered == 8 and seen[:3] == [8, 4, 2]
+    manifest = json.loads((tmp_path / "vgg16/manifest.json").read_text())
+    assert manifest["layers"][0]["rendered"] == 8 and "retried_float32" in manifest["layers"][0]
