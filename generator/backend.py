@@ -122,6 +122,10 @@ def free_memory_bytes() -> int | None:
 
             stats = jax.devices()[0].memory_stats() or {}
             return int(stats.get("bytes_limit", 0) - stats.get("bytes_in_use", 0)) or None
-        return None  # TensorFlow reports usage, not capacity: the OOM fallback halves instead
+        import subprocess  # TensorFlow reports its usage, not the card's capacity: ask the driver
+
+        out = subprocess.run(["nvidia-smi", "--query-gpu=memory.free", "--format=csv,noheader,nounits"],
+                             capture_output=True, text=True, timeout=10)
+        return int(out.stdout.split()[0]) * 2**20 if out.returncode == 0 else None
     except Exception:  # noqa: BLE001 - unknown means "use the default"
         return None

@@ -262,8 +262,8 @@ def auto_batch(layer: ConvLayer, size: int, requested: int) -> int:
     """Rows per batch: all requested filters of the layer up to what memory holds.
 
     On a GPU the free memory decides (about 16 bytes per activation value per row: forward maps in
-    float32 or less, their gradients and the leak terms); on a CPU a fixed 16, where larger batches
-    stop paying off and memory stays small.
+    float32 or less, their gradients and the transform's intermediates); on a CPU a fixed 16, where
+    larger batches stop paying off and memory stays small.
     """
     free = backend.free_memory_bytes()
     if free is None:
