@@ -31,10 +31,10 @@ def select(backend: str | None) -> str:
             )
     os.environ["KERAS_BACKEND"] = wanted
     if wanted == "jax":
-        try:
-            import jax  # noqa: F401
-        except ImportError:
-            raise AtlasError("--backend jax needs JAX: pip install -e '.[jax]'") from None
+        import importlib.util
+
+        if importlib.util.find_spec("jax") is None:
+            raise AtlasError("--backend jax needs JAX: pip install -e '.[jax]'")
     return wanted
 
 

@@ -7,12 +7,10 @@ benchmarks report, tests check.
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import re
 import resource
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -292,21 +290,15 @@ def _du(path: Path, pattern: str = "*") -> int:
 
 
 def bench_site(args) -> str:
-    from generator.site import build_site
+    from generator.site import build_site, stage_project
 
     size, steps = args.size or 128, args.steps or 256
-    repo = Path(__file__).resolve().parent.parent
     with tempfile.TemporaryDirectory(prefix="atlas-site-bench-") as tmp:
         tmp = Path(tmp)
         t0 = time.perf_counter()
         synthetic_atlas(tmp / "atlas", size, steps)
         t_data = time.perf_counter() - t0
-        project = tmp / "project"
-        project.mkdir()
-        shutil.copy(repo / "mkdocs.yml", project)
-        shutil.copy(repo / "BENCHMARKS.md", project)
-        shutil.copytree(repo / "site_src", project / "site_src",
-                        ignore=shutil.ignore_patterns("vgg16", "method.md", "_examples.md"))
+        project = stage_project(tmp)
         t0 = time.perf_counter()
         pages = build_site(tmp / "atlas", project / "site_src")
         t_pages = time.perf_counter() - t0

@@ -17,7 +17,7 @@ from pathlib import Path
 from generator import paths, plots
 from generator.errors import AtlasError
 from generator.models import ConvLayer, conv_layers
-from generator.store import AtlasStore, atomic_write_bytes
+from generator.store import AtlasStore
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 DEFAULT_SITE_URL = "https://vgg16-filter-atlas.github.io/"
@@ -309,6 +309,19 @@ class SiteBuilder:
         image = Image.open(src).convert("RGB").resize((THUMB, THUMB), Image.LANCZOS)
         target.parent.mkdir(parents=True, exist_ok=True)
         image.save(target, format="WEBP", quality=80)
+
+
+def stage_project(dest: Path) -> Path:
+    """A copy of what ``mkdocs build`` reads (mkdocs.yml, hand-written pages, BENCHMARKS.md) in
+    ``dest/project``, for builds that must not touch the working tree (tests, benchmarks)."""
+    repo = TEMPLATES.parent
+    project = Path(dest) / "project"
+    project.mkdir(parents=True)
+    shutil.copy(repo / "mkdocs.yml", project)
+    shutil.copy(repo / "BENCHMARKS.md", project)
+    shutil.copytree(repo / "site_src", project / "site_src",
+                    ignore=shutil.ignore_patterns("vgg16", *GENERATED))
+    return project
 
 
 def build_site(data: str | Path, out: str | Path, model: str = "vgg16", compare: str | Path | None = None) -> int:

@@ -15,7 +15,7 @@ import pytest
 
 from generator import paths
 from generator.errors import AtlasError
-from generator.site import DEFAULT_SITE_URL, build_site, relative
+from generator.site import DEFAULT_SITE_URL, build_site, relative, stage_project
 from tests.conftest import ROOT, error_line, run_atlas
 
 LAYERS = ["block1_conv1", "block3_conv3", "block5_conv3"]
@@ -35,20 +35,9 @@ def tiny_atlas(tmp_path_factory) -> Path:
     return out
 
 
-def make_project(tmp: Path) -> Path:
-    """A copy of what `mkdocs build` reads: mkdocs.yml, hand-written pages, BENCHMARKS.md."""
-    project = tmp / "project"
-    project.mkdir()
-    shutil.copy(ROOT / "mkdocs.yml", project)
-    shutil.copy(ROOT / "BENCHMARKS.md", project)
-    shutil.copytree(ROOT / "site_src", project / "site_src",
-                    ignore=shutil.ignore_patterns("vgg16", "method.md", "_examples.md"))
-    return project
-
-
 @pytest.fixture(scope="module")
 def built_site(tiny_atlas, tmp_path_factory) -> Path:
-    project = make_project(tmp_path_factory.mktemp("site"))
+    project = stage_project(tmp_path_factory.mktemp("site"))
     build_site(tiny_atlas, project / "site_src", compare=tiny_atlas.parent / "atlas-naive")
     proc = subprocess.run(
         [sys.executable, "-m", "mkdocs", "build", "--strict"], cwd=project, capture_output=True, text=True,
