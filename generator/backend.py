@@ -69,15 +69,18 @@ def value_and_grad(fn: Callable) -> Callable:
 
 
 def compile_fn(fn: Callable) -> Callable:
-    """One compiled program per call signature: ``jax.jit`` or ``tf.function``."""
+    """One compiled program per call signature: ``jax.jit`` (XLA) or ``tf.function``.
+
+    TensorFlow runs without XLA: its image transform op (ImageProjectiveTransformV3, behind
+    ``keras.ops.image.affine_transform``) has no XLA kernel, so ``jit_compile=True`` fails to compile.
+    """
     if name() == "jax":
         import jax
 
         return jax.jit(fn)
     import tensorflow as tf
 
-    xla = os.environ.get("ATLAS_TF_XLA", "0") == "1"
-    return tf.function(fn, jit_compile=xla, reduce_retracing=True)
+    return tf.function(fn, reduce_retracing=True)
 
 
 def to_numpy(x):
