@@ -203,9 +203,8 @@ class LayerRenderer:
             )
             losses.append(loss)
             oks.append(ok)
-        rgb = backend.to_numpy(fourier_to_rgb(spectrum, self.constants))
-        images = rgb_to_uint8(rgb)
-        return images, backend.to_numpy(ops.stack(losses, axis=1)), bool(np.all(backend.to_numpy(ops.stack(oks))))
+        images = rgb_to_uint8(backend.to_numpy(fourier_to_rgb(spectrum, self.constants)))
+        return (images, *_fetch(losses, oks))
 
     def _run_naive(self, rows, precision):
         from keras import ops
@@ -228,7 +227,7 @@ class LayerRenderer:
             losses.append(loss)
             oks.append(ok)
         images = np.stack([caffe_to_uint8(x) for x in backend.to_numpy(image)])
-        return images, backend.to_numpy(ops.stack(losses, axis=1)), bool(np.all(backend.to_numpy(ops.stack(oks))))
+        return (images, *_fetch(losses, oks))
 
     def activations(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """For 8-bit RGB images (N, H, W, 3): per image and filter of the layer, the mean post-ReLU
@@ -256,6 +255,13 @@ class LayerRenderer:
                 )
             )
         return out
+
+
+def _fetch(losses: list, oks: list) -> tuple[np.ndarray, bool]:
+    """The one host transfer of a batch's per-step device values: (B, steps) losses, all finite."""
+    from keras import ops
+
+    return backend.to_numpy(ops.stack(losses, axis=1)), bool(np.all(backend.to_numpy(ops.stack(oks))))
 
 
 def auto_batch(layer: ConvLayer, size: int, requested: int) -> int:
