@@ -50,10 +50,13 @@ browser:
 test: $(STAMP) browser
 	$(BIN)/python -m pytest -q -rs tests
 
+# About an hour on a 2-core CPU; each figure replaces its own section of BENCHMARKS.md.
 bench: $(STAMP)
-	$(BIN)/atlas bench speed
-	$(BIN)/atlas bench quality
+	$(BIN)/atlas bench quality --size 128 --steps 256 --sample 16 --variants naive,lucid --naive-original --weights hed-bsds500
+	$(BIN)/atlas bench quality --size 64 --steps 128 --sample 16 --weights hed-bsds500
 	$(BIN)/atlas bench site
+	$(BIN)/atlas bench layers --size 128 --steps 8 --batch 16 --weights hed-bsds500
+	$(BIN)/atlas bench speed --weights hed-bsds500
 
 clean:
 	rm -rf site site_src/vgg16 site_src/method.md site_src/_examples.md $(PREVIEW) $(PREVIEW)-naive .pytest_cache
