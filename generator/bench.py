@@ -169,7 +169,7 @@ def bench_layers(args) -> str:
         at_default = per_filter_step * layer.filters * 256
         total_seconds += at_default
         total_flop += 3 * conv_flops(layer, size) * layer.filters * 256
-        rows.append(f"| {layer.name} | {batch} | {len(filters) / (seconds / steps * 256 / steps * steps):.2f} "
+        rows.append(f"| {layer.name} | {batch} | {1 / (per_filter_step * 256):.3f} "
                     f"| {flop / seconds / 1e12:.3f} | {at_default / 60:.1f} |")
     return (
         f"### Throughput per layer: {size} px, measured over {steps} steps, projected to 256 steps\n\n"
