@@ -121,7 +121,7 @@ def bench_speed(args) -> str:
                         ("lucid", f"`lucid`, batched ({n_batch} filters per batch)")):
         if name not in runs:
             continue
-        gflops = 3 * fwd * rate[name] / 1e9
+        gflops = 2 * fwd * rate[name] / 1e9
         ratio = rate[name] / rate["original"] if "original" in rate else float("nan")
         rows.append(f"| {label} | {runs[name]:.1f} | {rate[name]:.1f} | {ratio:.2f}x | {gflops:.0f} |")
     return (
@@ -130,9 +130,11 @@ def bench_speed(args) -> str:
         f"Command: `atlas bench speed --weights {args.weights}`. Best of two alternating runs after a warm-up.\n\n"
         "| method | seconds | filters·steps/s | vs original | GFLOP/s |\n| --- | ---: | ---: | ---: | ---: |\n"
         + "\n".join(rows)
-        + f"\n\nGFLOP/s counts the conv multiply-adds (×2) of the model truncated at {SPEED_LAYER} "
-        f"({fwd / 1e9:.2f} GFLOP forward per image) and 3× that per step for forward plus backward; "
-        "`lucid` also pays for its image parameterization and transforms."
+        + f"\n\nGFLOP/s counts the direct-convolution multiply-adds (×2) of the model truncated at "
+        f"{SPEED_LAYER} ({fwd / 1e9:.2f} GFLOP forward per image) and 2× that per step (forward, and the "
+        "gradient with respect to the image; none for the weights). It is nominal: oneDNN may use Winograd "
+        "convolutions, which do fewer multiplications. `lucid` also pays for its image parameterization "
+        "and transforms."
     )
 
 
@@ -165,10 +167,10 @@ def bench_layers(args) -> str:
         renderer.render_batch(filters, batch)
         seconds = time.perf_counter() - t0
         per_filter_step = seconds / (len(filters) * steps)
-        flop = 3 * conv_flops(layer, size) * len(filters) * steps
+        flop = 2 * conv_flops(layer, size) * len(filters) * steps
         at_default = per_filter_step * layer.filters * 256
         total_seconds += at_default
-        total_flop += 3 * conv_flops(layer, size) * layer.filters * 256
+        total_flop += 2 * conv_flops(layer, size) * layer.filters * 256
         rows.append(f"| {layer.name} | {batch} | {1 / (per_filter_step * 256):.3f} "
                     f"| {flop / seconds / 1e12:.3f} | {at_default / 60:.1f} |")
     return (
@@ -337,7 +339,7 @@ def bench_site(args) -> str:
         f"| of which thumbnails | {mb(sizes['thumb'])} ({sizes['thumb'] / n / 1024:.1f} KB each) |\n"
         f"| of which loss JSON | {mb(sizes['json'])} ({sizes['json'] / n / 1024:.1f} KB each) |\n"
         f"| of which filter pages | {mb(sizes['pages'])} ({sizes['pages'] / n / 1024:.1f} KB each) |\n"
-        f"| search index | **{mb(sizes['search'])}** |\n\n"
+        f"| search index | **{sizes['search'] / 1024:.0f} KB** |\n\n"
         "The synthetic pictures are Fourier noise of the same size as real ones; real pictures compress "
         "differently, so the image sizes are a guide, the page count, build time and index size are not."
     )
