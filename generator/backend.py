@@ -114,6 +114,16 @@ def accelerator() -> tuple[str, float | None]:
     return "gpu", major + minor / 10
 
 
+def resolve_precision(requested: str) -> str:
+    """``auto``: bf16 on GPUs that have it (compute capability 8+), fp16 on older GPUs, fp32 on a CPU."""
+    if requested != "auto":
+        return requested
+    kind, capability = accelerator()
+    if kind != "gpu":
+        return "float32"
+    return "mixed_bfloat16" if (capability or 0) >= 8.0 else "mixed_float16"
+
+
 def free_memory_bytes() -> int | None:
     """Free accelerator memory, where the backend can tell; None on the CPU."""
     kind, _ = accelerator()

@@ -145,7 +145,6 @@ def bench_layers(args) -> str:
     from generator import backend
 
     backend.select(args.backend)
-    from generator.cli import resolve_precision
     from generator.config import RenderConfig
     from generator.models import load_model
     from generator.network import conv_flops
@@ -154,7 +153,7 @@ def bench_layers(args) -> str:
 
     size, steps = args.size or 128, args.steps or 16
     loaded = load_model(weights=args.weights)
-    precision = resolve_precision("auto")
+    precision = backend.resolve_precision("auto")
     cfg = RenderConfig(weights=args.weights, weights_sha256=loaded.weights_sha256, size=size, steps=steps,
                        precision=precision, backend=backend.name())
     rows, total_seconds, total_flop = [], 0.0, 0.0

@@ -6,6 +6,7 @@ Every problem with the input ends in one line on stderr and a non-zero exit, nev
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import os
 import sys
@@ -123,18 +124,6 @@ def cmd_layers(args: argparse.Namespace) -> int:
     return 0
 
 
-def resolve_precision(requested: str) -> str:
-    """``auto``: bf16 on GPUs that have it (compute capability 8+), fp16 on older GPUs, fp32 on CPU."""
-    if requested != "auto":
-        return requested
-    from generator import backend
-
-    kind, capability = backend.accelerator()
-    if kind != "gpu":
-        return "float32"
-    return "mixed_bfloat16" if (capability or 0) >= 8.0 else "mixed_float16"
-
-
 def cmd_generate(args: argparse.Namespace) -> int:
     from generator import backend
     from generator.models import check_model_name
@@ -147,20 +136,18 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     layers = parse_layers(args.layers, args.model)
     work = [(layer, parse_filters(args.filters, layer)) for layer in layers]
-    probe = RenderConfig(model=args.model, method=args.method, size=args.size, steps=args.steps,
-                         lr=args.lr or DEFAULT_LR[args.method], seed=args.seed,
-                         precision="float32", backend=chosen)
+    config = RenderConfig(
+        model=args.model, weights=str(args.weights), method=args.method, size=args.size, steps=args.steps,
+        lr=args.lr or DEFAULT_LR[args.method], seed=args.seed,
+        precision=backend.resolve_precision(args.precision), backend=chosen,
+    )
     for layer, _ in work:
-        probe.check_layer(layer)  # before the (slow) model load: bad input writes nothing
+        config.check_layer(layer)  # before the (slow) model load: bad input writes nothing
     _check_out(args.out)
     from generator.models import load_model
 
     loaded = load_model(args.model, args.weights, seed=args.seed)
-    config = RenderConfig(
-        model=args.model, weights=str(args.weights), weights_sha256=loaded.weights_sha256,
-        method=args.method, size=args.size, steps=args.steps, lr=args.lr or DEFAULT_LR[args.method],
-        seed=args.seed, precision=resolve_precision(args.precision), backend=chosen,
-    )
+    config = dataclasses.replace(config, weights_sha256=loaded.weights_sha256)
     summary = generate(loaded, config, work, args.out, batch=args.batch, force=args.force)
     print(
         f"{summary.rendered} filters rendered, {summary.skipped} already done, {summary.dead} dead, "

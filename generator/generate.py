@@ -81,12 +81,11 @@ def generate(
     with _StopFlag() as flag:
         for number, (layer, filters) in enumerate(work, start=1):
             rows = done_rows[layer.name]
-            missing = [f for f in filters if f not in rows]
-            if not missing:
-                continue
             size = batch or auto_batch(layer, config.size, len(filters))
-            renderer = LayerRenderer(loaded, layer, config)
             queue = [c for c in plan_batches(filters, size) if any(f not in rows for f in c)]
+            if not queue:
+                continue
+            renderer = LayerRenderer(loaded, layer, config)
             while queue and not flag.stop:
                 chunk = queue.pop(0)
                 try:

@@ -136,7 +136,7 @@ def load_model(name: str = "vgg16", weights: str = "imagenet", seed: int = 0) ->
         path = Path(weights)
         if not path.suffix == ".h5":
             raise AtlasError(
-                f"--weights {weights!r}: not a weight source; use imagenet, hed-bsds500, random "
+                f"--weights {weights!r}: not a weight source; use {', '.join(WEIGHT_SOURCES)} "
                 "or the path of a .h5 / .weights.h5 file"
             )
         kernels = read_vgg16_kernels(path)

@@ -238,7 +238,7 @@ class LayerRenderer:
         return tuple(backend.to_numpy(x) for x in self._evaluate(caffe, self.weights))
 
     def _judge(self, rows, images, losses, precision, retried) -> list[RenderedFilter]:
-        post, pmax, pmean = self.activations(images[: len(rows)])
+        post, pmax, pmean = self.activations(images)  # padded rows too: one compiled shape per layer
         out = []
         for b, f in enumerate(rows):
             out.append(

@@ -183,7 +183,7 @@ class SiteBuilder:
         for block in sorted({layer.block for layer in layers}):
             self._block(block, [(layer, rows) for layer, rows in summaries if layer.block == block])
         self._examples(summaries)
-        self._method(summaries)
+        self._method()
         return self.pages
 
     def _layer(self, layer: ConvLayer, rows: list[dict]) -> None:
@@ -270,7 +270,7 @@ class SiteBuilder:
         )
         (self.out / "_examples.md").write_text(text)
 
-    def _method(self, summaries) -> None:
+    def _method(self) -> None:
         naive = {"steps": 50, "lr": 10}
         self._write_page(
             "method.md", "method.md.j2", config=self.manifest["config"], weights=self.manifest["weights"],
