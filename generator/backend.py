@@ -1,26 +1,57 @@
-"""The few things Keras 3 leaves to each backend: gradients, compilation, device facts.
+"""The few things Keras 3 leaves to each backend: gradients, compiled loops, the device and its facts.
 
 Everything else in the renderer is ``keras.ops`` and runs unchanged on TensorFlow and JAX. The backend
-is chosen by ``KERAS_BACKEND`` before Keras is first imported (``atlas generate --backend`` sets it).
+is chosen by ``KERAS_BACKEND`` before Keras is first imported (``--backend`` sets it), and imported
+once, quietly (``generator.quiet``).
+
+Reproducibility: on a CPU a filter's picture is byte-identical whatever batch it lands in. On a GPU,
+JAX runs with XLA's deterministic ops (``ATLAS_DETERMINISTIC=0`` turns them off), so a rerun with the
+same batch size gives the same bytes; TensorFlow's GPU kernels (cuDNN, scatter) are not deterministic,
+so its GPU reruns agree to float rounding, not bytes.
 """
 
 from __future__ import annotations
 
 import os
+import subprocess
+from dataclasses import dataclass
+from functools import lru_cache
 from typing import Callable
 
+from generator.errors import AtlasError
+
 BACKENDS = ("tensorflow", "jax")
+DEVICES = ("auto", "gpu", "cpu")
+DETERMINISTIC_XLA = "--xla_gpu_deterministic_ops=true"
 
 
-def select(backend: str | None) -> str:
-    """Set the Keras backend for this process; must run before ``import keras``."""
+@dataclass(frozen=True)
+class DeviceFacts:
+    """What decides precision and batch size: the device kind, its name, its compute capability
+    (GPUs) and its free memory in bytes (None where it cannot be told)."""
+
+    kind: str  # cpu or gpu
+    name: str
+    capability: float | None = None
+    free_bytes: int | None = None
+
+    def describe(self) -> str:
+        if self.kind == "cpu":
+            return f"CPU ({self.name})"
+        free = f", {self.free_bytes / 2**30:.0f} GiB free" if self.free_bytes else ""
+        return f"GPU {self.name} (compute capability {self.capability}{free})"
+
+
+def select(backend: str | None = None, device: str = "auto") -> str:
+    """Set the Keras backend and device for this process and import it; must run before ``import keras``."""
+    import importlib.util
     import sys
-
-    from generator.errors import AtlasError
 
     wanted = backend or os.environ.get("KERAS_BACKEND") or "tensorflow"
     if wanted not in BACKENDS:
         raise AtlasError(f"--backend {wanted!r}: choose tensorflow or jax")
+    if device not in DEVICES:
+        raise AtlasError(f"--device {device!r}: choose {', '.join(DEVICES)}")
     if "keras" in sys.modules:
         import keras
 
@@ -30,12 +61,37 @@ def select(backend: str | None) -> str:
                 f"set KERAS_BACKEND={wanted} before starting"
             )
     os.environ["KERAS_BACKEND"] = wanted
-    if wanted == "jax":
-        import importlib.util
+    if importlib.util.find_spec(wanted) is None:
+        extra = "jax" if wanted == "jax" else "base"
+        raise AtlasError(f"--backend {wanted} needs the {wanted} package: pip install -e '.[{extra}]' (make install)")
+    if device == "cpu":
+        os.environ["CUDA_VISIBLE_DEVICES"] = "-1"
+        os.environ["JAX_PLATFORMS"] = "cpu"
+    if wanted == "jax" and os.environ.get("ATLAS_DETERMINISTIC", "1") != "0":
+        flags = os.environ.get("XLA_FLAGS", "")
+        if "deterministic_ops" not in flags:
+            os.environ["XLA_FLAGS"] = (flags + " " + DETERMINISTIC_XLA).strip()
+    from generator import quiet
 
-        if importlib.util.find_spec("jax") is None:
-            raise AtlasError("--backend jax needs JAX: pip install -e '.[jax]'")
+    quiet.import_backend(wanted)
+    if wanted == "tensorflow":
+        _tensorflow_memory_growth()
+    if device == "gpu" and device_facts().kind != "gpu":
+        build = "a CUDA jaxlib" if wanted == "jax" else "TensorFlow's CUDA build"
+        raise AtlasError(f"--device gpu: {wanted} sees no GPU here; install {build} (make install does on NVIDIA machines)")
     return wanted
+
+
+def _tensorflow_memory_growth() -> None:
+    """Without it TensorFlow reserves nearly all GPU memory at start, and the free memory that sizes
+    the batches reads as zero."""
+    import tensorflow as tf
+
+    for gpu in tf.config.list_physical_devices("GPU"):
+        try:
+            tf.config.experimental.set_memory_growth(gpu, True)
+        except RuntimeError:  # already initialized in this process: growth is then what it is
+            pass
 
 
 def name() -> str:
@@ -83,6 +139,37 @@ def compile_fn(fn: Callable) -> Callable:
     return tf.function(fn, reduce_retracing=True)
 
 
+def compile_loop(step: Callable) -> Callable:
+    """``step(carry, x, consts) -> (carry, y)`` becomes ``run(carry, xs, consts) -> (carry, ys)`` over
+    the leading axis of ``xs``.
+
+    On JAX the whole loop is one jitted ``lax.scan``: no Python between steps, which is what keeps a GPU
+    busy. On TensorFlow each step is one ``tf.function`` call (a CPU step is long enough that the call
+    costs nothing measurable); ``ys`` stay on the device either way.
+    """
+    if name() == "jax":
+        import jax
+
+        def run_scan(carry, xs, consts):
+            return jax.lax.scan(lambda c, x: step(c, x, consts), carry, xs)
+
+        return jax.jit(run_scan)
+
+    import tensorflow as tf
+
+    compiled = tf.function(step, reduce_retracing=True)
+
+    def run_loop(carry, xs, consts):
+        count = int(tf.nest.flatten(xs)[0].shape[0])
+        ys = []
+        for i in range(count):
+            carry, y = compiled(carry, tf.nest.map_structure(lambda a: a[i], xs), consts)
+            ys.append(y)
+        return carry, tf.nest.map_structure(lambda *a: tf.stack(a), *ys)
+
+    return run_loop
+
+
 def to_numpy(x):
     import keras
 
@@ -94,51 +181,61 @@ def is_out_of_memory(exc: BaseException) -> bool:
     return "RESOURCE_EXHAUSTED" in text or "ResourceExhausted" in text or "out of memory" in text.lower()
 
 
-def accelerator() -> tuple[str, float | None]:
-    """('cpu', None) or ('gpu', compute capability major.minor) of the first device."""
+# --- the device -------------------------------------------------------------------------------------
+
+
+def cpu_name() -> str:
+    import platform
+
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return f"{os.cpu_count()} cores of {line.split(':', 1)[1].strip()}"
+    except OSError:
+        pass
+    return f"{os.cpu_count()} cores of {platform.processor() or platform.machine()}"
+
+
+@lru_cache(maxsize=1)
+def device_facts() -> DeviceFacts:
+    """The first device the backend computes on."""
     if name() == "jax":
         import jax
 
         device = jax.devices()[0]
-        if device.platform == "gpu":
-            cc = getattr(device, "compute_capability", None)
-            return "gpu", float(cc) if cc else 8.0
-        return "cpu", None
+        if device.platform != "gpu":
+            return DeviceFacts("cpu", cpu_name())
+        cc = getattr(device, "compute_capability", None)
+        stats = device.memory_stats() or {}
+        free = int(stats.get("bytes_limit", 0) - stats.get("bytes_in_use", 0)) or None
+        return DeviceFacts("gpu", device.device_kind, float(cc) if cc else None, free)
     import tensorflow as tf
 
     gpus = tf.config.list_physical_devices("GPU")
     if not gpus:
-        return "cpu", None
+        return DeviceFacts("cpu", cpu_name())
     details = tf.config.experimental.get_device_details(gpus[0])
-    major, minor = details.get("compute_capability", (8, 0))
-    return "gpu", major + minor / 10
+    major, minor = details.get("compute_capability", (0, 0))
+    return DeviceFacts("gpu", details.get("device_name", "GPU"), major + minor / 10 or None, nvidia_smi_free())
 
 
-def resolve_precision(requested: str) -> str:
-    """``auto``: bf16 on GPUs that have it (compute capability 8+), fp16 on older GPUs, fp32 on a CPU."""
+def nvidia_smi_free(run: Callable = subprocess.run) -> int | None:
+    """Free memory of the first GPU as the driver reports it; None where it cannot say (no driver, or
+    a MIG slice, where nvidia-smi prints ``[N/A]``)."""
+    try:
+        out = run(["nvidia-smi", "--query-gpu=memory.free", "--format=csv,noheader,nounits"],
+                  capture_output=True, text=True, timeout=10)
+        return int(out.stdout.split()[0]) * 2**20 if out.returncode == 0 else None
+    except (OSError, ValueError, IndexError, subprocess.SubprocessError):
+        return None
+
+
+def resolve_precision(requested: str, facts: DeviceFacts) -> str:
+    """``auto``: bf16 on GPUs that have it (compute capability 8+), fp16 with loss scaling on older
+    GPUs, fp32 on a CPU (bf16 on a CPU is fast on some and many times slower on others)."""
     if requested != "auto":
         return requested
-    kind, capability = accelerator()
-    if kind != "gpu":
+    if facts.kind != "gpu":
         return "float32"
-    return "mixed_bfloat16" if (capability or 0) >= 8.0 else "mixed_float16"
-
-
-def free_memory_bytes() -> int | None:
-    """Free accelerator memory, where the backend can tell; None on the CPU."""
-    kind, _ = accelerator()
-    if kind != "gpu":
-        return None
-    try:
-        if name() == "jax":
-            import jax
-
-            stats = jax.devices()[0].memory_stats() or {}
-            return int(stats.get("bytes_limit", 0) - stats.get("bytes_in_use", 0)) or None
-        import subprocess  # TensorFlow reports its usage, not the card's capacity: ask the driver
-
-        out = subprocess.run(["nvidia-smi", "--query-gpu=memory.free", "--format=csv,noheader,nounits"],
-                             capture_output=True, text=True, timeout=10)
-        return int(out.stdout.split()[0]) * 2**20 if out.returncode == 0 else None
-    except Exception:  # noqa: BLE001 - unknown means "use the default"
-        return None
+    return "mixed_bfloat16" if (facts.capability or 0) >= 8.0 else "mixed_float16"

@@ -2,8 +2,8 @@
 
 The hash covers everything that changes a picture (network weights, method, size, steps, learning
 rate, seed, precision, backend, the method's tuned constants), and nothing that does not (which
-layers or filters, batch size, output folder): so a resumed or extended run reuses what is on disk, and
-a run with other settings never mixes its files with these.
+layers, filters or views, batch size, output folder): so a resumed or extended run reuses what is on
+disk, and a run with other settings never mixes its files with these.
 """
 
 from __future__ import annotations
@@ -14,22 +14,22 @@ import math
 from dataclasses import asdict, dataclass, field
 
 from generator.errors import AtlasError
-from generator.models import ConvLayer
+from generator.layers import Layer
 from generator.transforms import Robustness
 
 METHODS = ("lucid", "naive")
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
-METHOD_VERSION = "1"  # bump when a method's algorithm changes, so old atlases are not resumed into
+METHOD_VERSION = "2"  # bump when a method's algorithm changes, so old atlases are not resumed into
 
 DEFAULT_LR = {"lucid": 0.05, "naive": 10.0}
 
 
-def robustness_for(layer: ConvLayer) -> Robustness:
-    """Transform strength by receptive field: a 3-pixel block1 filter is blurred away by an 8-pixel
-    jitter, so early layers get milder transforms; from block3 on, Lucid's defaults."""
-    if layer.block == 1:
+def robustness_for(layer: Layer) -> Robustness:
+    """Transform strength by receptive field: a 3-pixel filter is blurred away by an 8-pixel jitter,
+    so small receptive fields get milder transforms; from 24 pixels on, Lucid's defaults."""
+    if layer.receptive_field <= 7:
         return Robustness(jitter=2.0, scale=0.02, rotate=2.0, jitter2=1.0)
-    if layer.block == 2:
+    if layer.receptive_field <= 20:
         return Robustness(jitter=4.0, scale=0.05, rotate=5.0, jitter2=2.0)
     return Robustness()
 
@@ -49,11 +49,17 @@ class RenderConfig:
     precision: str = "float32"
     backend: str = "tensorflow"
     # lucid only: starting contrast (Lucid's 0.01: grey), the share of the pre-ReLU mean in the
-    # objective, the wake-up of rows that are off everywhere, and the 1/f spectrum's decay.
+    # objective, the wake-up of rows that are off everywhere, the 1/f spectrum's decay, the share of
+    # the run spent on a periodic picture and its tile (in receptive fields), and the weight of the
+    # diversity view's penalty (relative to the channel objective).
     init_std: float = 0.01
     pre_share: float = 0.1
     wake: bool = True
     decay_power: float = 1.0
+    tile_share: float = 0.5
+    tile_size: float = 1.0
+    tile_min: int = 16
+    diversity_weight: float = 0.5
     method_version: str = METHOD_VERSION
     loss_scale: float = field(default=256.0)
 
@@ -66,6 +72,8 @@ class RenderConfig:
             raise AtlasError(f"--lr {self.lr!r}: give a positive finite learning rate")
         if not (isinstance(self.size, int) and self.size >= 16):
             raise AtlasError(f"--size {self.size!r}: give an image side of at least 16 pixels")
+        if not (isinstance(self.seed, int) and 0 <= self.seed < 2**32):
+            raise AtlasError(f"--seed {self.seed!r}: give a whole number from 0 to 4294967295")
         if self.precision not in PRECISIONS[1:]:
             raise AtlasError(f"--precision {self.precision!r}: choose {', '.join(PRECISIONS)}")
 
@@ -80,11 +88,23 @@ class RenderConfig:
         text = json.dumps(picture, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
-    def check_layer(self, layer: ConvLayer) -> None:
+    def check_layer(self, layer: Layer) -> None:
         """Refuse an image too small for the layer: its map must be at least 2x2."""
-        need = max(16, 2 * layer.stride)
-        if self.size < need:
+        if layer.output_size(self.size) < 2:
+            need = self.size
+            while layer.output_size(need) < 2:
+                need += 1
             raise AtlasError(
                 f"--size {self.size} is too small for {layer.name}: its map would be "
-                f"{layer.output_size(self.size)} px; use --size {need} or more"
+                f"{max(0, layer.output_size(self.size))} px; use --size {need} or more"
             )
+
+    def tile_period(self, layer: Layer) -> int:
+        """Side of the repeated tile while the picture is periodic: about ``tile_size`` receptive
+        fields, a power of two (so it divides the usual image sides) from ``tile_min`` pixels (a smaller
+        tile only holds gratings) to a quarter of the image (the tile repeats at least 4 times across it).
+        A layer whose receptive field spans more than half the image is not tiled: its tile is the image."""
+        if layer.receptive_field * 2 > self.size:
+            return self.size
+        side = 2 ** math.ceil(math.log2(max(1.0, self.tile_size * layer.receptive_field)))
+        return int(min(max(side, self.tile_min), max(self.tile_min, self.size // 4)))

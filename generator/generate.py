@@ -1,32 +1,36 @@
 """``atlas generate``: plan the work, skip what is done, render batch by batch, store each batch.
 
-Resume is exact: a layer's filters are cut into batches the same way on every run, a batch with any
-filter missing is rendered again whole (same rows, same pictures) and only the missing files are
-written. Ctrl-C finishes the batch in flight, saves it and stops; a second Ctrl-C stops at once (files
-are written atomically, so nothing is left half-written either way).
+Resume is exact: each picture's randomness is its own (seed, layer, filter, view), so the filters
+still missing are rendered in whatever batches and land on the same bytes. Ctrl-C finishes the batch
+in flight, saves it and stops; a second Ctrl-C stops at once (files are written atomically, so nothing
+is left half-written either way). Out of memory halves the batch for the rest of the layer.
 """
 
 from __future__ import annotations
 
 import signal
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 
 from generator import backend
 from generator.config import RenderConfig
-from generator.models import ConvLayer, LoadedModel
+from generator.layers import Layer
+from generator.models import LoadedModel
 from generator.progress import Progress
 from generator.render import LayerRenderer, auto_batch
-from generator.store import AtlasStore
+from generator.store import AtlasStore, layer_row
+from generator.views import CHANNEL, View
 
 
 @dataclass
 class GenerateSummary:
-    rendered: int
-    skipped: int
+    rendered: int  # filter views written
+    skipped: int  # filter views already done
     interrupted: bool
     dead: int
     retried: int
     seconds: float
+    failed: list[str] = field(default_factory=list)  # layer:filter (view) non-finite even in float32
 
 
 class _StopFlag:
@@ -52,63 +56,69 @@ class _StopFlag:
             signal.signal(signal.SIGINT, self._old)
 
 
-def plan_batches(filters: list[int], batch: int) -> list[list[int]]:
-    return [filters[i : i + batch] for i in range(0, len(filters), batch)]
-
-
 def generate(
     loaded: LoadedModel,
     config: RenderConfig,
-    work: list[tuple[ConvLayer, list[int]]],
+    work: list[tuple[Layer, list[int]]],
     out: str,
+    views: list[View] = (CHANNEL,),
     batch: int | None = None,
     force: bool = False,
     progress: Progress | None = None,
+    facts: backend.DeviceFacts | None = None,
 ) -> GenerateSummary:
-    """Render every (layer, filters) of ``work`` into ``out`` under ``config``."""
-    import time
-
+    """Render every view of every (layer, filters) of ``work`` into ``out`` under ``config``."""
     start = time.monotonic()
     for layer, _ in work:
         config.check_layer(layer)
+    facts = facts or backend.device_facts()
     store = AtlasStore(out, config.model)
-    store.prepare(config, loaded, force)
-    done_rows = {layer.name: store.done(layer, config.hash) for layer, _ in work}
-    todo = sum(len([f for f in fs if f not in done_rows[layer.name]]) for layer, fs in work)
-    skipped = sum(len(fs) for _, fs in work) - todo
-    progress = progress or Progress(todo, len(work))
-    rendered = dead = retried = 0
-    with _StopFlag() as flag:
-        for number, (layer, filters) in enumerate(work, start=1):
-            rows = done_rows[layer.name]
-            size = batch or auto_batch(layer, config.size, len(filters))
-            queue = [c for c in plan_batches(filters, size) if any(f not in rows for f in c)]
-            if not queue:
-                continue
-            renderer = LayerRenderer(loaded, layer, config)
-            while queue and not flag.stop:
-                chunk = queue.pop(0)
-                try:
-                    results = renderer.render_batch(chunk, size)
-                except Exception as exc:  # noqa: BLE001 - only out-of-memory is handled here
-                    if not backend.is_out_of_memory(exc) or size == 1:
-                        raise
-                    size //= 2
-                    queue = plan_batches(chunk, size) + queue
+    summary = GenerateSummary(0, 0, False, 0, 0, 0.0)
+    with store.lock():
+        store.prepare(config, loaded, force)
+        records = {layer.name: store.records(layer, config.hash) for layer, _ in work}
+        rows = {layer.name: store.refresh_layer(layer, config) for layer, _ in work}  # a crash can leave it stale
+
+        def missing(layer: Layer, filters: list[int], view: View) -> list[int]:
+            have = records[layer.name]
+            return [f for f in filters if f not in have or view.name not in store.done_views(layer, have[f])]
+
+        plan = [(layer, view, missing(layer, filters, view)) for layer, filters in work for view in views]
+        summary.skipped = sum(len(filters) for _, filters in work) * len(views) - sum(len(m) for *_, m in plan)
+        progress = progress or Progress(sum(len(m) for *_, m in plan))
+        renderers: dict[str, LayerRenderer] = {}
+        with _StopFlag() as flag:
+            for layer, view, queue in plan:
+                if not queue or flag.stop:
                     continue
-                added = 0
-                for result in results:
-                    if result.filter in rows:
+                renderer = renderers.setdefault(layer.name, LayerRenderer(loaded, layer, config))
+                size = batch or auto_batch(layer, loaded.layers, config.size, len(queue), facts, view.images)
+                while queue and not flag.stop:
+                    chunk = queue[:size]
+                    try:
+                        results = renderer.render_batch(chunk, size, view)
+                    except Exception as exc:  # noqa: BLE001 - only out-of-memory is handled here
+                        if not backend.is_out_of_memory(exc) or size == 1:
+                            raise
+                        size //= 2  # the rest of the layer goes at the new size: one more compile, not one per batch
                         continue
-                    rows[result.filter] = store.write_filter(layer, result, config)
-                    added += 1
-                    dead += result.dead
-                    retried += result.retried
-                store.write_layer(layer, rows, config)
-                rendered += added
-                progress.update(added, layer.name, number)
-            if flag.stop:
-                break
+                    queue = queue[len(chunk):]
+                    for result in results:
+                        if result.failed:
+                            summary.failed.append(f"{layer.name}:{result.filter} ({view.name})")
+                            continue
+                        record = store.write_view(layer, result, config)
+                        records[layer.name][result.filter] = record
+                        done = store.done_views(layer, record)
+                        if "channel" in done:
+                            rows[layer.name][result.filter] = layer_row(record, done)
+                        summary.rendered += 1
+                        summary.dead += result.dead
+                        summary.retried += result.retried
+                    store.write_layer(layer, rows[layer.name], config)
+                    progress.update(len(chunk), f"{layer.name} {view.name}")
+            summary.interrupted = flag.stop
         store.write_manifest(config, loaded)
     progress.close()
-    return GenerateSummary(rendered, skipped, flag.stop, dead, retried, time.monotonic() - start)
+    summary.seconds = time.monotonic() - start
+    return summary

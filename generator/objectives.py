@@ -1,11 +1,15 @@
 """What a filter's picture maximizes, one target filter per batch row.
 
-``channel_mix``: the mean over the map of the filter's activation after its ReLU (what users see the
-filter do), plus a small share of the mean before it (so a map that is off everywhere still has a
-gradient). ``neuron``: the pre-ReLU activation at the centre of the map; it wakes filters the channel
-objectives cannot, because a single unit has a clear direction to go where the mean of a map that is
-off everywhere (or, early on, of a near-linear map: the average colour) has none. The renderer picks
-per row and per step. ``post_relu_channel`` is the original script's objective.
+All objectives read the target layer's **pre-activation** map (B, h, w) of the row's own filter:
+
+``channel_mix``: the mean over the map after the ReLU (what users see the filter do), plus a small
+share of the mean before it (so a map that is off everywhere still has a gradient). ``neuron``: the
+pre-activation at the centre of the map; it also wakes filters the channel objective cannot, because a
+single unit has a clear direction to go where the mean of a map that is off everywhere has none.
+``negative``: minus the pre-activation mean (the image that turns the filter off hardest).
+``diversity``: Lucid's penalty on pictures of one filter that look alike to the layer: the mean cosine
+similarity of their Gram matrices (Olah et al., *Feature Visualization*, Distill 2017).
+``post_relu_channel`` is the original script's objective.
 """
 
 from __future__ import annotations
@@ -26,11 +30,7 @@ def channel(target):
 
 
 def channel_mix(target, pre_share):
-    """(B, h, w) -> (B,): ``(1 - pre_share)`` x post-ReLU mean + ``pre_share`` x pre-ReLU mean.
-
-    The post-ReLU part is what a user sees the filter do (and what "dead" and specificity judge); the
-    small pre-ReLU part keeps a gradient when every unit of the map is off.
-    """
+    """(B, h, w) -> (B,): ``(1 - pre_share)`` x post-ReLU mean + ``pre_share`` x pre-ReLU mean."""
     from keras import ops
 
     return (1.0 - pre_share) * ops.mean(ops.relu(target), axis=(1, 2)) + pre_share * channel(target)
@@ -42,8 +42,37 @@ def neuron(target):
     return target[:, h // 2, w // 2]
 
 
+def negative(target):
+    """(B, h, w) -> (B,) minus the pre-activation mean: maximizing it turns the filter off."""
+    return -channel(target)
+
+
 def post_relu_channel(target):
     """(B, h, w) -> (B,) spatial mean after the ReLU (the original script)."""
     from keras import ops
 
     return ops.mean(ops.relu(target), axis=(1, 2))
+
+
+def diversity(maps, group: int):
+    """(B, h, w, C) maps, rows in groups of ``group`` pictures of one filter -> (B,) each row's summed
+    cosine similarity to the other pictures of its group, compared as Gram matrices of the layer's
+    activations (channel co-occurrence, where the pattern sits does not matter).
+
+    ``<G_a, G_b>`` with ``G = F^T F`` (F: positions x channels) equals ``||F_a F_b^T||^2``, so the
+    smaller of the (C x C) and (hw x hw) products is formed.
+    """
+    from keras import ops
+
+    b, h, w, c = maps.shape
+    feats = ops.reshape(ops.relu(maps), (b // group, group, h * w, c))
+    if h * w < c:
+        cross = ops.einsum("gipc,gjqc->gijpq", feats, feats)  # F_i F_j^T
+        inner = ops.sum(cross * cross, axis=(3, 4))  # (g, i, j): <G_i, G_j>
+    else:
+        grams = ops.einsum("gipc,gipd->gicd", feats, feats)
+        inner = ops.einsum("gicd,gjcd->gij", grams, grams)
+    norms = ops.sqrt(ops.maximum(ops.diagonal(inner, axis1=1, axis2=2), 1e-20))
+    cosine = inner / (norms[:, :, None] * norms[:, None, :])
+    off = 1.0 - ops.eye(group, dtype=cosine.dtype)
+    return ops.reshape(ops.sum(cosine * off, axis=2), (b,))

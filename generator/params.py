@@ -1,4 +1,4 @@
-"""Image parameterizations: what the optimizer changes, and the map to VGG16's caffe input.
+"""The image parameterization: what the optimizer changes.
 
 Lucid's Fourier parameterization (Olah et al., "Feature Visualization", Distill 2017): the image is the
 inverse real FFT of a spectrum scaled by 1/f, so every Adam step moves all frequencies alike instead of
@@ -20,7 +20,6 @@ COLOR_CORRELATION_SVD_SQRT = np.asarray(
 COLOR_DECORRELATION = (
     COLOR_CORRELATION_SVD_SQRT / np.max(np.linalg.norm(COLOR_CORRELATION_SVD_SQRT, axis=0))
 ).T.astype(np.float32)
-CAFFE_MEAN_BGR = np.asarray([103.939, 116.779, 123.68], np.float32)
 FOURIER_MAGIC = 4.0  # Lucid's divisor that brings the spectrum's image to a sigmoid-friendly range
 
 
@@ -91,28 +90,20 @@ def initial_spectrum(rng: np.random.Generator, size: int, std: float) -> np.ndar
     return (rng.standard_normal(spectrum_shape(size)) * std).astype(np.float32)
 
 
-def rgb_to_caffe(rgb):
-    """[0, 1] RGB -> VGG16's input: BGR, 0..255, minus the ImageNet mean (Keras 'caffe' mode)."""
-    return rgb[..., ::-1] * 255.0 - CAFFE_MEAN_BGR
+def periodic_gain(size: int, period: int, decay_power: float = 1.0) -> np.ndarray:
+    """(rows, half-width) per-frequency gain that turns the spectrum into a tiling of one small
+    pattern, repeated ``m = size // period`` times across the image.
 
-
-def caffe_to_uint8(image: np.ndarray) -> np.ndarray:
-    """A caffe-space image (naive method) -> 8-bit RGB for display, contrast-normalized per image.
-
-    The original script's ``deprocess_image``: centre, scale the standard deviation to 0.15, shift to
-    0.5, clip.
+    Only the frequencies that are multiples of ``m`` survive (the rest get 0), so the picture repeats
+    every ``size / m`` pixels; the Fourier image is periodic on the ``size`` torus, so the tiling is
+    seamless. The survivors are scaled by ``m`` (``m ** (1 - decay_power)`` at the mean colour), which
+    makes optimizing them the same as optimizing Lucid's 1/f image of the tile alone and tiling it:
+    without the gain the tile's frequencies, all high for a small tile, would move ``m`` times slower
+    and the pattern stay faint.
     """
-    image = np.asarray(image, np.float64)[..., ::-1]
-    image = image - image.mean()
-    image = image / (image.std() + 1e-5) * 0.15 + 0.5
-    return np.clip(np.round(image * 255.0), 0, 255).astype(np.uint8)
-
-
-def rgb_to_uint8(rgb: np.ndarray) -> np.ndarray:
-    """[0, 1] float RGB -> 8-bit RGB, the image users get."""
-    return np.clip(np.round(np.asarray(rgb) * 255.0), 0, 255).astype(np.uint8)
-
-
-def uint8_to_caffe(image: np.ndarray) -> np.ndarray:
-    """An 8-bit RGB image as VGG16 sees it (for judging saved PNGs)."""
-    return (np.asarray(image, np.float32)[..., ::-1] - CAFFE_MEAN_BGR).astype(np.float32)
+    repeats = max(1, size // max(1, period))
+    rows = (np.round(np.fft.fftfreq(size, 1.0 / size)).astype(int) % repeats == 0)[:, None]
+    cols = (np.arange(size // 2 + 1) % repeats == 0)[None, :]
+    gain = (rows & cols).astype(np.float32) * repeats
+    gain[0, 0] = repeats ** (1.0 - decay_power)
+    return gain

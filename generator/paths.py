@@ -1,12 +1,18 @@
 """Every path of the data layout and every URL of the site, in one place.
 
-Both are contracts (papers link the URLs, tools read the files): change them here or nowhere.
+Both are contracts (papers link the URLs, tools read the files): files are only ever added, never
+renamed. Change them here or nowhere.
 
-    atlas/vgg16/manifest.json
-    atlas/vgg16/block3_conv3/layer.json
-    atlas/vgg16/block3_conv3/0080.png            site: /vgg16/block3_conv3/0080.png (download)
-    atlas/vgg16/block3_conv3/0080.json           site: /vgg16/block3_conv3/0080.json (download)
-    /vgg16/  /vgg16/block3/  /vgg16/block3_conv3/  /vgg16/block3_conv3/80/
+    atlas/<model>/manifest.json
+    atlas/<model>/<layer>/layer.json              one row per filter
+    atlas/<model>/<layer>/wiring.json             each filter's strongest inputs and outputs
+    atlas/<model>/<layer>/0080.png                the channel picture      site: 0080.webp (display)
+    atlas/<model>/<layer>/0080.json               its numbers and loss curves (every view)
+    atlas/<model>/<layer>/0080.neuron.png, .negative.png, .diversity-1.png ... -4.png (other views)
+    atlas/<model>/<layer>/0080.examples.json      top and bottom dataset examples
+    atlas/<model>/<layer>/0080.examples.webp      their crops, one sprite
+    /  /vgg16/  /vgg16/block3/  /vgg16/block3_conv3/  /vgg16/block3_conv3/80/
+    /resnet50/  /resnet50/conv4/  /resnet50/conv4_block3_out/  /resnet50/conv4_block3_out/17/
 """
 
 from __future__ import annotations
@@ -46,17 +52,36 @@ class AtlasPaths:
     def manifest(self) -> Path:
         return self.model_dir / "manifest.json"
 
+    @property
+    def lock(self) -> Path:
+        return self.model_dir / ".lock"
+
+    @property
+    def examples_state(self) -> Path:
+        """The examples pass's checkpoint (running top-k, histograms, position)."""
+        return self.model_dir / ".examples-state.npz"
+
     def layer_dir(self, layer: str) -> Path:
         return self.model_dir / safe_name("layer", layer)
 
     def layer_json(self, layer: str) -> Path:
         return self.layer_dir(layer) / "layer.json"
 
-    def filter_png(self, layer: str, filter_index: int) -> Path:
-        return self.layer_dir(layer) / f"{filter_stem(filter_index)}.png"
+    def wiring_json(self, layer: str) -> Path:
+        return self.layer_dir(layer) / "wiring.json"
+
+    def filter_png(self, layer: str, filter_index: int, suffix: str = "") -> Path:
+        """A picture: ``suffix`` '' is the channel view, else ``.neuron``, ``.diversity-2`` ..."""
+        return self.layer_dir(layer) / f"{filter_stem(filter_index)}{suffix}.png"
 
     def filter_json(self, layer: str, filter_index: int) -> Path:
         return self.layer_dir(layer) / f"{filter_stem(filter_index)}.json"
+
+    def examples_json(self, layer: str, filter_index: int) -> Path:
+        return self.layer_dir(layer) / f"{filter_stem(filter_index)}.examples.json"
+
+    def examples_sprite(self, layer: str, filter_index: int) -> Path:
+        return self.layer_dir(layer) / f"{filter_stem(filter_index)}.examples.webp"
 
 
 # --- site URLs (relative to the site root, no leading slash, as MkDocs wants them) ---------------
@@ -66,8 +91,9 @@ def model_url(model: str) -> str:
     return f"{safe_name('model', model)}/"
 
 
-def block_url(model: str, block: int) -> str:
-    return f"{model_url(model)}block{int(block)}/"
+def group_url(model: str, group: str) -> str:
+    """A block (VGG: ``block3``) or stage (ResNet: ``conv4``)."""
+    return f"{model_url(model)}{safe_name('group', group)}/"
 
 
 def layer_url(model: str, layer: str) -> str:
@@ -78,11 +104,21 @@ def filter_url(model: str, layer: str, filter_index: int) -> str:
     return f"{layer_url(model, layer)}{int(filter_index)}/"
 
 
+ASSETS = {
+    "png": ".png",  # the channel picture, lossless (kept in the data; the site links the release)
+    "json": ".json",  # numbers and loss curves, as in the data layout
+    "webp": ".webp",  # display
+    "thumb": ".thumb.webp",  # grids
+    "compare": ".naive.webp",  # the original method's thumbnail (Method page)
+    "examples": ".examples.webp",  # dataset example crops, one sprite
+    "top1": ".top1.webp",  # the strongest dataset example (layer grid)
+}
+
+
 def asset_url(model: str, layer: str, filter_index: int, kind: str) -> str:
-    """``kind``: png, json (downloads, same names as the data layout), webp, thumb (display), compare
-    (the thumbnail of the original method's picture, for the Method page)."""
-    suffix = {"png": ".png", "json": ".json", "webp": ".webp", "thumb": ".thumb.webp",
-              "compare": ".naive.webp"}[kind]
+    """A file of the site beside the layer page: one of ``ASSETS``, or ``view:<suffix>`` for the
+    display WebP of another view (``view:.neuron``, ``view:.diversity-2``)."""
+    suffix = kind[5:] + ".webp" if kind.startswith("view:") else ASSETS[kind]
     return f"{layer_url(model, layer)}{filter_stem(filter_index)}{suffix}"
 
 
@@ -96,8 +132,3 @@ def source_path(url: str) -> str:
             return "/".join(parts) + ".md"
         return url + "index.md"
     return url
-
-
-def short_name(model: str, layer: str, filter_index: int) -> str:
-    """How a paper names a filter: ``VGG16 block3_conv3:80``."""
-    return f"{model.upper()} {layer}:{int(filter_index)}"

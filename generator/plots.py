@@ -150,3 +150,81 @@ def histogram(values: list[float], bins: int = 24, frame: Frame = Frame()) -> Hi
     return Histogram(
         frame, bars, [Tick(x(t), _label(t)) for t in x_ticks], [Tick(y(t), _label(t)) for t in y_ticks]
     )
+
+
+def symlog(value: float) -> float:
+    """The axis of activation distributions: ``sign(v) log10(1 + |v|)``, so that 0.5 and 500 both show."""
+    return math.copysign(math.log10(1.0 + abs(value)), value)
+
+
+@dataclass(frozen=True)
+class Mark:
+    x: float
+    label: str
+    value: float
+
+
+@dataclass(frozen=True)
+class Distribution:
+    frame: Frame
+    bars: list[Bar]
+    x_ticks: list[Tick]
+    y_ticks: list[Tick]
+    marks: list[Mark]
+    points: str = ""
+    zero_y: float | None = None
+
+
+def distribution(edges: list[float], counts: list[int], marks: list[tuple[float, str]] = (),
+                 frame: Frame = Frame(height=200)) -> Distribution:
+    """Counts between ``edges`` (in value units, bins uniform in ``symlog``) on a symlog x axis, with
+    vertical marks (the filter's own picture)."""
+    ends = [symlog(edges[0]), symlog(edges[-1])] + [symlog(v) for v, _ in marks]
+    lo, hi = min(ends), max(ends)
+    if hi <= lo:
+        hi = lo + 1.0
+    top_count = max(counts) if counts else 1
+    y_ticks = nice_ticks(0, top_count or 1)
+    top = y_ticks[-1] or 1
+
+    def x(value: float) -> float:
+        return frame.x0 + (frame.x1 - frame.x0) * (symlog(value) - lo) / (hi - lo)
+
+    def y(count: float) -> float:
+        return frame.y0 - (frame.y0 - frame.y1) * count / top
+
+    bars = [
+        Bar(x(a), y(c), max(0.5, x(b) - x(a) - 0.5), frame.y0 - y(c), c, a, b)
+        for a, b, c in zip(edges[:-1], edges[1:], counts)
+        if c
+    ]
+    candidates = [0.0] + [sign * 10.0 ** e for e in range(-1, 7) for sign in (1, -1)]
+    ticks: list[Tick] = []
+    for value in sorted((v for v in candidates if lo <= symlog(v) <= hi), key=lambda v: (abs(v) != 0, -abs(v))):
+        pos = x(value)
+        if all(abs(pos - t.pos) >= 40 for t in ticks):  # room for a label
+            ticks.append(Tick(pos, _label(value)))
+    return Distribution(frame, bars, sorted(ticks, key=lambda t: t.pos), [Tick(y(t), _label(t)) for t in y_ticks],
+                        [Mark(x(v), label, v) for v, label in marks])
+
+
+@dataclass(frozen=True)
+class KernelImage:
+    """A first-layer kernel as coloured squares: the filter's weights seen as the image patch they
+    match best (each weight scaled into [0, 1] around grey)."""
+
+    side: int
+    cell: int
+    squares: list[tuple[int, int, str]]  # x, y, "#rrggbb"
+
+
+def kernel_image(kernel: list, cell: int = 16) -> KernelImage:
+    """``kernel[y][x] = [r, g, b]`` weights -> squares of an SVG."""
+    flat = [abs(v) for row in kernel for px in row for v in px] or [1.0]
+    scale = max(flat) or 1.0
+    squares = []
+    for j, row in enumerate(kernel):
+        for i, px in enumerate(row):
+            rgb = [min(255, max(0, round((0.5 + 0.5 * v / scale) * 255))) for v in px]
+            squares.append((i * cell, j * cell, "#{:02x}{:02x}{:02x}".format(*rgb)))
+    return KernelImage(len(kernel) * cell, cell, squares)

@@ -5,6 +5,9 @@ specificity: the share of pictures whose own filter responds most, relative to h
 filter responds on average over the pictures (a[i, j] / mean_i a[i, j], a = mean post-ReLU activation of
 filter j on picture i): a picture that excites every filter alike, or whose filter prefers another
 filter's picture, does not count.
+coverage: the share of the cells of a 4x4 grid over the filter's map that hold a unit at 10% or more of
+the map's maximum; a picture with coverage 0.25 or less is a *blob*: a small pattern on a flat field,
+which shows what one position wants rather than what the channel responds to across an image.
 """
 
 from __future__ import annotations
@@ -13,12 +16,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
+BLOB_COVERAGE = 0.25
+
 
 @dataclass(frozen=True)
 class Quality:
     filters: int
     dead: int
     specificity: float
+    coverage: float  # median
+    blobs: int
 
 
 def specificity(responses: np.ndarray) -> float:
@@ -30,7 +37,14 @@ def specificity(responses: np.ndarray) -> float:
 
 def judge(renderer, images: np.ndarray, filters: list[int]) -> Quality:
     """Quality of ``images[i]`` as the picture of ``filters[i]`` of the renderer's layer."""
-    post, pre_max, _ = renderer.activations(images)
+    judged = renderer.judge(images)
     own = np.asarray(filters)
-    dead = int(np.sum(pre_max[np.arange(len(own)), own] <= 0.0))
-    return Quality(len(own), dead, specificity(post[:, own]))
+    rows = np.arange(len(own))
+    coverage = judged.coverage[rows, own]
+    return Quality(
+        filters=len(own),
+        dead=int(np.sum(judged.pre_max[rows, own] <= 0.0)),
+        specificity=specificity(judged.post_mean[:, own]),
+        coverage=float(np.median(coverage)),
+        blobs=int(np.sum(coverage <= BLOB_COVERAGE)),
+    )

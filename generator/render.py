@@ -1,281 +1,356 @@
-"""Batched gradient ascent: many filters of one layer at once, one compiled step per layer.
+"""Batched gradient ascent: many filters of one layer at once, one compiled run per layer and view.
 
-Row b of a batch renders filter ``filters[b]`` of the layer; the model is truncated at that layer, so a
-block1 filter never pays for block5. Per step only the device works: the random transform parameters
-of the whole run are uploaded once, and the loss of every row at every step stays on the device until
-the batch ends. Each filter's randomness comes from (seed, layer, filter) alone, so its picture is the
-same whichever batch it lands in.
+Row b of a batch renders one picture of filter ``filters[b]``; the model is truncated at the layer's
+pre-activation output, so an early filter never pays for the deep layers. The whole run of steps is
+one compiled loop (a ``lax.scan`` on JAX): the random transform parameters are uploaded once, and the
+loss of every row at every step stays on the device until the batch ends. Each picture's randomness
+comes from (seed, layer, filter, view) alone, so it is the same whichever batch it lands in.
 
 Methods:
     lucid: Fourier-parameterized image, decorrelated colour, sigmoid, transformation robustness and Adam
         (Olah et al. 2017), on the filter's activation after its ReLU plus a small share of it before.
-        A row whose map has no positive unit on the current step's image is *woken*: its objective is
-        the pre-ReLU centre unit (a single unit has a clear direction to go where a map that is off
-        everywhere has none) and its transforms are off (a jittered image cannot hold the precise
-        pattern that unit needs). Once a unit is on, the wake level fades over 1/16 of the run back to
-        the channel objective with full transforms.
+        For the first part of the run the picture is *periodic*: its spectrum is held to the
+        frequencies of a tile about one receptive field wide, so whatever pattern a unit finds is
+        found by every unit of the map at once and the picture fills the frame; then every frequency
+        is free. A row whose map has no positive unit on the current image is *woken*: its objective is
+        the centre unit (a single unit has a clear direction to go where a map that is off everywhere
+        has none) and its transforms are off; once a unit is on, the wake level fades over 1/16 of the
+        run back to the channel objective with full transforms.
     naive: the original script, kept as the baseline: pixels fed straight in, post-ReLU channel mean,
         ``x += lr * g / ||g||``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from generator import backend, network, objectives
+from generator import backend, inputs, objectives
 from generator.config import RenderConfig, robustness_for
-from generator.models import VGG16_LAYERS, ConvLayer, LoadedModel
-from generator.params import (
-    caffe_to_uint8,
-    fourier_constants,
-    fourier_to_rgb,
-    initial_spectrum,
-    rgb_to_caffe,
-    rgb_to_uint8,
-    uint8_to_caffe,
-)
+from generator.errors import AtlasError
+from generator.layers import Layer
+from generator.models import LoadedModel
+from generator.params import fourier_constants, fourier_to_rgb, initial_spectrum, periodic_gain
 from generator.transforms import calm_draws, random_transform
+from generator.views import CHANNEL, DIVERSITY, NEGATIVE, NEURON, View
 
 ADAM_B1, ADAM_B2, ADAM_EPS = 0.9, 0.999, 1e-8
 COMPUTE_DTYPE = {"float32": "float32", "mixed_float16": "float16", "mixed_bfloat16": "bfloat16"}
+COVERAGE_GRID = 4
+COVERAGE_LEVEL = 0.1
 
 
 @dataclass
-class RenderedFilter:
-    """One filter's picture and what it did, judged on the saved 8-bit image."""
+class RenderedView:
+    """One view of one filter: its pictures and what they do, judged on the saved 8-bit images."""
 
     filter: int
-    image: np.ndarray  # (size, size, 3) uint8 RGB
-    loss: np.ndarray  # (steps,) float32, minus the method's channel objective at each step
-    activation: float  # mean post-ReLU activation of the filter on the 8-bit image
-    pre_relu_mean: float
-    pre_relu_max: float
-    dead: bool  # the post-ReLU map is all zero on the 8-bit image
-    precision: str  # what it was rendered in (float32 after a non-finite mixed-precision batch)
-    retried: bool
+    view: View
+    images: list[np.ndarray]  # view.images pictures, each (size, size, 3) uint8 RGB
+    loss: np.ndarray  # (steps,) minus the view's objective at each step (diversity: mean of its pictures)
+    measures: dict = field(default_factory=dict)  # numbers of the saved pictures, for the JSON
+    dead: bool = False  # channel view: the post-ReLU map is all zero on the 8-bit image
+    precision: str = "float32"  # what it was rendered in (float32 after a non-finite mixed-precision run)
+    retried: bool = False
+    failed: bool = False  # non-finite even in float32: nothing is written for it
+
+    @property
+    def image(self) -> np.ndarray:
+        return self.images[0]
 
 
-def filter_rng(seed: int, layer: ConvLayer, filter_index: int) -> np.random.Generator:
-    return np.random.default_rng([seed, layer.index, filter_index])
+@dataclass
+class Judgement:
+    """Per picture (rows) and filter of the layer (columns), on 8-bit pictures."""
+
+    post_mean: np.ndarray  # mean activation after the ReLU
+    pre_max: np.ndarray
+    pre_mean: np.ndarray
+    centre: np.ndarray  # pre-activation of the centre unit
+    coverage: np.ndarray  # share of the cells of a 4x4 grid with a unit at >= 10% of the map's maximum
+
+
+def picture_rng(seed: int, layer: Layer, filter_index: int, view: View = CHANNEL, image: int = 0) -> np.random.Generator:
+    if view.code == 0:
+        return np.random.default_rng([seed, layer.index, filter_index])
+    return np.random.default_rng([seed, layer.index, filter_index, view.code, image])
 
 
 class LayerRenderer:
-    """Renders batches of one layer's filters; compiles its step once per precision."""
+    """Renders batches of one layer's filters; compiles one run per view and precision."""
 
-    def __init__(self, loaded: LoadedModel, layer: ConvLayer, config: RenderConfig) -> None:
+    def __init__(self, loaded: LoadedModel, layer: Layer, config: RenderConfig) -> None:
         from keras import ops
 
         config.check_layer(layer)
+        self.loaded = loaded
         self.layer = layer
         self.config = config
-        kernels = loaded.kernels()[: layer.index + 1]
-        self.weights = [(ops.convert_to_tensor(k), ops.convert_to_tensor(b)) for k, b in kernels]
-        self.constants = {k: ops.convert_to_tensor(v) for k, v in fourier_constants(config.size, config.decay_power).items()}
+        self.mode = loaded.spec.preprocessing
         self.robustness = robustness_for(layer)
-        self._steps: dict[str, object] = {}
+        constants = fourier_constants(config.size, config.decay_power)
+        gain = periodic_gain(config.size, config.tile_period(layer), config.decay_power)[None, None, :, :, None]
+        constants["periodic"] = gain  # the spectrum's gain while the picture is periodic
+        constants["release"] = gain  # folded into the parameters at the first free step: the same picture
+        self.constants = {k: ops.convert_to_tensor(v) for k, v in constants.items()}
+        self._nets: dict[str, object] = {}
+        self._runs: dict[tuple[str, str], object] = {}
         self._evaluate = backend.compile_fn(self._evaluate_fn)
 
-    # --- the compiled pieces -------------------------------------------------------------------
+    def net(self, precision: str):
+        if precision not in self._nets:
+            self._nets[precision] = self.loaded.tap_net([self.layer], precision)
+        return self._nets[precision]
 
-    def _lucid_step(self, dtype: str):
+    # --- the compiled runs -------------------------------------------------------------------------
+
+    def _lucid_run(self, view: View, precision: str):
         from keras import ops
 
-        layer, pre_share = self.layer, self.config.pre_share
-        wake = 1.0 if self.config.wake else 0.0
-        fade = float(0.5 ** (16.0 / self.config.steps))  # the wake level halves every 1/16 of the run
+        layer, cfg, mode = self.layer, self.config, self.mode
+        net = self.net(precision)
+        wake = 1.0 if cfg.wake and view.name in ("channel", "diversity") else 0.0
+        fade = float(0.5 ** (16.0 / cfg.steps))  # the wake level halves every 1/16 of the run
+        group = view.images
+        tiled = cfg.tile_share > 0 and view is not NEURON
 
-        def objective(spectrum, weights, filters, draws, wake_level, loss_scale, constants):
-            rgb = random_transform(fourier_to_rgb(spectrum, constants), calm_draws(draws, 1.0 - wake_level))
-            maps = network.pre_relu(rgb_to_caffe(rgb), weights, layer, dtype)
+        def wake_phase(periodic):
+            # with a periodic phase, rows are woken only in it: waking the centre unit of a periodic
+            # picture wakes every unit, while waking it later would grow a lone pattern at the centre
+            return periodic if tiled else 1.0
+
+        def picture(spectrum, periodic, constants):
+            return fourier_to_rgb(spectrum * _gain(periodic, constants), constants)
+
+        def objective(spectrum, variables, constants, filters, draws, wake_level, periodic, loss_scale):
+            rgb = picture(spectrum, periodic, constants)
+            rgb = random_transform(rgb, calm_draws(draws, 1.0 - wake_level))
+            maps = net(inputs.from_rgb(rgb, mode), variables)[0]
             target = objectives.select_filters(maps, filters, layer.filters)
-            chan = objectives.channel_mix(target, pre_share)
-            # a row whose map has no positive unit is woken at its centre unit; the wake level then
-            # fades (and the transforms fade back in) so the pattern it found can spread and settle
-            dead = ops.cast(ops.max(target, axis=(1, 2)) <= 0, "float32")
-            level = ops.stop_gradient(ops.maximum(wake_level, dead * wake))
-            mixed = (1.0 - level) * chan + level * objectives.neuron(target)
-            return -ops.sum(mixed) * loss_scale, (chan, level)
+            if view is NEURON:
+                value = report = objectives.neuron(target)
+                level = ops.zeros_like(wake_level)
+            elif view is NEGATIVE:
+                value = report = objectives.negative(target)
+                level = ops.zeros_like(wake_level)
+            else:
+                report = objectives.channel_mix(target, cfg.pre_share)
+                # a row whose map has no positive unit is woken at its centre unit; the wake level then
+                # fades (and the transforms fade back in) so the pattern it found can spread and settle
+                off = ops.cast(ops.max(target, axis=(1, 2)) <= 0, "float32")
+                level = ops.stop_gradient(ops.maximum(wake_level, off * wake * wake_phase(periodic)))
+                value = (1.0 - level) * report + level * objectives.neuron(target)
+                if view is DIVERSITY:
+                    scale = ops.stop_gradient(ops.abs(report) + 1e-3)
+                    value = value - cfg.diversity_weight * scale * objectives.diversity(maps, group)
+            return -ops.sum(value) * loss_scale, (report, level)
 
         value_and_grad = backend.value_and_grad(objective)
 
-        def step(spectrum, m, v, t, weights, filters, draws, wake_level, lr, loss_scale, constants):
-            _, (chan, wake_level), grad = value_and_grad(
-                spectrum, weights, filters, draws, wake_level * fade, loss_scale, constants
+        def step(carry, x, consts):
+            spectrum, m, v, wake_level, bad = carry
+            t, draws, periodic, release = x
+            variables, constants, filters, lr, loss_scale = consts
+            # the first free step: fold the periodic gain into the parameters, so the picture is unchanged
+            spectrum = spectrum * (release * constants["release"] + (1.0 - release))
+            _, (report, wake_level), grad = value_and_grad(
+                spectrum, variables, constants, filters, draws, wake_level * fade, periodic, loss_scale
             )
             grad = grad / loss_scale
-            ok = ops.logical_and(ops.all(ops.isfinite(grad)), ops.all(ops.isfinite(chan)))
-            grad = ops.where(ok, grad, ops.zeros_like(grad))
+            finite = ops.logical_and(ops.all(ops.isfinite(grad), axis=(1, 2, 3, 4)), ops.isfinite(report))
+            grad = ops.where(finite[:, None, None, None, None], grad, ops.zeros_like(grad))
             m = ADAM_B1 * m + (1.0 - ADAM_B1) * grad
             v = ADAM_B2 * v + (1.0 - ADAM_B2) * grad * grad
             m_hat = m / (1.0 - ops.power(ADAM_B1, t))
             v_hat = v / (1.0 - ops.power(ADAM_B2, t))
             spectrum = spectrum - lr * m_hat / (ops.sqrt(v_hat) + ADAM_EPS)
-            return spectrum, m, v, wake_level, -chan, ok
+            bad = ops.logical_or(bad, ops.logical_not(finite))
+            return (spectrum, m, v, wake_level, bad), ops.where(finite, -report, ops.zeros_like(report))
 
-        return backend.compile_fn(step)
+        return backend.compile_loop(step)
 
-    def _naive_step(self, dtype: str):
+    def _naive_run(self, precision: str):
         from keras import ops
 
         layer = self.layer
+        net = self.net(precision)
 
-        def objective(image, weights, filters, loss_scale):
-            maps = network.pre_relu(image, weights, layer, dtype)
+        def objective(image, variables, filters, loss_scale):
+            maps = net(image, variables)[0]
             chan = objectives.post_relu_channel(objectives.select_filters(maps, filters, layer.filters))
             return ops.sum(chan) * loss_scale, chan
 
         value_and_grad = backend.value_and_grad(objective)
 
-        def step(image, weights, filters, lr, loss_scale):
-            _, chan, grad = value_and_grad(image, weights, filters, loss_scale)
+        def step(carry, x, consts):
+            image, bad = carry
+            variables, filters, lr, loss_scale = consts
+            _, chan, grad = value_and_grad(image, variables, filters, loss_scale)
             norm = ops.sqrt(ops.sum(grad * grad, axis=(1, 2, 3), keepdims=True))
-            ok = ops.logical_and(ops.all(ops.isfinite(grad)), ops.all(ops.isfinite(chan)))
-            update = ops.where(ok, grad / (norm + 1e-12), ops.zeros_like(grad))
-            return image + lr * update, -chan, ok
+            finite = ops.logical_and(ops.all(ops.isfinite(grad), axis=(1, 2, 3)), ops.isfinite(chan))
+            update = ops.where(finite[:, None, None, None], grad / (norm + 1e-12), ops.zeros_like(grad))
+            bad = ops.logical_or(bad, ops.logical_not(finite))
+            return (image + lr * update, bad), ops.where(finite, -chan, ops.zeros_like(chan))
 
-        return backend.compile_fn(step)
+        return backend.compile_loop(step)
 
-    def _evaluate_fn(self, images, weights):
-        from keras import ops
+    def _run_for(self, view: View, precision: str):
+        key = (view.name, precision)
+        if key not in self._runs:
+            self._runs[key] = self._lucid_run(view, precision) if self.config.method == "lucid" else self._naive_run(precision)
+        return self._runs[key]
 
-        maps = network.pre_relu(images, weights, self.layer, "float32")
-        return (
-            ops.mean(ops.relu(maps), axis=(1, 2)),
-            ops.max(maps, axis=(1, 2)),
-            ops.mean(maps, axis=(1, 2)),
-        )
+    # --- running a batch ---------------------------------------------------------------------------
 
-    def _step_for(self, precision: str):
-        if precision not in self._steps:
-            dtype = COMPUTE_DTYPE[precision]
-            make = self._lucid_step if self.config.method == "lucid" else self._naive_step
-            self._steps[precision] = make(dtype)
-        return self._steps[precision]
+    def render_batch(self, filters: list[int], batch: int | None = None, view: View = CHANNEL) -> list[RenderedView]:
+        """Render ``view`` of ``filters`` (at most ``batch`` of them) as one batch of ``batch`` filters.
 
-    # --- running a batch --------------------------------------------------------------------------
-
-    def render_batch(self, filters: list[int], batch: int | None = None) -> list[RenderedFilter]:
-        """Render ``filters`` (at most ``batch`` of them) as one batch of ``batch`` rows.
-
-        Short batches are padded by repeating the last filter, so every batch of a layer has the
-        same shape and reuses one compiled program.
+        Short batches are padded by repeating the last filter, so every batch of a layer and view has
+        the same shape and reuses one compiled program. Rows that go non-finite in mixed precision are
+        rendered again in float32 (only their filters); a filter that is non-finite in float32 too is
+        returned with ``failed`` set and no pictures.
         """
+        if self.config.method == "naive" and view is not CHANNEL:
+            raise AtlasError(f"--views {view.name}: the naive method renders the channel view only")
         batch = batch or len(filters)
-        rows = list(filters) + [filters[-1]] * (batch - len(filters))
-        precision, retried = self.config.precision, False
-        images, losses, ok = self._run(rows, precision)
-        if not ok and precision != "float32":
-            precision, retried = "float32", True
-            images, losses, ok = self._run(rows, precision)
-        return self._judge(rows[: len(filters)], images, losses, precision, retried)
+        precision = self.config.precision
+        results = self._render(filters, batch, view, precision)
+        redo = [r.filter for r in results if r.failed]
+        if redo and precision != "float32":
+            again = {r.filter: r for r in self._render(redo, batch, view, "float32")}
+            for r in again.values():
+                r.retried = True
+            results = [again.get(r.filter, r) for r in results]
+        return results
 
-    def _run(self, rows: list[int], precision: str) -> tuple[np.ndarray, np.ndarray, bool]:
+    def _render(self, filters: list[int], batch: int, view: View, precision: str) -> list[RenderedView]:
+        padded = list(filters) + [filters[-1]] * (batch - len(filters))
+        rows = [(f, i) for f in padded for i in range(view.images)]
         if self.config.method == "lucid":
-            return self._run_lucid(rows, precision)
-        return self._run_naive(rows, precision)
+            images, losses, bad = self._run_lucid(rows, view, precision)
+        else:
+            images, losses, bad = self._run_naive(rows, precision)
+        judged = self.judge(images)
+        out = []
+        for b, f in enumerate(filters):
+            span = slice(b * view.images, (b + 1) * view.images)
+            out.append(self._result(f, view, images[span], losses[span], bool(bad[span].any()), judged, span, precision))
+        return out
 
-    def _run_lucid(self, rows, precision):
+    def _run_lucid(self, rows, view: View, precision: str):
         from keras import ops
 
         cfg = self.config
         inits, draws = [], []
-        for f in rows:
-            rng = filter_rng(cfg.seed, self.layer, f)
+        for f, i in rows:
+            rng = picture_rng(cfg.seed, self.layer, f, view, i)
             inits.append(initial_spectrum(rng, cfg.size, cfg.init_std))
             draws.append(self.robustness.draws(rng, cfg.steps))
         spectrum = ops.convert_to_tensor(np.stack(inits))
-        m = ops.zeros_like(spectrum)
-        v = ops.zeros_like(spectrum)
-        draws_dev = ops.convert_to_tensor(np.stack(draws, axis=1))  # (steps, B, 6)
-        steps_t = ops.convert_to_tensor(np.arange(1, cfg.steps + 1, dtype=np.float32))
-        filters = ops.convert_to_tensor(np.asarray(rows, np.int32))
-        lr = ops.convert_to_tensor(np.float32(cfg.lr))
-        scale = ops.convert_to_tensor(np.float32(cfg.loss_scale if precision == "mixed_float16" else 1.0))
-        step = self._step_for(precision)
-        wake_level = ops.zeros((len(rows),), "float32")
-        losses, oks = [], []
-        for t in range(cfg.steps):
-            spectrum, m, v, wake_level, loss, ok = step(
-                spectrum, m, v, steps_t[t], self.weights, filters, draws_dev[t], wake_level, lr, scale,
-                self.constants,
-            )
-            losses.append(loss)
-            oks.append(ok)
-        images = rgb_to_uint8(backend.to_numpy(fourier_to_rgb(spectrum, self.constants)))
-        return (images, *_fetch(losses, oks))
+        tile_steps = int(round(cfg.tile_share * cfg.steps)) if view is not NEURON else 0
+        periodic = (np.arange(cfg.steps) < tile_steps).astype(np.float32)
+        release = (np.arange(cfg.steps) == tile_steps).astype(np.float32)
+        xs = (
+            ops.convert_to_tensor(np.arange(1, cfg.steps + 1, dtype=np.float32)),
+            ops.convert_to_tensor(np.stack(draws, axis=1)),  # (steps, rows, 6)
+            ops.convert_to_tensor(periodic),
+            ops.convert_to_tensor(release),
+        )
+        carry = (spectrum, ops.zeros_like(spectrum), ops.zeros_like(spectrum), ops.zeros((len(rows),), "float32"),
+                 ops.zeros((len(rows),), "bool"))
+        scale = cfg.loss_scale if precision == "mixed_float16" else 1.0
+        consts = (self.net(precision).variables, self.constants, ops.convert_to_tensor(np.asarray([f for f, _ in rows], np.int32)),
+                  ops.convert_to_tensor(np.float32(cfg.lr)), ops.convert_to_tensor(np.float32(scale)))
+        (spectrum, _, _, _, bad), losses = self._run_for(view, precision)(carry, xs, consts)
+        rgb = fourier_to_rgb(spectrum * _gain(float(periodic[-1]), self.constants), self.constants)
+        return inputs.rgb_to_uint8(backend.to_numpy(rgb)), backend.to_numpy(losses).T, backend.to_numpy(bad)
 
-    def _run_naive(self, rows, precision):
+    def _run_naive(self, rows, precision: str):
         from keras import ops
 
         cfg = self.config
-        inits = [
-            filter_rng(cfg.seed, self.layer, f)
-            .uniform(-0.5, 0.5, size=(cfg.size, cfg.size, 3))
-            .astype(np.float32)
-            for f in rows
-        ]
-        image = ops.convert_to_tensor(np.stack(inits))
-        filters = ops.convert_to_tensor(np.asarray(rows, np.int32))
-        lr = ops.convert_to_tensor(np.float32(cfg.lr))
-        scale = ops.convert_to_tensor(np.float32(cfg.loss_scale if precision == "mixed_float16" else 1.0))
-        step = self._step_for(precision)
-        losses, oks = [], []
-        for _ in range(cfg.steps):
-            image, loss, ok = step(image, self.weights, filters, lr, scale)
-            losses.append(loss)
-            oks.append(ok)
-        images = np.stack([caffe_to_uint8(x) for x in backend.to_numpy(image)])
-        return (images, *_fetch(losses, oks))
+        span = inputs.input_range(self.mode) / 255.0  # the original's noise: uniform +-0.5 in caffe units
+        inits = [picture_rng(cfg.seed, self.layer, f).uniform(-0.5, 0.5, size=(cfg.size, cfg.size, 3)) * span
+                 for f, _ in rows]
+        image = ops.convert_to_tensor(np.stack(inits).astype(np.float32))
+        scale = cfg.loss_scale if precision == "mixed_float16" else 1.0
+        consts = (self.net(precision).variables, ops.convert_to_tensor(np.asarray([f for f, _ in rows], np.int32)),
+                  ops.convert_to_tensor(np.float32(cfg.lr * span)), ops.convert_to_tensor(np.float32(scale)))
+        xs = ops.zeros((cfg.steps,), "float32")
+        (image, bad), losses = self._run_for(CHANNEL, precision)((image, ops.zeros((len(rows),), "bool")), xs, consts)
+        images = np.stack([inputs.normalized_uint8(x, self.mode) for x in backend.to_numpy(image)])
+        return images, backend.to_numpy(losses).T, backend.to_numpy(bad)
 
-    def activations(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """For 8-bit RGB images (N, H, W, 3): per image and filter of the layer, the mean post-ReLU
-        activation, the pre-ReLU maximum and the pre-ReLU mean, each (N, filters)."""
+    # --- judging the saved pictures -------------------------------------------------------------------
+
+    def _evaluate_fn(self, images, variables):
         from keras import ops
 
-        caffe = ops.convert_to_tensor(uint8_to_caffe(images))
-        return tuple(backend.to_numpy(x) for x in self._evaluate(caffe, self.weights))
+        maps = self.net("float32")(images, variables)[0]
+        h, w = maps.shape[1], maps.shape[2]
+        post = ops.relu(maps)
+        peak = ops.max(post, axis=(1, 2))
+        cells = []
+        grid_h, grid_w = min(COVERAGE_GRID, h), min(COVERAGE_GRID, w)
+        for i in range(grid_h):
+            for j in range(grid_w):
+                cell = post[:, i * h // grid_h:(i + 1) * h // grid_h, j * w // grid_w:(j + 1) * w // grid_w, :]
+                cells.append(ops.max(cell, axis=(1, 2)))
+        lit = ops.cast(ops.stack(cells, axis=0) >= COVERAGE_LEVEL * peak[None], "float32") * ops.cast(peak > 0, "float32")[None]
+        return (
+            ops.mean(post, axis=(1, 2)),
+            ops.max(maps, axis=(1, 2)),
+            ops.mean(maps, axis=(1, 2)),
+            maps[:, h // 2, w // 2, :],
+            ops.mean(lit, axis=0),
+        )
 
-    def _judge(self, rows, images, losses, precision, retried) -> list[RenderedFilter]:
-        post, pmax, pmean = self.activations(images)  # padded rows too: one compiled shape per layer
-        out = []
-        for b, f in enumerate(rows):
-            out.append(
-                RenderedFilter(
-                    filter=f,
-                    image=images[b],
-                    loss=losses[b].astype(np.float32),
-                    activation=float(post[b, f]),
-                    pre_relu_mean=float(pmean[b, f]),
-                    pre_relu_max=float(pmax[b, f]),
-                    dead=bool(pmax[b, f] <= 0.0),
-                    precision=precision,
-                    retried=retried,
-                )
-            )
-        return out
+    def judge(self, images: np.ndarray) -> Judgement:
+        """How the layer's every filter responds to 8-bit RGB pictures (N, H, W, 3)."""
+        from keras import ops
+
+        x = ops.convert_to_tensor(inputs.from_uint8(images, self.mode))
+        values = self._evaluate(x, self.net("float32").variables)
+        return Judgement(*(backend.to_numpy(v) for v in values))
+
+    def _result(self, f, view, images, losses, bad, judged: Judgement, span: slice, precision) -> RenderedView:
+        if bad:
+            return RenderedView(f, view, [], np.zeros(losses.shape[1], np.float32), failed=True, precision=precision)
+        rows = range(span.start, span.stop)
+        pick = lambda table: [float(table[r, f]) for r in rows]  # noqa: E731
+        measures = {
+            "activation": pick(judged.post_mean),
+            "pre_relu_mean": pick(judged.pre_mean),
+            "pre_relu_max": pick(judged.pre_max),
+            "centre": pick(judged.centre),
+            "coverage": pick(judged.coverage),
+        }
+        if view.images == 1:
+            measures = {k: v[0] for k, v in measures.items()}
+        dead = bool(np.all(judged.pre_max[span.start:span.stop, f] <= 0.0)) if view in (CHANNEL, DIVERSITY) else False
+        return RenderedView(f, view, list(images), losses.mean(axis=0).astype(np.float32), measures, dead, precision)
 
 
-def _fetch(losses: list, oks: list) -> tuple[np.ndarray, bool]:
-    """The one host transfer of a batch's per-step device values: (B, steps) losses, all finite."""
-    from keras import ops
-
-    return backend.to_numpy(ops.stack(losses, axis=1)), bool(np.all(backend.to_numpy(ops.stack(oks))))
+def _gain(periodic, constants):
+    """The spectrum's per-frequency gain: the periodic one while ``periodic`` is 1, else 1."""
+    return periodic * constants["periodic"] + (1.0 - periodic)
 
 
-def auto_batch(layer: ConvLayer, size: int, requested: int) -> int:
-    """Rows per batch: all requested filters of the layer up to what memory holds.
+def auto_batch(layer: Layer, layers: tuple[Layer, ...], size: int, requested: int, facts: backend.DeviceFacts,
+               pictures: int = 1) -> int:
+    """Filters per batch: all requested filters of the layer, up to what memory holds.
 
-    On a GPU the free memory decides (about 16 bytes per activation value per row: forward maps in
-    float32 or less, their gradients and the transform's intermediates); on a CPU a fixed 16, where
-    larger batches stop paying off and memory stays small.
+    On a GPU the free memory decides (about 16 bytes per activation value of every layer up to the
+    target, per picture: maps in float32 or less, their gradients and the transform's intermediates;
+    three times that where BatchNorm and activation are layers of their own); on a CPU a fixed 16
+    pictures, where larger batches stop paying off and memory stays small.
     """
-    free = backend.free_memory_bytes()
-    if free is None:
-        return max(1, min(requested, 16))
-    values = 0
-    for conv in VGG16_LAYERS[: layer.index + 1]:
-        values += conv.output_size(size) ** 2 * conv.filters
-    per_row = max(1, values * 16 + size * size * 3 * 64)
-    return max(1, min(requested, int(free * 0.5 // per_row), 1024))
+    if facts.kind != "gpu":
+        return max(1, min(requested, 16 // pictures or 1))
+    if facts.free_bytes is None:
+        return max(1, min(requested, 64 // pictures or 1))  # unknown (a MIG slice): modest, halved on OOM
+    values = sum(conv.output_size(size) ** 2 * conv.filters * (1 if conv.fused else 3)
+                 for conv in layers[: layer.index + 1])
+    per_picture = max(1, values * 16 + size * size * 3 * 64)
+    return max(1, min(requested, int(facts.free_bytes * 0.5 // (per_picture * pictures)), 1024))

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from generator.errors import AtlasError
-from generator.models import ConvLayer, conv_layers, find_layer
+from generator.layers import Layer, find_layer, model_layers
 from generator.paths import safe_name
 
 
-def parse_layers(spec: str, model: str = "vgg16") -> list[ConvLayer]:
+def parse_layers(spec: str, model: str) -> list[Layer]:
     if spec.strip() == "all":
-        return list(conv_layers(model))
+        return list(model_layers(model))
     names = [part.strip() for part in spec.split(",") if part.strip()]
     if not names:
-        raise AtlasError(f"--layers {spec!r}: name layers like block3_conv3,block5_conv1 or say all")
+        example = ",".join(layer.name for layer in model_layers(model)[-2:])
+        raise AtlasError(f"--layers {spec!r}: name layers like {example} or say all")
     out = []
     for name in names:
         safe_name("layer", name)
@@ -22,7 +23,7 @@ def parse_layers(spec: str, model: str = "vgg16") -> list[ConvLayer]:
     return sorted(out, key=lambda layer: layer.index)
 
 
-def parse_filters(spec: str, layer: ConvLayer) -> list[int]:
+def parse_filters(spec: str, layer: Layer) -> list[int]:
     """Filter indices of ``layer`` named by ``spec``, sorted, each once."""
     if spec.strip() == "all":
         return list(range(layer.filters))

@@ -1,36 +1,54 @@
 """``atlas site``: the stored atlas -> Markdown pages (from ``templates/``) and images under ``site_src/``.
 
-Reads only the data layout (``generator.paths``), checks that every filter the layer tables list has
-its image and JSON, and writes the generated part of the MkDocs ``docs_dir``: ``site_src/vgg16/`` (model,
-block, layer and filter pages, display WebPs, thumbnails, the PNG and JSON downloads), the landing
-page's example strip and settings, and the Method page. Hand-written pages stay as they are.
+Reads only the data layout (``generator.paths``), and writes the generated part of the MkDocs
+``docs_dir``: one folder per model (model, block or stage, layer and filter pages, display WebPs,
+thumbnails, dataset-example sprites, the JSON downloads), the landing page's model list and the Method
+page. Hand-written pages stay as they are.
+
+Everything is built into a staging folder (``site_src/.atlas-new``, hidden from MkDocs) and swapped
+in when complete, so a failed build leaves the last good pages; display files whose source has not
+changed (same size and modification time) are taken over from the last build instead of re-encoded.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import posixpath
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from generator import paths, plots
 from generator.errors import AtlasError
-from generator.models import ConvLayer, conv_layers
-from generator.store import AtlasStore
+from generator.layers import Layer, model_layers
+from generator.store import AtlasStore, atlas_models, read_json
+from generator.views import VIEWS
+from generator.zoo import MODELS, model_spec
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 DEFAULT_SITE_URL = "https://vgg16-filter-atlas.github.io/"
 THUMB = 96
 DISPLAY = 384
-SAMPLE = 8  # filters per layer on the model and block pages
-GENERATED = ("method.md", "_examples.md")  # generated files at the top of site_src
+SAMPLE = 8  # filters per layer on the model and group pages
+GENERATED = ("method.md", "_models.md")  # generated files at the top of site_src
+STAGING = ".atlas-new"
+CACHE = ".assets.json"
+VIEW_QUALITY = {"channel": 90}  # WebP quality of display pictures; other views are smaller at 80
 
 
 def site_url() -> str:
     """The published site's root, as mkdocs.yml reads it (ATLAS_SITE_URL, for forks)."""
     url = os.environ.get("ATLAS_SITE_URL", DEFAULT_SITE_URL)
     return url if url.endswith("/") else url + "/"
+
+
+def downloads_url() -> str | None:
+    """Where the atlas's lossless files are served, mirroring the data layout (ATLAS_DOWNLOADS_URL);
+    None: the pages point to the atlas data instead (the site carries display WebPs only)."""
+    url = os.environ.get("ATLAS_DOWNLOADS_URL", "").strip()
+    return (url if url.endswith("/") else url + "/") if url else None
 
 
 def relative(from_url: str, to_url: str) -> str:
@@ -49,30 +67,14 @@ def relative_md(from_url: str, to_url: str) -> str:
     return posixpath.relpath(paths.source_path(to_url), start or ".")
 
 
-def checked_rows(store: AtlasStore, layer: ConvLayer) -> list[dict]:
-    """The rows of a layer's table, after checking every listed filter has its image and JSON."""
-    if not store.paths.layer_json(layer.name).exists():
-        return []
-    rows = store.layer_rows(layer)
-    for row in rows:
-        f = row["filter"]
-        for path, what in ((store.paths.filter_png(layer.name, f), "image"),
-                           (store.paths.filter_json(layer.name, f), "loss JSON")):
-            if not path.exists():
-                raise AtlasError(
-                    f"{path}: missing {what} of {layer.name}:{f}; rerun `atlas generate` with the same "
-                    "settings to fill it in"
-                )
-    return rows
-
-
 @dataclass
 class Cell:
-    href: str
-    thumb: str
+    href: str | None
+    thumb: str | None
     title: str
     label: str
-    dead: bool
+    dead: bool = False
+    extra: str | None = None  # a second picture beside the first (the top dataset example)
 
 
 def _environment():
@@ -87,12 +89,12 @@ def _environment():
     )
 
 
-def bibtex(model: str, layer: str, filter_index: int, permalink: str, manifest: dict) -> str:
+def bibtex(title: str, model: str, layer: str, filter_index: int, permalink: str, manifest: dict) -> str:
     key = f"{model}_{layer}_{filter_index}"
     year = str(manifest.get("updated", ""))[:4] or "2026"
     return (
         f"@misc{{{key},\n"
-        f"  title = {{{paths.short_name(model, layer, filter_index)}: feature visualization}},\n"
+        f"  title = {{{title} {layer}:{filter_index}: feature visualization}},\n"
         f"  author = {{{{VGG16 Filter Atlas}}}},\n"
         f"  year = {{{year}}},\n"
         f"  howpublished = {{\\url{{{permalink}}}}},\n"
@@ -102,213 +104,421 @@ def bibtex(model: str, layer: str, filter_index: int, permalink: str, manifest: 
     )
 
 
+class AssetCache:
+    """Display files of the last build, taken over when their source is unchanged."""
+
+    def __init__(self, old_root: Path, new_root: Path) -> None:
+        self.old_root, self.new_root = old_root, new_root
+        try:
+            self.old = json.loads((old_root / CACHE).read_text())
+        except (OSError, ValueError):
+            self.old = {}
+        self.new: dict[str, list] = {}
+        self.reused = self.made = 0
+
+    def make(self, rel: str, sources: list[Path], build: Callable[[Path], None]) -> None:
+        """Put the file ``rel`` (relative to the model folder) into the new build: linked from the old
+        build if ``sources`` are as they were, else made by ``build(path)``."""
+        key = [[s.name, s.stat().st_size, s.stat().st_mtime_ns] for s in sources]
+        old, new = self.old_root / rel, self.new_root / rel
+        new.parent.mkdir(parents=True, exist_ok=True)
+        if self.old.get(rel) == key and old.is_file():
+            try:
+                os.link(old, new)
+            except OSError:
+                shutil.copyfile(old, new)
+            self.reused += 1
+        else:
+            build(new)
+            self.made += 1
+        self.new[rel] = key
+
+    def save(self) -> None:
+        (self.new_root / CACHE).write_text(json.dumps(self.new, separators=(",", ":")))
+
+
+def _webp(src: Path, quality: int, side: int | None = None) -> Callable[[Path], None]:
+    def build(target: Path) -> None:
+        from PIL import Image
+
+        try:
+            image = Image.open(src).convert("RGB")
+        except OSError:
+            raise AtlasError(f"{src}: not a readable image; rerun the command that wrote it") from None
+        if side:
+            image = image.resize((side, side), Image.LANCZOS)
+        image.save(target, format="WEBP", quality=quality, method=4)
+
+    return build
+
+
+def _copy(src: Path) -> Callable[[Path], None]:
+    return lambda target: shutil.copyfile(src, target)
+
+
+def _crop_first(src: Path, cell: int) -> Callable[[Path], None]:
+    def build(target: Path) -> None:
+        from PIL import Image
+
+        Image.open(src).convert("RGB").crop((0, 0, cell, cell)).save(target, format="WEBP", quality=80)
+
+    return build
+
+
 class SiteBuilder:
-    def __init__(self, data: str | Path, out: str | Path, model: str, compare: str | Path | None = None) -> None:
-        paths.safe_name("model", model)
-        self.store = AtlasStore(data, model)
-        self.compare = AtlasStore(compare, model) if compare else None
-        if self.compare:
-            self.compare.read_manifest()
+    """All models of an atlas folder (or the ones named) -> pages under ``out``."""
+
+    def __init__(self, data: str | Path, out: str | Path, compare: str | Path | None = None) -> None:
+        self.data = Path(data)
         self.out = Path(out)
-        self.model = model
+        self.compare = Path(compare) if compare else None
+        self.models = atlas_models(self.data)
+        if not self.models:
+            raise AtlasError(f"{self.data}: no atlas here; run `atlas generate --out {self.data}` first")
         self.env = _environment()
-        self.manifest = self.store.read_manifest()
+        self.staging = self.out / STAGING
         self.pages = 0
 
-    # --- writing helpers ---------------------------------------------------------------------------
-
-    def _write_page(self, url: str, template: str, **context) -> None:
-        text = self.env.get_template(template).render(model=self.model, **context)
-        target = self.out / paths.source_path(url)
+    def write_page(self, url: str, template: str, **context) -> None:
+        text = self.env.get_template(template).render(**context)
+        target = self.staging / paths.source_path(url)
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(text)
         self.pages += 1
 
-    def _crumbs(self, here: str, *trail: tuple[str, str | None]) -> list[tuple[str, str | None]]:
-        items = [("Atlas", ""), (self.model.upper(), paths.model_url(self.model)), *trail]
-        return [(label, None if url is None else relative(here, url)) for label, url in items]
-
-    def _copy_assets(self, layer: ConvLayer, filter_index: int) -> None:
-        from PIL import Image
-
-        src_png = self.store.paths.filter_png(layer.name, filter_index)
-        src_json = self.store.paths.filter_json(layer.name, filter_index)
-        base = self.out
-        dst = {k: base / paths.asset_url(self.model, layer.name, filter_index, k) for k in ("png", "json", "webp", "thumb")}
-        if all(p.exists() and p.stat().st_mtime >= src_png.stat().st_mtime for p in dst.values()):
-            return  # unchanged since the last build
-        dst["png"].parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(src_png, dst["png"])
-        shutil.copyfile(src_json, dst["json"])
-        try:
-            image = Image.open(src_png).convert("RGB")
-        except OSError:
-            raise AtlasError(f"{src_png}: not a readable PNG; rerun `atlas generate` to redo it") from None
-        image.save(dst["webp"], format="WEBP", quality=90, method=4)
-        image.resize((THUMB, THUMB), Image.LANCZOS).save(dst["thumb"], format="WEBP", quality=80, method=4)
-
-    # --- the pages ---------------------------------------------------------------------------------
-
-    def layer_rows(self, layer: ConvLayer) -> list[dict]:
-        return checked_rows(self.store, layer)
-
-    def cells(self, here: str, layer: ConvLayer, rows: list[dict]) -> list[Cell]:
-        return [
-            Cell(
-                href=relative(here, paths.filter_url(self.model, layer.name, r["filter"])),
-                thumb=relative(here, paths.asset_url(self.model, layer.name, r["filter"], "thumb")),
-                title=f"{layer.name}:{r['filter']}" + (" (dead)" if r["dead"] else ""),
-                label=str(r["filter"]),
-                dead=r["dead"],
-            )
-            for r in rows
-        ]
-
     def build(self) -> int:
-        generated = self.out / paths.model_url(self.model)
-        if generated.exists():
-            shutil.rmtree(generated)  # generated wholesale: no stale pages of an older atlas
-        layers = conv_layers(self.model)
-        all_rows = {layer.name: self.layer_rows(layer) for layer in layers}
-        if not any(all_rows.values()):
-            raise AtlasError(
-                f"{self.store.paths.model_dir}: the atlas has no rendered filters yet; run `atlas generate`"
-            )
-        summaries = []
-        for layer in layers:
-            rows = all_rows[layer.name]
-            self._layer(layer, rows)
-            summaries.append((layer, rows))
-        self._model(summaries)
-        for block in sorted({layer.block for layer in layers}):
-            self._block(block, [(layer, rows) for layer, rows in summaries if layer.block == block])
-        self._examples(summaries)
-        self._method()
+        if self.staging.exists():
+            shutil.rmtree(self.staging)  # left by a failed build
+        self.staging.mkdir(parents=True)
+        try:
+            sites = [ModelSite(self, model) for model in self.models]
+            for site in sites:
+                site.build()
+            self._landing(sites)
+            self._method(sites)
+            self._swap()
+        finally:
+            if self.staging.exists():
+                shutil.rmtree(self.staging)
         return self.pages
 
-    def _layer(self, layer: ConvLayer, rows: list[dict]) -> None:
+    def _swap(self) -> None:
+        """Put the new pages in place of the old ones, model by model, then the top files."""
+        trash = self.staging / ".old"
+        trash.mkdir()
+        for model in MODELS:  # a model no longer in the atlas loses its pages too
+            current = self.out / model
+            if current.exists():
+                current.rename(trash / model)
+            if model in self.models:
+                (self.staging / model).rename(current)
+        for name in GENERATED:
+            os.replace(self.staging / name, self.out / name)
+
+    def _landing(self, sites: list["ModelSite"]) -> None:
+        cards = [site.card() for site in sites]
+        text = self.env.get_template("models.md.j2").render(cards=cards, thumb=THUMB)
+        (self.staging / "_models.md").write_text(text)
+
+    def _method(self, sites: list["ModelSite"]) -> None:
+        self.write_page("method.md", "method.md.j2", sites=[site.method_context() for site in sites])
+
+
+class ModelSite:
+    """The pages of one model."""
+
+    def __init__(self, builder: SiteBuilder, model: str) -> None:
+        self.builder = builder
+        self.model = model
+        self.spec = model_spec(model)
+        self.store = AtlasStore(builder.data, model)
+        self.manifest = self.store.read_manifest()
+        if "config_hash" not in self.manifest:
+            raise AtlasError(f"{self.store.paths.manifest}: the atlas has no pictures yet; run `atlas generate "
+                             f"--model {model} --out {builder.data}`")
+        self.config_hash = self.manifest["config_hash"]
+        self.layers = model_layers(model)
+        self.rows = {layer.name: self.checked_rows(layer) for layer in self.layers}
+        if not any(self.rows.values()):
+            raise AtlasError(f"{self.store.paths.model_dir}: the atlas has no rendered filters yet; run `atlas generate`")
+        self.assets = AssetCache(builder.out / model, builder.staging / model)
+        self.examples = (self.manifest.get("examples") or {}).get("images")  # the image set: name, licence, count
+        compare = AtlasStore(builder.compare, model) if builder.compare else None
+        self.compare = compare if compare and compare.paths.manifest.exists() else None
+
+    def checked_rows(self, layer: Layer) -> dict[int, dict]:
+        """The filters whose files are on disk (the truth, even if a crash left ``layer.json`` behind);
+        a filter the table lists whose files are gone is an error, not a silent gap."""
+        rows = self.store.rows(layer, self.config_hash)
+        if self.store.paths.layer_json(layer.name).exists():
+            for row in self.store.layer_rows(layer):
+                f = row["filter"]
+                if f in rows:
+                    continue
+                for path, what in ((self.store.paths.filter_png(layer.name, f), "image"),
+                                   (self.store.paths.filter_json(layer.name, f), "loss JSON")):
+                    if not path.exists():
+                        raise AtlasError(f"{path}: missing {what} of {layer.name}:{f}; rerun `atlas generate` with "
+                                         "the same settings to fill it in")
+        return rows
+
+    # --- small helpers ------------------------------------------------------------------------------
+
+    def asset(self, layer: str, f: int, kind: str) -> str:
+        return paths.asset_url(self.model, layer, f, kind)
+
+    def make(self, url: str, sources: list[Path], build: Callable[[Path], None]) -> None:
+        self.assets.make(url[len(self.model) + 1:], sources, build)
+
+    def crumbs(self, here: str, *trail: tuple[str, str | None]) -> list[tuple[str, str | None]]:
+        items = [("Atlas", ""), (self.spec.title, paths.model_url(self.model)), *trail]
+        return [(label, None if url is None else relative(here, url)) for label, url in items]
+
+    def group_crumb(self, layer: Layer) -> tuple[str, str]:
+        return self.spec.group_label(layer.group), paths.group_url(self.model, layer.group)
+
+    def cells(self, here: str, layer: Layer, rows: list[dict], with_top: bool = False) -> list[Cell]:
+        out = []
+        for r in rows:
+            f = r["filter"]
+            top = None
+            if with_top and self.store.paths.examples_sprite(layer.name, f).exists():
+                top = relative(here, self.asset(layer.name, f, "top1"))
+            out.append(Cell(
+                href=relative(here, paths.filter_url(self.model, layer.name, f)),
+                thumb=relative(here, self.asset(layer.name, f, "thumb")),
+                title=f"{layer.name}:{f}" + (" (dead)" if r["dead"] else ""),
+                label=str(f), dead=r["dead"], extra=top,
+            ))
+        return out
+
+    # --- the pages ------------------------------------------------------------------------------------
+
+    def build(self) -> None:
+        b = self.builder
+        for layer in self.layers:
+            self.layer_page(layer)
+        summaries = [(layer, [self.rows[layer.name][f] for f in sorted(self.rows[layer.name])]) for layer in self.layers]
+        here = paths.model_url(self.model)
+        b.write_page(
+            here, "model.md.j2", title=self.spec.title, about=self.spec.about,
+            layers=[self.layer_summary(here, layer, rows) for layer, rows in summaries],
+            groups=[(self.spec.group_label(g), relative_md(here, paths.group_url(self.model, g)))
+                    for g in dict.fromkeys(layer.group for layer in self.layers)],
+            total_filters=sum(layer.filters for layer in self.layers),
+            rendered_count=sum(len(rows) for _, rows in summaries),
+            crumbs=[("Atlas", relative(here, "")), (self.spec.title, None)],
+        )
+        for group in dict.fromkeys(layer.group for layer in self.layers):
+            here = paths.group_url(self.model, group)
+            in_group = [(layer, rows) for layer, rows in summaries if layer.group == group]
+            b.write_page(
+                here, "group.md.j2", title=self.spec.group_label(group), model_title=self.spec.title,
+                layers=[self.layer_summary(here, layer, rows) for layer, rows in in_group],
+                crumbs=self.crumbs(here, (self.spec.group_label(group), None)),
+            )
+        self.assets.save()
+
+    def layer_summary(self, here: str, layer: Layer, rows: list[dict]) -> dict:
+        step = max(1, len(rows) // SAMPLE)
+        return {
+            "name": layer.name, "group": self.spec.group_label(layer.group), "filters": layer.filters,
+            "receptive_field": layer.receptive_field, "rendered": len(rows),
+            "dead": sum(r["dead"] for r in rows),
+            "href": relative_md(here, paths.layer_url(self.model, layer.name)),
+            "group_href": relative_md(here, paths.group_url(self.model, layer.group)),
+            "sample": self.cells(here, layer, rows[::step][:SAMPLE]),
+        }
+
+    def layer_page(self, layer: Layer) -> None:
+        rows = [self.rows[layer.name][f] for f in sorted(self.rows[layer.name])]
         here = paths.layer_url(self.model, layer.name)
-        crumbs = self._crumbs(here, (f"Block {layer.block}", paths.block_url(self.model, layer.block)), (layer.name, None))
-        self._write_page(
-            here, "layer.md.j2", layer=layer, crumbs=crumbs, cells=self.cells(here, layer, rows),
+        wiring = self._wiring(layer)
+        for i, row in enumerate(rows):
+            self.filter_page(layer, row, rows[i - 1]["filter"] if i else None,
+                             rows[i + 1]["filter"] if i + 1 < len(rows) else None, wiring)
+        has_examples = any(self.store.paths.examples_sprite(layer.name, r["filter"]).exists() for r in rows)
+        self.builder.write_page(
+            here, "layer.md.j2", layer=layer, title=self.spec.title,
+            crumbs=self.crumbs(here, self.group_crumb(layer), (layer.name, None)),
+            cells=self.cells(here, layer, rows), pair_cells=self.cells(here, layer, rows, True) if has_examples else [],
             rendered=len(rows), dead=sum(r["dead"] for r in rows),
             retried=sum(r.get("retried_float32", False) for r in rows),
+            tap=layer.tap if not layer.fused else None,
             hist=plots.histogram([r["final_loss"] for r in rows]) if rows else None,
+            examples=self.examples,
         )
-        for i, row in enumerate(rows):
-            self._filter(layer, row["filter"], rows[i - 1]["filter"] if i else None,
-                         rows[i + 1]["filter"] if i + 1 < len(rows) else None)
 
-    def _filter(self, layer: ConvLayer, f: int, prev: int | None, nxt: int | None) -> None:
+    def filter_page(self, layer: Layer, row: dict, prev: int | None, nxt: int | None, wiring: dict) -> None:
+        f = row["filter"]
         here = paths.filter_url(self.model, layer.name, f)
         record = self.store.read_filter(layer.name, f)
-        self._copy_assets(layer, f)
+        sp = self.store.paths
+        self.make(self.asset(layer.name, f, "json"), [sp.filter_json(layer.name, f)], _copy(sp.filter_json(layer.name, f)))
+        self.make(self.asset(layer.name, f, "thumb"), [sp.filter_png(layer.name, f)], _webp(sp.filter_png(layer.name, f), 80, THUMB))
+        views = []
+        for name in row.get("views", ["channel"]):
+            view = VIEWS[name]
+            entry = record if name == "channel" else record["views"][name]
+            pictures = []
+            for suffix in view.suffixes():
+                src = sp.filter_png(layer.name, f, suffix)
+                url = self.asset(layer.name, f, "webp" if name == "channel" else f"view:{suffix}")
+                self.make(url, [src], _webp(src, VIEW_QUALITY.get(name, 80)))
+                pictures.append(relative(here, url))
+            views.append({
+                "name": name, "title": view.title, "what": view.what, "pictures": pictures,
+                "plot": plots.line_plot(entry.get("loss", [])), "numbers": _numbers(name, entry),
+            })
         permalink = site_url() + here
-        short = paths.short_name(self.model, layer.name, f)
-        crumbs = self._crumbs(
-            here, (f"Block {layer.block}", paths.block_url(self.model, layer.block)),
-            (layer.name, paths.layer_url(self.model, layer.name)), (str(f), None),
-        )
+        short = self.spec.short_name(layer.name, f)
 
         def link(other: int | None):
             if other is None:
                 return None
             return {"href": relative(here, paths.filter_url(self.model, layer.name, other)), "label": f"{layer.name}:{other}"}
 
-        self._write_page(
-            here, "filter.md.j2", layer=layer, record=record, short=short, crumbs=crumbs,
-            webp=relative(here, paths.asset_url(self.model, layer.name, f, "webp")),
-            png=relative(here, paths.asset_url(self.model, layer.name, f, "png")),
-            png_md=relative_md(here, paths.asset_url(self.model, layer.name, f, "png")),
-            json_md=relative_md(here, paths.asset_url(self.model, layer.name, f, "json")),
-            display=DISPLAY, plot=plots.line_plot(record.get("loss", [])), prev=link(prev), next=link(nxt),
-            up=relative(here, paths.layer_url(self.model, layer.name)), permalink=permalink,
-            bibtex=bibtex(self.model, layer.name, f, permalink, self.manifest),
+        downloads = downloads_url()
+        self.builder.write_page(
+            here, "filter.md.j2", layer=layer, record=record, short=short, model=self.model,
+            crumbs=self.crumbs(here, self.group_crumb(layer), (layer.name, paths.layer_url(self.model, layer.name)), (str(f), None)),
+            views=views, display=DISPLAY,
+            json_md=relative_md(here, self.asset(layer.name, f, "json")),
+            png_url=f"{downloads}{self.model}/{layer.name}/{paths.filter_stem(f)}.png" if downloads else None,
+            data_path=f"atlas/{self.model}/{layer.name}/{paths.filter_stem(f)}.png",
+            prev=link(prev), next=link(nxt), up=relative(here, paths.layer_url(self.model, layer.name)),
+            permalink=permalink, bibtex=bibtex(self.spec.title, self.model, layer.name, f, permalink, self.manifest),
+            examples=self._examples(layer, f, here, record), examples_set=self.examples,
+            wiring=self._filter_wiring(layer, f, here, wiring),
         )
 
-    def _layer_summary(self, here: str, layer: ConvLayer, rows: list[dict]) -> dict:
-        step = max(1, len(rows) // SAMPLE)
+    # --- evidence: dataset examples and wiring ----------------------------------------------------------
+
+    def _examples(self, layer: Layer, f: int, here: str, record: dict) -> dict | None:
+        sp = self.store.paths
+        src_json, sprite = sp.examples_json(layer.name, f), sp.examples_sprite(layer.name, f)
+        if not (src_json.exists() and sprite.exists()):
+            return None
+        data = read_json(src_json, f"dataset examples of {layer.name}:{f}")
+        url = self.asset(layer.name, f, "examples")
+        self.make(url, [sprite], _copy(sprite))
+        cell = data["sprite"]["cell"]
+        self.make(self.asset(layer.name, f, "top1"), [sprite], _crop_first(sprite, cell))
+
+        def crops(kind: str, row: int) -> list[dict]:
+            return [{"x": -i * cell, "y": -row * cell, "value": e["value"], "image": e["image"],
+                     "title": f"{e['image']} at ({e['y']}, {e['x']}): {e['value']:.4g}"}
+                    for i, e in enumerate(data[kind])]
+
+        picture = record.get("pre_relu_max")
+        strongest = data["top"][0]["value"] if data["top"] else None
+        hist = data["histogram"]
+        marks = [(picture, "this picture")] if picture is not None else []
+        ratio = picture / strongest if picture is not None and strongest and strongest > 0 else None
         return {
-            "name": layer.name, "block": layer.block, "filters": layer.filters,
-            "receptive_field": layer.receptive_field, "rendered": len(rows),
-            "dead": sum(r["dead"] for r in rows),
-            "href": relative_md(here, paths.layer_url(self.model, layer.name)),
-            "block_href": relative_md(here, paths.block_url(self.model, layer.block)),
-            "sample": self.cells(here, layer, rows[::step][:SAMPLE]),
+            "sprite": relative(here, url), "cell": cell, "sprite_width": cell * len(data["top"]),
+            "sprite_height": cell * 2, "top": crops("top", 0), "bottom": crops("bottom", 1),
+            "plot": plots.distribution(hist["edges"], hist["counts"], marks), "ratio": ratio,
+            "strongest": strongest, "picture": picture, "count": sum(hist["counts"]),
         }
 
-    def _model(self, summaries) -> None:
-        here = paths.model_url(self.model)
-        layers = [self._layer_summary(here, layer, rows) for layer, rows in summaries]
-        self._write_page(
-            here, "model.md.j2", model_title=self.model.upper(), layers=layers,
-            blocks=sorted({layer.block for layer, _ in summaries}),
-            total_filters=sum(layer.filters for layer, _ in summaries),
-            rendered_count=sum(len(rows) for _, rows in summaries),
-            crumbs=[("Atlas", relative(here, "")), (self.model.upper(), None)],
-        )
+    def _wiring(self, layer: Layer) -> dict:
+        path = self.store.paths.wiring_json(layer.name)
+        return read_json(path, f"wiring of {layer.name}") if path.exists() else {}
 
-    def _block(self, block: int, summaries) -> None:
-        here = paths.block_url(self.model, block)
-        layers = [self._layer_summary(here, layer, rows) for layer, rows in summaries]
-        self._write_page(
-            here, "block.md.j2", block=block, layers=layers, filters=summaries[0][0].filters,
-            crumbs=self._crumbs(here, (f"Block {block}", None)),
-        )
-
-    def _examples(self, summaries) -> None:
-        """The landing page's strip (first filter of each block's last layer) and settings."""
-        picks = []
-        for block in sorted({layer.block for layer, _ in summaries}):
-            in_block = [(layer, rows) for layer, rows in summaries if layer.block == block and rows]
-            if in_block:
-                layer, rows = in_block[-1]
-                picks.extend(self.cells("", layer, rows[:2]))
-        text = self.env.get_template("examples.md.j2").render(
-            cells=picks, thumb=THUMB, config=self.manifest["config"], weights=self.manifest["weights"],
-            config_hash=self.manifest["config_hash"],
-        )
-        (self.out / "_examples.md").write_text(text)
-
-    def _method(self) -> None:
-        naive = {"steps": 50, "lr": 10}
-        self._write_page(
-            "method.md", "method.md.j2", config=self.manifest["config"], weights=self.manifest["weights"],
-            naive=naive, comparison=self._comparison(),
-        )
-
-    def _comparison(self) -> list[dict]:
-        """Side-by-side rows: the ``--compare`` atlas (the original method) next to this one."""
-        if self.compare is None:
-            return []
-        rows_out = []
-        here = "method/"
-        for layer in conv_layers(self.model):
-            ours = {r["filter"]: r for r in self.layer_rows(layer)}
-            theirs = {r["filter"]: r for r in checked_rows(self.compare, layer)}
-            common = sorted(set(ours) & set(theirs))[:SAMPLE]
-            if not common:
+    def _filter_wiring(self, layer: Layer, f: int, here: str, wiring: dict) -> dict | None:
+        entry = wiring.get("filters", {}).get(str(f))
+        if entry is None:
+            return None
+        labels = {"excite": "Strongest positive inputs", "inhibit": "Strongest negative inputs",
+                  "excites": "Excites most", "inhibits": "Inhibits most"}
+        rows = []
+        for key, label in labels.items():
+            items = entry.get(key) or []
+            if not items:
                 continue
-            cells_naive = []
-            for f in common:
-                rel = paths.asset_url(self.model, layer.name, f, "compare")
-                self._compare_thumb(self.compare.paths.filter_png(layer.name, f), self.out / rel)
-                cells_naive.append(Cell(relative(here, paths.filter_url(self.model, layer.name, f)),
-                                        relative(here, rel), f"{layer.name}:{f} (original method)", str(f),
-                                        theirs[f]["dead"]))
-            rows_out.append({
-                "layer": layer.name, "href": relative_md("method.md", paths.layer_url(self.model, layer.name)),
-                "naive": cells_naive, "ours": self.cells(here, layer, [ours[f] for f in common]),
-            })
-        return rows_out
+            cells = []
+            for item in items:
+                other, g = item["layer"], item["filter"]
+                rendered = g in self.rows.get(other, {})
+                cells.append(Cell(
+                    href=relative(here, paths.filter_url(self.model, other, g)) if rendered else None,
+                    thumb=relative(here, self.asset(other, g, "thumb")) if rendered else None,
+                    title=f"{other}:{g}, weight {item['weight']:.3g}" + ("" if rendered else " (not rendered in this atlas)"),
+                    label=f"{item['weight']:+.2g}",
+                ))
+            rows.append({"label": label, "cells": cells, "layer": items[0]["layer"]})
+        kernel = entry.get("kernel")
+        return {"rows": rows, "kernel": plots.kernel_image(kernel) if kernel else None,
+                "rule": wiring.get("rule", "")}
 
-    @staticmethod
-    def _compare_thumb(src: Path, target: Path) -> None:
-        from PIL import Image
+    # --- for the landing and Method pages ------------------------------------------------------------------
 
-        image = Image.open(src).convert("RGB").resize((THUMB, THUMB), Image.LANCZOS)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        image.save(target, format="WEBP", quality=80)
+    def card(self) -> dict:
+        picks = []
+        for group in dict.fromkeys(layer.group for layer in self.layers):
+            in_group = [layer for layer in self.layers if layer.group == group and self.rows[layer.name]]
+            if in_group:
+                layer = in_group[-1]
+                rows = [self.rows[layer.name][f] for f in sorted(self.rows[layer.name])][:2]
+                picks.extend(self.cells("", layer, rows))
+        return {
+            "title": self.spec.title, "about": self.spec.about,
+            "href": relative_md("index.md", paths.model_url(self.model)), "cells": picks[:12],
+            "layers": len(self.layers), "filters": sum(layer.filters for layer in self.layers),
+            "rendered": sum(len(r) for r in self.rows.values()), "config": self.manifest["config"],
+            "weights": self.manifest["weights"], "config_hash": self.config_hash,
+        }
+
+    def method_context(self) -> dict:
+        comparison, naive = [], None
+        if self.compare is not None:
+            naive = self.compare.read_manifest().get("config")
+            naive_hash = self.compare.read_manifest().get("config_hash")
+            here = "method/"
+            for layer in self.layers:
+                ours = self.rows[layer.name]
+                theirs = self.compare.rows(layer, naive_hash)
+                common = sorted(set(ours) & set(theirs))[:SAMPLE]
+                if not common:
+                    continue
+                cells_naive = []
+                for f in common:
+                    url = self.asset(layer.name, f, "compare")
+                    src = self.compare.paths.filter_png(layer.name, f)
+                    self.make(url, [src], _webp(src, 80, THUMB))
+                    cells_naive.append(Cell(relative(here, paths.filter_url(self.model, layer.name, f)),
+                                            relative(here, url), f"{layer.name}:{f} (original method)", str(f),
+                                            theirs[f]["dead"]))
+                comparison.append({
+                    "layer": layer.name, "href": relative_md("method.md", paths.layer_url(self.model, layer.name)),
+                    "naive": cells_naive, "ours": self.cells(here, layer, [ours[f] for f in common]),
+                })
+            self.assets.save()
+        return {"title": self.spec.title, "config": self.manifest["config"], "weights": self.manifest["weights"],
+                "naive": naive, "comparison": comparison}
+
+
+def _numbers(view: str, entry: dict) -> list[tuple[str, str]]:
+    """The facts table of one view."""
+    def fmt(value) -> str:
+        if isinstance(value, list):
+            return ", ".join(f"{v:.4g}" for v in value)
+        return f"{value:.5g}" if isinstance(value, float) else str(value)
+
+    rows = [("Final loss", fmt(entry.get("final_loss")))]
+    if view in ("channel", "diversity"):
+        rows.append(("Mean activation after ReLU", fmt(entry.get("activation"))))
+        rows.append(("Coverage of the map", fmt(entry.get("coverage"))))
+    if view == "neuron":
+        rows.append(("Centre unit before ReLU", fmt(entry.get("centre"))))
+    if view in ("channel", "negative"):
+        rows.append(("Mean / max before ReLU", f"{fmt(entry.get('pre_relu_mean'))} / {fmt(entry.get('pre_relu_max'))}"))
+    if view == "channel":
+        rows.append(("Dead", "yes" if entry.get("dead") else "no"))
+    precision = entry.get("precision", "")
+    rows.append(("Precision", precision + (" (redone in float32)" if entry.get("retried_float32") else "")))
+    return rows
 
 
 def stage_project(dest: Path) -> Path:
@@ -320,14 +530,12 @@ def stage_project(dest: Path) -> Path:
     shutil.copy(repo / "mkdocs.yml", project)
     shutil.copy(repo / "BENCHMARKS.md", project)
     shutil.copytree(repo / "site_src", project / "site_src",
-                    ignore=shutil.ignore_patterns("vgg16", *GENERATED))
+                    ignore=shutil.ignore_patterns(*MODELS, *GENERATED, STAGING))
     return project
 
 
-def build_site(data: str | Path, out: str | Path, model: str = "vgg16", compare: str | Path | None = None) -> int:
-    """Render every page of the atlas in ``data`` into ``out``; returns the number of pages.
-
-    ``compare``: an atlas of the same filters made with the original method, shown beside ours on the
-    Method page.
-    """
-    return SiteBuilder(data, out, model, compare).build()
+def build_site(data: str | Path, out: str | Path, compare: str | Path | None = None) -> int:
+    """Render every page of every model of the atlas in ``data`` into ``out``; returns the number of
+    pages. ``compare``: an atlas of the same filters made with the original method, shown beside ours
+    on the Method page."""
+    return SiteBuilder(data, out, compare).build()

@@ -32,8 +32,42 @@ def error_line(proc) -> str:
     return lines[-1]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def keras_backend():
+    """The backend imported as the CLI imports it (quietly), once per test process."""
+    from generator import backend
+
+    backend.select("tensorflow")
+
+
 @pytest.fixture(scope="session")
 def hed_model():
     from generator.models import load_model
 
     return load_model("vgg16", "hed-bsds500")
+
+
+@pytest.fixture(scope="session")
+def random_model():
+    from generator.models import load_model
+
+    return load_model("vgg16", "random")
+
+
+@pytest.fixture(scope="session")
+def sample_tiles(tmp_path_factory) -> Path:
+    """The offline image set of `atlas sample-images` (96 px tiles of scikit-image's photographs)."""
+    from generator.imagesets import write_sample_tiles
+
+    folder = tmp_path_factory.mktemp("tiles")
+    write_sample_tiles(folder, 96)
+    return folder
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Skipped browser tests are easy to miss in a long log: say it in capitals at the end."""
+    skipped = [r for r in terminalreporter.stats.get("skipped", []) if "browser" in str(getattr(r, "keywords", {}))
+               or "chromium" in str(r.longrepr)]
+    if skipped:
+        terminalreporter.write_sep("!", f"BROWSER TESTS SKIPPED ({len(skipped)}): Debian chromium is not installed; "
+                                        "run `make browser` as root", red=True, bold=True)

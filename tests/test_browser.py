@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import http.server
+import os
 import shutil
 import threading
 
@@ -14,7 +15,7 @@ from tests.test_site import built_site, tiny_atlas  # noqa: F401 - shared fixtur
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium is not installed (make browser)"),
+    pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium is not installed (make browser, as root)"),
 ]
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
         "--disable-component-update", "--disable-sync"]
@@ -42,7 +43,7 @@ def browser():
 
 
 def open_page(browser, url):
-    page = browser.new_page()
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
     errors = []
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     page.on("pageerror", lambda e: errors.append(str(e)))
@@ -51,12 +52,21 @@ def open_page(browser, url):
     return page, errors
 
 
+def _all_images_loaded(page, selector):
+    """Natural widths of the visible images matching ``selector``, once they have loaded (lazy ones
+    load when scrolled to; those in a closed tab are not visible)."""
+    visible = f"[...document.querySelectorAll('{selector}')].filter(i => i.offsetParent !== null)"
+    page.evaluate(f"() => {visible}.forEach(i => i.scrollIntoView())")
+    page.wait_for_function(f"() => {visible}.every(i => i.complete)")
+    return page.evaluate(f"() => {visible}.map(i => i.naturalWidth)")
+
+
 def test_layer_grid_images_load_and_links_resolve(browser, server):
     page, errors = open_page(browser, server + "vgg16/block3_conv3/")
-    page.evaluate("() => document.querySelectorAll('.atlas-grid img').forEach(i => i.scrollIntoView())")
-    page.wait_for_function("() => [...document.querySelectorAll('.atlas-grid img')].every(i => i.complete)")
-    widths = page.eval_on_selector_all(".atlas-grid img", "imgs => imgs.map(i => i.naturalWidth)")
-    assert len(widths) == 3 and all(w > 0 for w in widths), widths
+    widths = _all_images_loaded(page, ".atlas-grid img")
+    assert len(widths) >= 3 and all(w > 0 for w in widths), widths
+    page.get_by_text("With the strongest dataset example").click()
+    assert page.locator(".atlas-pairs img").first.is_visible()
     links = page.eval_on_selector_all("a[href]", "as => as.map(a => a.href)")
     local = sorted({link.split("#")[0] for link in links if link.startswith(server)})
     assert len(local) > 10
@@ -65,14 +75,30 @@ def test_layer_grid_images_load_and_links_resolve(browser, server):
     assert not errors, errors
 
 
-def test_filter_page_shows_image_plot_and_citation(browser, server):
+def test_filter_page_shows_views_evidence_and_citation(browser, server):
     page, errors = open_page(browser, server + "vgg16/block3_conv3/1/")
-    image = page.locator(".atlas-zoom img")
-    assert image.is_visible()
     assert page.evaluate("() => document.querySelector('.atlas-zoom img').naturalWidth") > 0
-    assert page.locator("svg.atlas-plot polyline").is_visible()
+    assert page.locator("svg.atlas-plot polyline").first.is_visible()
+    page.get_by_text("Diversity", exact=True).first.click()
+    diversity = page.locator(".tabbed-block:visible .atlas-views img")
+    assert diversity.count() == 4 and diversity.first.is_visible()
+    crops = _all_images_loaded(page, ".atlas-crops img")
+    assert len(crops) == 8 and all(w > 0 for w in crops)
+    assert page.locator("svg.atlas-plot .mark").first.is_visible()
+    assert page.get_by_text("Strongest positive inputs").is_visible()
     assert page.get_by_text("VGG16 block3_conv3:1", exact=True).first.is_visible()
     assert page.locator(".atlas-cite").is_visible()
     page.locator(".atlas-zoom").click()  # the lightbox opens on click, without JavaScript of ours
     assert page.locator("#zoom img").is_visible()
+    if os.environ.get("ATLAS_SCREENSHOTS"):
+        page.goto(server + "vgg16/block3_conv3/1/")
+        page.screenshot(path=os.path.join(os.environ["ATLAS_SCREENSHOTS"], "filter.png"), full_page=True)
     assert not errors, errors
+
+
+def test_resnet_pages_and_landing(browser, server):
+    page, errors = open_page(browser, server)
+    assert page.get_by_role("link", name="ResNet50").first.is_visible()
+    page, errors2 = open_page(browser, server + "resnet50/conv3_block1_out/1/")
+    assert page.get_by_text("ResNet50 conv3_block1_out:1", exact=True).first.is_visible()
+    assert not errors + errors2

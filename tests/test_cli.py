@@ -1,4 +1,4 @@
-"""The command line as documented: every option of every command appears in the README."""
+"""The command line as documented: every option of every command appears in the README; quiet."""
 
 import re
 
@@ -6,12 +6,13 @@ from generator.cli import build_parser
 from tests.conftest import ROOT, run_atlas
 
 
-def test_every_generate_option_is_documented():
+def test_every_option_is_documented():
     readme = (ROOT / "README.md").read_text()
     parser = build_parser()
     sub = next(a for a in parser._actions if a.dest == "command")
-    for name in ("generate", "site"):
-        for action in sub.choices[name]._actions:
+    for name, command in sub.choices.items():
+        assert re.search(rf"atlas {re.escape(name)}\b", readme), f"atlas {name} is not in README.md"
+        for action in command._actions:
             for flag in action.option_strings:
                 if flag.startswith("--") and flag != "--help":
                     assert re.search(re.escape(flag) + r"\b", readme), f"atlas {name} {flag} is not in README.md"
@@ -22,3 +23,12 @@ def test_help_and_unknown_command():
     assert proc.returncode == 0 and "generate" in proc.stdout
     proc = run_atlas("paint")
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_a_run_says_its_device_and_nothing_else_on_stderr(tmp_path):
+    proc = run_atlas("generate", "--weights", "random", "--layers", "block1_conv1", "--filters", "0", "--size", "32",
+                     "--steps", "2", "--out", str(tmp_path / "a"))
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert lines[0] == "tensorflow on CPU (" + lines[0].split("(", 1)[1] and lines[0].endswith(", float32")
+    assert all(line.startswith("block1_conv1 channel") for line in lines[1:]), lines

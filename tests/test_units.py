@@ -1,18 +1,20 @@
-"""Small pure pieces: Fourier parameterization, transforms, selection, config hash, plots, quality."""
+"""Small pure pieces: Fourier parameterization, the periodic phase, inputs, transforms, selection,
+config hash, plots, quality."""
 
 import math
 
 import numpy as np
 import pytest
 
-from generator import plots
+from generator import inputs, plots
 from generator.config import RenderConfig
 from generator.errors import AtlasError
-from generator.models import find_layer
-from generator.params import fourier_constants, fourier_to_rgb, irfft2_bases, rgb_to_caffe
+from generator.layers import find_layer
+from generator.params import fourier_constants, fourier_to_rgb, irfft2_bases, periodic_gain, spectrum_shape
 from generator.quality import specificity
 from generator.selection import parse_filters, parse_layers
 from generator.transforms import Robustness, calm_draws, random_transform
+from generator.views import parse_views
 
 
 @pytest.mark.parametrize("size", [8, 9, 32])
@@ -25,12 +27,39 @@ def test_irfft2_bases_match_numpy(size):
     np.testing.assert_allclose(mine, np.fft.irfft2(spectrum, s=(size, size)), atol=1e-5)
 
 
-def test_fourier_image_is_valid_rgb_and_caffe_mapping():
+def test_fourier_image_is_valid_rgb_and_inputs():
     spec = np.random.default_rng(1).standard_normal((2, 3, 16, 9, 2)).astype(np.float32)
     rgb = np.asarray(fourier_to_rgb(spec, fourier_constants(16)))
     assert rgb.shape == (2, 16, 16, 3) and rgb.min() > 0 and rgb.max() < 1
-    caffe = np.asarray(rgb_to_caffe(np.ones((1, 1, 1, 3), np.float32) * np.array([1.0, 0.0, 0.0], np.float32)))
-    np.testing.assert_allclose(caffe[0, 0, 0], [-103.939, -116.779, 255 - 123.68], atol=1e-3)  # red is BGR's last
+    red = np.asarray([[[[1.0, 0.0, 0.0]]]], np.float32)
+    np.testing.assert_allclose(inputs.from_rgb(red, "caffe")[0, 0, 0], [-103.939, -116.779, 255 - 123.68], atol=1e-3)
+    np.testing.assert_allclose(inputs.from_rgb(red, "tf")[0, 0, 0], [1, -1, -1])
+    for mode in inputs.MODES:
+        np.testing.assert_allclose(inputs.to_rgb(inputs.from_rgb(red, mode), mode), red, atol=1e-6)
+    with pytest.raises(AtlasError, match="preprocessing 'bgr'"):
+        inputs.from_rgb(red, "bgr")
+
+
+def test_periodic_gain_tiles_the_picture_and_matches_a_small_lucid_image():
+    size, period = 32, 8
+    gain = periodic_gain(size, period)
+    spec = np.random.default_rng(0).standard_normal((1, *spectrum_shape(size))).astype(np.float32)
+    image = np.asarray(fourier_to_rgb(spec * gain[None, None, :, :, None], fourier_constants(size)))[0]
+    np.testing.assert_allclose(image[:8], image[8:16], atol=1e-6)
+    np.testing.assert_allclose(image[:, :8], image[:, 24:32], atol=1e-6)
+    # the same parameters on the 8 px tile's own 1/f spectrum give the tile itself
+    small = np.zeros((1, *spectrum_shape(period)), np.float32)
+    rows = [k * 4 for k in range(period)]  # tile frequency k is image frequency 4k
+    small[0] = spec[0][:, rows][:, :, [k * 4 for k in range(period // 2 + 1)]]  # the same parameter values
+    tile = np.asarray(fourier_to_rgb(small, fourier_constants(period)))[0]
+    np.testing.assert_allclose(image[:8, :8], tile, atol=1e-4)
+
+
+def test_tile_period_by_receptive_field():
+    cfg = RenderConfig()
+    assert cfg.tile_period(find_layer("block2_conv2", "vgg16")) == 16
+    assert cfg.tile_period(find_layer("block5_conv3", "vgg16")) == 128  # whole image: not tiled
+    assert RenderConfig(size=64).tile_period(find_layer("block3_conv1", "vgg16")) == 64
 
 
 def test_transforms_identity_at_zero_strength_and_move_otherwise():
@@ -44,18 +73,20 @@ def test_transforms_identity_at_zero_strength_and_move_otherwise():
 
 
 def test_selection_parsing():
-    layer = find_layer("block1_conv1")
+    layer = find_layer("block1_conv1", "vgg16")
     assert parse_filters("0-3,7,2", layer) == [0, 1, 2, 3, 7]
     assert len(parse_filters("all", layer)) == 64
     with pytest.raises(AtlasError, match="has filters 0-63; 64 is out of range"):
         parse_filters("64", layer)
     with pytest.raises(AtlasError, match="use all, a range"):
         parse_filters("a-b", layer)
-    assert [x.name for x in parse_layers("block5_conv1,block1_conv2")] == ["block1_conv2", "block5_conv1"]
+    assert [x.name for x in parse_layers("block5_conv1,block1_conv2", "vgg16")] == ["block1_conv2", "block5_conv1"]
     with pytest.raises(AtlasError, match="unknown layer 'block6_conv1'"):
-        parse_layers("block6_conv1")
+        parse_layers("block6_conv1", "vgg16")
     with pytest.raises(AtlasError, match="only lowercase"):
-        parse_layers("../block1_conv1")
+        parse_layers("../block1_conv1", "vgg16")
+    assert [v.name for v in parse_views("diversity,channel")] == ["channel", "diversity"]
+    assert len(parse_views("all")) == 4
 
 
 def test_config_hash_covers_pictures_only():
@@ -63,13 +94,12 @@ def test_config_hash_covers_pictures_only():
     assert base.hash == RenderConfig(weights="/elsewhere/same.h5", weights_sha256="ab").hash
     assert base.hash != RenderConfig(weights="hed-bsds500", weights_sha256="ab", seed=1).hash
     assert base.hash != RenderConfig(weights="hed-bsds500", weights_sha256="cd").hash
-    assert base.hash == RenderConfig(weights="hed-bsds500", weights_sha256="ab").hash
     for bad, match in [(dict(steps=0), "--steps"), (dict(lr=float("nan")), "--lr"), (dict(lr=-1.0), "--lr"),
-                       (dict(size=8), "--size"), (dict(method="magic"), "--method")]:
+                       (dict(size=8), "--size"), (dict(method="magic"), "--method"), (dict(seed=-1), "--seed")]:
         with pytest.raises(AtlasError, match=match):
             RenderConfig(**bad)
     with pytest.raises(AtlasError, match="too small for block5_conv3"):
-        RenderConfig(size=16).check_layer(find_layer("block5_conv3"))
+        RenderConfig(size=16).check_layer(find_layer("block5_conv3", "vgg16"))
 
 
 def test_plot_geometry():
@@ -80,6 +110,11 @@ def test_plot_geometry():
     assert all(line.frame.x0 <= x <= line.frame.x1 for x in xs)
     hist = plots.histogram([1.0, 1.1, 5.0], bins=4)
     assert sum(b.count for b in hist.bars) == 3 and all(math.isfinite(b.height) for b in hist.bars)
+    dist = plots.distribution([-10.0, 0.0, 10.0, 100.0], [1, 5, 2], [(500.0, "picture")])
+    assert sum(b.count for b in dist.bars) == 8 and dist.marks[0].x > max(b.x for b in dist.bars)
+    assert {t.label for t in dist.x_ticks} >= {"0", "10", "100"}
+    kernel = plots.kernel_image([[[1.0, 0.0, -1.0]]])
+    assert kernel.squares == [(0, 0, "#ff8000")]
 
 
 def test_specificity():

@@ -1,0 +1,193 @@
+"""``atlas bench site``: build the site of a full-size synthetic atlas (every filter of a model, every
+view, dataset examples and wiring) and report time, memory and size, against the 500 MB budget."""
+
+from __future__ import annotations
+
+import io
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from generator.errors import AtlasError
+
+BUDGET_MB = 500
+
+
+def _loaded(model: str):
+    from generator.layers import model_layers
+    from generator.models import LoadedModel
+    from generator.zoo import model_spec
+
+    return LoadedModel(None, model_spec(model), "synthetic", "0" * 64, model_layers(model))
+
+
+def _pictures(rng, count: int, size: int, constants) -> np.ndarray:
+    from generator.inputs import rgb_to_uint8
+    from generator.params import fourier_to_rgb, initial_spectrum
+
+    spec = np.stack([initial_spectrum(rng, size, 2.0) for _ in range(count)])
+    return rgb_to_uint8(np.asarray(fourier_to_rgb(spec, constants)))
+
+
+def _crops(rng, photos: list[np.ndarray], count: int, cell: int) -> np.ndarray:
+    """Crops of real photographs (they compress as dataset examples do), or noise without them."""
+    if not photos:
+        return rng.integers(0, 256, (count, cell, cell, 3), dtype=np.uint8)
+    out = np.empty((count, cell, cell, 3), np.uint8)
+    for i in range(count):
+        photo = photos[rng.integers(len(photos))]
+        y, x = rng.integers(0, photo.shape[0] - cell + 1), rng.integers(0, photo.shape[1] - cell + 1)
+        out[i] = photo[y:y + cell, x:x + cell]
+    return out
+
+
+def synthetic_atlas(root: Path, model: str, size: int, steps: int, top: int = 16) -> int:
+    """A full-size atlas of ``model``: every filter, every view, examples and wiring records of the
+    real shapes, pictures of Fourier noise and crops of photographs. Returns the filter count."""
+    from PIL import Image
+
+    from generator.config import RenderConfig
+    from generator.examples import CELL, HIST_BINS, histogram_edges
+    from generator.params import fourier_constants
+    from generator.render import RenderedView
+    from generator.store import AtlasStore, atomic_write_bytes, atomic_write_json
+    from generator.views import VIEWS
+
+    loaded = _loaded(model)
+    cfg = RenderConfig(model=model, weights="synthetic", weights_sha256="0" * 64, size=size, steps=steps)
+    store = AtlasStore(root, model)
+    store.prepare(cfg, loaded, force=True)
+    constants = fourier_constants(size)
+    rng = np.random.default_rng(0)
+    photos = []
+    try:
+        from generator.imagesets import SAMPLE_PHOTOS, sample_photos_folder
+
+        folder = sample_photos_folder()
+        photos = [np.asarray(Image.open(folder / name).convert("RGB")) for name in SAMPLE_PHOTOS[:6]]
+    except AtlasError:
+        pass
+    edges = histogram_edges()
+    count = 0
+    for layer in loaded.layers:
+        rows = {}
+        wiring = {}
+        for start in range(0, layer.filters, 32):
+            chunk = range(start, min(layer.filters, start + 32))
+            for view in VIEWS.values():
+                images = _pictures(rng, len(chunk) * view.images, size, constants)
+                for i, f in enumerate(chunk):
+                    final = -rng.uniform(5, 500)
+                    loss = final * (1 - np.exp(-np.arange(steps) / (steps / 5))) + rng.normal(0, 1, steps)
+                    measures = {"activation": -final, "pre_relu_mean": final / 2, "pre_relu_max": -final * 3,
+                                "centre": -final, "coverage": 1.0}
+                    result = RenderedView(f, view, list(images[i * view.images:(i + 1) * view.images]),
+                                          loss.astype(np.float32), measures, bool(rng.uniform() < 0.01))
+                    record = store.write_view(layer, result, cfg)
+                    if view.name == "channel":
+                        rows[f] = record
+            for f in chunk:
+                crops = _crops(rng, photos, 2 * top, CELL)
+                sprite = np.concatenate([np.concatenate(list(crops[:top]), axis=1), np.concatenate(list(crops[top:]), axis=1)])
+                buffer = io.BytesIO()
+                Image.fromarray(sprite).save(buffer, format="WEBP", quality=80, method=4)
+                atomic_write_bytes(store.paths.examples_sprite(layer.name, f), buffer.getvalue())
+                entries = [{"image": f"n{int(rng.integers(1e8)):08d}.JPEG", "value": float(v), "y": 3, "x": 4}
+                           for v in sorted(rng.uniform(0, 300, top), reverse=True)]
+                atomic_write_json(store.paths.examples_json(layer.name, f), {
+                    "model": model, "layer": layer.name, "filter": f, "top": entries, "bottom": entries[::-1],
+                    "histogram": {"edges": edges, "counts": rng.integers(0, 500, HIST_BINS).tolist()},
+                    "sprite": {"file": store.paths.examples_sprite(layer.name, f).name, "cell": CELL, "columns": top},
+                }, indent=None)
+                others = [{"layer": layer.name, "filter": int(g), "weight": 0.1} for g in rng.integers(0, layer.filters, 8)]
+                wiring[str(f)] = {"excite": others, "inhibit": others, "excites": others, "inhibits": others}
+                count += 1
+        from generator.store import layer_row
+
+        store.write_layer(layer, {f: layer_row(r, list(VIEWS)) for f, r in rows.items()}, cfg)
+        atomic_write_json(store.paths.wiring_json(layer.name), {"rule": "synthetic", "filters": wiring}, indent=None)
+    store.write_manifest(cfg, loaded, extra={"examples": {"images": {
+        "folder": "val", "count": 50000, "skipped": 0, "list_sha256": "0" * 64, "size": 224,
+        "name": "synthetic", "license": None}, "top": top, "layers": [x.name for x in loaded.layers]}})
+    return count
+
+
+def _du(path: Path, pattern: str = "*") -> int:
+    return sum(p.stat().st_size for p in path.rglob(pattern) if p.is_file())
+
+
+def run(args) -> tuple[str, str]:
+    from generator import backend
+    from generator.bench import machine
+    from generator.site import build_site, stage_project
+
+    backend.select(args.backend)  # machine() reads the device; the build itself needs no backend
+    size, steps = args.size or 128, args.steps or 256
+    model = args.model
+    with tempfile.TemporaryDirectory(prefix="atlas-site-bench-") as tmp:
+        tmp = Path(tmp)
+        t0 = time.perf_counter()
+        filters = synthetic_atlas(tmp / "atlas", model, size, steps)
+        t_data = time.perf_counter() - t0
+        project = stage_project(tmp)
+        t0 = time.perf_counter()
+        pages = build_site(tmp / "atlas", project / "site_src")
+        t_pages = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        pages_again = build_site(tmp / "atlas", project / "site_src")
+        t_again = time.perf_counter() - t0
+        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        t0 = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict"], cwd=project,
+                              capture_output=True, text=True, env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
+        t_build = time.perf_counter() - t0
+        peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        if proc.returncode != 0:
+            raise AtlasError(f"mkdocs build failed on the synthetic atlas: {proc.stderr.strip().splitlines()[-1]}")
+        site = project / "site"
+        filter_pages = list(site.glob(f"{model}/*/[0-9]*/index.html"))
+        sizes = {
+            "site": _du(site),
+            "channel": _du(site, "[0-9][0-9][0-9][0-9].webp"),
+            "views": _du(site, "[0-9][0-9][0-9][0-9].*[a-z]-*.webp") + _du(site, "*.neuron.webp") + _du(site, "*.negative.webp"),
+            "thumb": _du(site, "*.thumb.webp"),
+            "examples": _du(site, "*.examples.webp") + _du(site, "*.top1.webp"),
+            "json": _du(site / model, "[0-9][0-9][0-9][0-9].json"),
+            "pages": sum(p.stat().st_size for p in filter_pages),
+            "search": (site / "search/search_index.json").stat().st_size,
+        }
+    mb = lambda b: f"{b / 2**20:.1f} MB"  # noqa: E731
+    n = max(1, len(filter_pages))
+    each = lambda key: f"{mb(sizes[key])} ({sizes[key] / n / 1024:.1f} KB a filter)"  # noqa: E731
+    verdict = "within" if sizes["site"] / 2**20 <= BUDGET_MB else "**over**"
+    text = (
+        f"### Site build of {model} at full size: {filters:,} filters, every view, dataset examples, wiring "
+        f"({size} px, {steps}-step loss curves, synthetic pictures)\n\n"
+        f"Machine: {machine()}. Command: `atlas bench site --model {model}`. "
+        f"{'Peak memory of mkdocs: ' + mb(peak * 1024) + '.' if peak > before else ''}\n\n"
+        "| step | figure |\n| --- | ---: |\n"
+        f"| write the synthetic atlas | {t_data:.0f} s |\n"
+        f"| `atlas site` ({pages:,} pages) | {t_pages:.0f} s |\n"
+        f"| `atlas site` again, nothing changed (assets reused) | {t_again:.0f} s |\n"
+        f"| `mkdocs build --strict` | **{t_build:.0f} s** |\n"
+        f"| site size | **{mb(sizes['site'])}**, {verdict} the {BUDGET_MB} MB budget |\n"
+        f"| of which channel pictures (WebP) | {each('channel')} |\n"
+        f"| of which the other views (WebP) | {each('views')} |\n"
+        f"| of which thumbnails | {each('thumb')} |\n"
+        f"| of which dataset-example sprites | {each('examples')} |\n"
+        f"| of which numbers and loss curves (JSON) | {each('json')} |\n"
+        f"| of which filter pages | {each('pages')} |\n"
+        f"| search index | **{sizes['search'] / 1024:.0f} KB** |\n\n"
+        "The synthetic pictures are Fourier noise of the same size as real ones and the crops come from "
+        "photographs; real pictures compress differently, so the image sizes are a guide, the page count, "
+        "build time and index size are not. Lossless PNGs stay in the atlas data (the release), not on the site."
+        + ("" if pages_again == pages else f" (second build: {pages_again} pages)")
+    )
+    return f"site-{model}", text
+

