@@ -163,7 +163,7 @@ def compile_loop(step: Callable) -> Callable:
         count = int(tf.nest.flatten(xs)[0].shape[0])
         ys = []
         for i in range(count):
-            carry, y = compiled(carry, tf.nest.map_structure(lambda a: a[i], xs), consts)
+            carry, y = compiled(carry, tf.nest.map_structure(lambda a, i=i: a[i], xs), consts)
             ys.append(y)
         return carry, tf.nest.map_structure(lambda *a: tf.stack(a), *ys)
 

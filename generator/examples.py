@@ -15,6 +15,7 @@ grey), and the manifest records the image set.
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import os
@@ -117,7 +118,10 @@ def _symlog(x):
 def histogram_edges() -> list[float]:
     """The bin edges of the per-image-maximum histograms, in value units."""
     t = np.linspace(-HIST_DECADES, HIST_DECADES, HIST_BINS + 1)
-    return [float(np.sign(v) * (10 ** abs(v) - 1)) for v in t]
+    return [float(f"{np.sign(v) * (10 ** abs(v) - 1):.6g}") for v in t]
+
+
+HISTOGRAM_EDGES = histogram_edges()
 
 
 class Tracker:
@@ -362,37 +366,41 @@ def crop(image: np.ndarray, layer: Layer, y: int, x: int, cell: int = CELL) -> n
 
 def _write_examples(store: AtlasStore, layers: list[Layer], state: list[dict], config: ExamplesConfig,
                     pool: ThreadPoolExecutor) -> None:
-    from PIL import Image
-
-    edges = histogram_edges()
-    k = config.top
     for layer, s in zip(layers, state):
         width = layer.output_size(config.size)
         tops = [_entries(s["top_val"][:, f], s["top_img"][:, f], s["top_pos"][:, f], width, 1.0) for f in range(layer.filters)]
         bots = [_entries(s["bot_val"][:, f], s["bot_img"][:, f], s["bot_pos"][:, f], width, -1.0) for f in range(layer.filters)]
         needed = sorted({e[1] for entries in tops + bots for e in entries})
         decoded = dict(zip(needed, pool.map(lambda i: load_image(config.images.path(i), config.size), needed)))
-        for f in range(layer.filters):
-            sprite = np.full((2 * CELL, k * CELL, 3), GREY, np.uint8)
-            for row, entries in enumerate((tops[f], bots[f])):
-                for i, (_, image, y, x) in enumerate(entries):
-                    if decoded.get(image) is not None:
-                        sprite[row * CELL:(row + 1) * CELL, i * CELL:(i + 1) * CELL] = crop(decoded[image], layer, y, x)
-            buffer = io.BytesIO()
-            Image.fromarray(sprite).save(buffer, format="WEBP", quality=80, method=4)
-            atomic_write_bytes(store.paths.examples_sprite(layer.name, f), buffer.getvalue())
-            record = {
-                "model": config.model, "layer": layer.name, "filter": f,
-                "images": {key: value for key, value in config.image_set().items() if key != "skipped"},
-                "of": "the filter's map before its activation: its maximum over each image (top) and minimum (bottom)",
-                "top": [_entry_json(config, e) for e in tops[f]],
-                "bottom": [_entry_json(config, e) for e in bots[f]],
-                "histogram": {"of": "per-image maximum", "edges": [float(f"{e:.6g}") for e in edges],
-                              "counts": [int(c) for c in s["hist"][f]]},
-                "sprite": {"file": store.paths.examples_sprite(layer.name, f).name, "cell": CELL,
-                           "rows": ["top", "bottom"], "columns": k},
-            }
-            atomic_write_json(store.paths.examples_json(layer.name, f), record, indent=None)
+        write = functools.partial(_write_filter, store, layer, config, decoded, tops, bots, s["hist"])
+        list(pool.map(write, range(layer.filters)))  # image encoding releases the GIL: one filter per thread
+
+
+def _write_filter(store: AtlasStore, layer: Layer, config: ExamplesConfig, decoded: dict, tops: list, bots: list,
+                  hist: np.ndarray, f: int) -> None:
+    """One filter's sprite (top row, then bottom row) and its ``examples.json``."""
+    from PIL import Image
+
+    k = config.top
+    sprite = np.full((2 * CELL, k * CELL, 3), GREY, np.uint8)
+    for row, entries in enumerate((tops[f], bots[f])):
+        for i, (_, image, y, x) in enumerate(entries):
+            if decoded.get(image) is not None:
+                sprite[row * CELL:(row + 1) * CELL, i * CELL:(i + 1) * CELL] = crop(decoded[image], layer, y, x)
+    buffer = io.BytesIO()
+    Image.fromarray(sprite).save(buffer, format="WEBP", quality=80, method=3)
+    atomic_write_bytes(store.paths.examples_sprite(layer.name, f), buffer.getvalue())
+    record = {
+        "model": config.model, "layer": layer.name, "filter": f,
+        "images": {key: value for key, value in config.image_set().items() if key != "skipped"},
+        "of": "the filter's map before its activation: its maximum over each image (top) and minimum (bottom)",
+        "top": [_entry_json(config, e) for e in tops[f]],
+        "bottom": [_entry_json(config, e) for e in bots[f]],
+        "histogram": {"of": "per-image maximum", "edges": HISTOGRAM_EDGES, "counts": [int(c) for c in hist[f]]},
+        "sprite": {"file": store.paths.examples_sprite(layer.name, f).name, "cell": CELL,
+                   "rows": ["top", "bottom"], "columns": k},
+    }
+    atomic_write_json(store.paths.examples_json(layer.name, f), record, indent=None)
 
 
 def _entry_json(config: ExamplesConfig, entry: tuple[float, int, int, int]) -> dict:

@@ -41,7 +41,8 @@ def build_nav(docs: Path, after: list[str]) -> list:
         entries: list = [f"{name}/index.md"]
         for group in dict.fromkeys(layer.group for layer in model_layers(name)):
             layers = [layer for layer in model_layers(name) if layer.group == group]
-            pages = [f"{name}/{layer.name}/index.md" for layer in layers if (docs / name / layer.name / "index.md").is_file()]
+            pages = [{layer.name: f"{name}/{layer.name}/index.md"} for layer in layers
+                     if (docs / name / layer.name / "index.md").is_file()]
             if (docs / name / group / "index.md").is_file():
                 entries.append({spec.group_label(group): [f"{name}/{group}/index.md", *pages]})
         nav.append({spec.title: entries})

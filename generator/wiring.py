@@ -39,7 +39,7 @@ class _Graph:
     def step(self, name: str, matrix: np.ndarray | None) -> np.ndarray | None:
         """``matrix`` (source channels -> this layer's input channels; None: identity) carried through
         layer ``name`` (a conv by its summed kernel, a BatchNorm by its scale)."""
-        cls, cfg = self.layers[name]["class_name"], self.layers[name]["config"]
+        cls = self.layers[name]["class_name"]
         if cls == "Conv2D":
             kernel = self.loaded.layer_weights(name)[0].sum(axis=(0, 1))
             return kernel if matrix is None else matrix @ kernel

@@ -21,4 +21,5 @@ def test_bench_gpu_reduced_runs_on_the_cpu(tmp_path):
     assert "<!-- bench:gpu:start -->" in text
     for heading in ("filters/s", "TFLOP/s", "Projected full atlas", "auto batch", "Quality", "reproducible"):
         assert heading in text, heading
+    assert "not measured" not in text, text  # every part ran
     assert "tensorflow" not in proc.stderr.lower()

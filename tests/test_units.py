@@ -56,10 +56,12 @@ def test_periodic_gain_tiles_the_picture_and_matches_a_small_lucid_image():
 
 
 def test_tile_period_by_receptive_field():
-    cfg = RenderConfig()
-    assert cfg.tile_period(find_layer("block2_conv2", "vgg16")) == 16
-    assert cfg.tile_period(find_layer("block5_conv3", "vgg16")) == 128  # whole image: not tiled
-    assert RenderConfig(size=64).tile_period(find_layer("block3_conv1", "vgg16")) == 64
+    period = lambda name, size=128: RenderConfig(size=size).tile_period(find_layer(name, "vgg16"))  # noqa: E731
+    assert period("block1_conv1") == 16  # 3 px field: a smaller tile would only hold gratings
+    assert period("block2_conv2") == 16 and period("block3_conv1") == 32
+    assert period("block3_conv3") == 32  # capped: the tile repeats at least 4 times across the image
+    assert period("block4_conv2") == 128 and period("block5_conv3") == 128  # fields over half the image: not tiled
+    assert period("block3_conv1", 64) == 16 and period("block3_conv3", 64) == 64
 
 
 def test_transforms_identity_at_zero_strength_and_move_otherwise():
