@@ -49,14 +49,16 @@ class RenderConfig:
     precision: str = "float32"
     backend: str = "tensorflow"
     # lucid only: starting contrast (Lucid's 0.01: grey), the share of the pre-ReLU mean in the
-    # objective, the wake-up of rows that are off everywhere, the 1/f spectrum's decay, the share of
-    # the run spent on a periodic picture and its tile (in receptive fields), and the weight of the
-    # diversity view's penalty (relative to the channel objective).
+    # objective, the wake-up of rows that are off everywhere and its learning-rate factor, the 1/f
+    # spectrum's decay, the periodic
+    # picture and its tile (in receptive fields, and the smallest tile in pixels), and the weight of
+    # the diversity view's penalty (relative to the channel objective).
     init_std: float = 0.01
-    pre_share: float = 0.1
+    pre_share: float = 0.0
     wake: bool = True
+    wake_lr: float = 4.0
     decay_power: float = 1.0
-    tile_share: float = 0.5
+    periodic: bool = True
     tile_size: float = 1.0
     tile_min: int = 16
     diversity_weight: float = 0.5

@@ -9,13 +9,14 @@ comes from (seed, layer, filter, view) alone, so it is the same whichever batch 
 Methods:
     lucid: Fourier-parameterized image, decorrelated colour, sigmoid, transformation robustness and Adam
         (Olah et al. 2017), on the filter's activation after its ReLU plus a small share of it before.
-        For the first part of the run the picture is *periodic*: its spectrum is held to the
-        frequencies of a tile about one receptive field wide, so whatever pattern a unit finds is
-        found by every unit of the map at once and the picture fills the frame; then every frequency
-        is free. A row whose map has no positive unit on the current image is *woken*: its objective is
+        For layers whose receptive field is at most half the image, the picture is *periodic*: its
+        spectrum is held to the frequencies of a tile about one receptive field wide (and scaled so
+        that this is Lucid's parameterization of the tile itself), so whatever pattern a unit finds
+        is found by every unit of the map at once and the picture fills the frame. A row whose map has no positive unit on the current image is *woken*: its objective is
         the centre unit (a single unit has a clear direction to go where a map that is off everywhere
-        has none) and its transforms are off; once a unit is on, the wake level fades over 1/16 of the
-        run back to the channel objective with full transforms.
+        has none), its transforms are off and its learning rate is ``wake_lr`` times the rest; once a
+        unit is on, the wake level fades over 1/16 of the run back to the channel objective with full
+        transforms.
     naive: the original script, kept as the baseline: pixels fed straight in, post-ReLU channel mean,
         ``x += lr * g / ||g||``.
 """
@@ -90,12 +91,12 @@ class LayerRenderer:
         self.mode = loaded.spec.preprocessing
         self.robustness = robustness_for(layer)
         constants = fourier_constants(config.size, config.decay_power)
-        gain = periodic_gain(config.size, config.tile_period(layer), config.decay_power)[None, None, :, :, None]
-        constants["periodic"] = gain  # the spectrum's gain while the picture is periodic
-        constants["release"] = gain  # folded into the parameters at the first free step: the same picture
+        # the spectrum's per-frequency gain that makes the picture a tiling (all ones for a layer not tiled)
+        constants["gain"] = periodic_gain(config.size, config.tile_period(layer), config.decay_power)[None, None, :, :, None]
         self.constants = {k: ops.convert_to_tensor(v) for k, v in constants.items()}
         self._nets: dict[str, object] = {}
         self._runs: dict[tuple[str, str], object] = {}
+        self._picture: dict[str, object] = {}
         self._evaluate = backend.compile_fn(self._evaluate_fn)
 
     def net(self, precision: str):
@@ -113,18 +114,13 @@ class LayerRenderer:
         wake = 1.0 if cfg.wake and view.name in ("channel", "diversity") else 0.0
         fade = float(0.5 ** (16.0 / cfg.steps))  # the wake level halves every 1/16 of the run
         group = view.images
-        tiled = cfg.tile_share > 0 and view is not NEURON
+        tiled = cfg.periodic and view is not NEURON  # the neuron view wants one position, not a texture
 
-        def wake_phase(periodic):
-            # with a periodic phase, rows are woken only in it: waking the centre unit of a periodic
-            # picture wakes every unit, while waking it later would grow a lone pattern at the centre
-            return periodic if tiled else 1.0
+        def picture(spectrum, constants):
+            return fourier_to_rgb(spectrum * constants["gain"] if tiled else spectrum, constants)
 
-        def picture(spectrum, periodic, constants):
-            return fourier_to_rgb(spectrum * _gain(periodic, constants), constants)
-
-        def objective(spectrum, variables, constants, filters, draws, wake_level, periodic, loss_scale):
-            rgb = picture(spectrum, periodic, constants)
+        def objective(spectrum, variables, constants, filters, draws, wake_level, loss_scale):
+            rgb = picture(spectrum, constants)
             rgb = random_transform(rgb, calm_draws(draws, 1.0 - wake_level))
             maps = net(inputs.from_rgb(rgb, mode), variables)[0]
             target = objectives.select_filters(maps, filters, layer.filters)
@@ -139,7 +135,7 @@ class LayerRenderer:
                 # a row whose map has no positive unit is woken at its centre unit; the wake level then
                 # fades (and the transforms fade back in) so the pattern it found can spread and settle
                 off = ops.cast(ops.max(target, axis=(1, 2)) <= 0, "float32")
-                level = ops.stop_gradient(ops.maximum(wake_level, off * wake * wake_phase(periodic)))
+                level = ops.stop_gradient(ops.maximum(wake_level, off * wake))
                 value = (1.0 - level) * report + level * objectives.neuron(target)
                 if view is DIVERSITY:
                     scale = ops.stop_gradient(ops.abs(report) + 1e-3)
@@ -150,12 +146,10 @@ class LayerRenderer:
 
         def step(carry, x, consts):
             spectrum, m, v, wake_level, bad = carry
-            t, draws, periodic, release = x
+            t, draws = x
             variables, constants, filters, lr, loss_scale = consts
-            # the first free step: fold the periodic gain into the parameters, so the picture is unchanged
-            spectrum = spectrum * (release * constants["release"] + (1.0 - release))
             _, (report, wake_level), grad = value_and_grad(
-                spectrum, variables, constants, filters, draws, wake_level * fade, periodic, loss_scale
+                spectrum, variables, constants, filters, draws, wake_level * fade, loss_scale
             )
             grad = grad / loss_scale
             finite = ops.logical_and(ops.all(ops.isfinite(grad), axis=(1, 2, 3, 4)), ops.isfinite(report))
@@ -164,10 +158,12 @@ class LayerRenderer:
             v = ADAM_B2 * v + (1.0 - ADAM_B2) * grad * grad
             m_hat = m / (1.0 - ops.power(ADAM_B1, t))
             v_hat = v / (1.0 - ops.power(ADAM_B2, t))
-            spectrum = spectrum - lr * m_hat / (ops.sqrt(v_hat) + ADAM_EPS)
+            boost = (1.0 + (cfg.wake_lr - 1.0) * wake_level)[:, None, None, None, None]  # woken rows move faster
+            spectrum = spectrum - lr * boost * m_hat / (ops.sqrt(v_hat) + ADAM_EPS)
             bad = ops.logical_or(bad, ops.logical_not(finite))
             return (spectrum, m, v, wake_level, bad), ops.where(finite, -report, ops.zeros_like(report))
 
+        self._picture[view.name] = picture
         return backend.compile_loop(step)
 
     def _naive_run(self, precision: str):
@@ -248,22 +244,18 @@ class LayerRenderer:
             inits.append(initial_spectrum(rng, cfg.size, cfg.init_std))
             draws.append(self.robustness.draws(rng, cfg.steps))
         spectrum = ops.convert_to_tensor(np.stack(inits))
-        tile_steps = int(round(cfg.tile_share * cfg.steps)) if view is not NEURON else 0
-        periodic = (np.arange(cfg.steps) < tile_steps).astype(np.float32)
-        release = (np.arange(cfg.steps) == tile_steps).astype(np.float32)
         xs = (
             ops.convert_to_tensor(np.arange(1, cfg.steps + 1, dtype=np.float32)),
             ops.convert_to_tensor(np.stack(draws, axis=1)),  # (steps, rows, 6)
-            ops.convert_to_tensor(periodic),
-            ops.convert_to_tensor(release),
         )
         carry = (spectrum, ops.zeros_like(spectrum), ops.zeros_like(spectrum), ops.zeros((len(rows),), "float32"),
                  ops.zeros((len(rows),), "bool"))
         scale = cfg.loss_scale if precision == "mixed_float16" else 1.0
         consts = (self.net(precision).variables, self.constants, ops.convert_to_tensor(np.asarray([f for f, _ in rows], np.int32)),
                   ops.convert_to_tensor(np.float32(cfg.lr)), ops.convert_to_tensor(np.float32(scale)))
-        (spectrum, _, _, _, bad), losses = self._run_for(view, precision)(carry, xs, consts)
-        rgb = fourier_to_rgb(spectrum * _gain(float(periodic[-1]), self.constants), self.constants)
+        run = self._run_for(view, precision)
+        (spectrum, _, _, _, bad), losses = run(carry, xs, consts)
+        rgb = self._picture[view.name](spectrum, self.constants)
         return inputs.rgb_to_uint8(backend.to_numpy(rgb)), backend.to_numpy(losses).T, backend.to_numpy(bad)
 
     def _run_naive(self, rows, precision: str):
@@ -330,11 +322,6 @@ class LayerRenderer:
             measures = {k: v[0] for k, v in measures.items()}
         dead = bool(np.all(judged.pre_max[span.start:span.stop, f] <= 0.0)) if view in (CHANNEL, DIVERSITY) else False
         return RenderedView(f, view, list(images), losses.mean(axis=0).astype(np.float32), measures, dead, precision)
-
-
-def _gain(periodic, constants):
-    """The spectrum's per-frequency gain: the periodic one while ``periodic`` is 1, else 1."""
-    return periodic * constants["periodic"] + (1.0 - periodic)
 
 
 def auto_batch(layer: Layer, layers: tuple[Layer, ...], size: int, requested: int, facts: backend.DeviceFacts,

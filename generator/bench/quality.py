@@ -11,8 +11,8 @@ from generator.errors import AtlasError
 
 VARIANTS = {
     "naive": dict(method="naive", lr=10.0),
-    "lucid-port": dict(pre_share=1.0, wake=False, tile_share=0.0),  # Lucid's defaults, pre-ReLU channel mean
-    "no-periodic": dict(tile_share=0.0),  # the previous method: objective and wake-up, no periodic phase
+    "lucid-port": dict(pre_share=1.0, wake=False, periodic=False),  # Lucid's defaults, pre-ReLU channel mean
+    "no-periodic": dict(periodic=False),  # ours without the periodic picture
     "no-wake": dict(wake=False),  # ours without the wake-up
     "lucid": dict(),  # ours
 }
