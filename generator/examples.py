@@ -19,7 +19,6 @@ import functools
 import io
 import json
 import os
-import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ import numpy as np
 from generator import backend, inputs
 from generator.errors import AtlasError
 from generator.imagesets import ImageSet, load_image
+from generator.interrupt import StopFlag
 from generator.layers import Layer
 from generator.models import LoadedModel
 from generator.progress import Progress
@@ -83,27 +83,6 @@ class ExamplesSummary:
         skipped = f" ({self.skipped} unreadable, skipped)" if self.skipped else ""
         return (f"{self.images} images{skipped} through {self.layers} layers in {self.seconds:.1f} s "
                 f"({rate:.1f} images/s{resumed}); examples of {self.filters} filters in {self.out}")
-
-
-class _StopFlag:
-    def __init__(self) -> None:
-        self.stop = False
-        self._old = None
-
-    def __enter__(self) -> "_StopFlag":
-        try:
-            self._old = signal.signal(signal.SIGINT, self._handle)
-        except ValueError:
-            self._old = None
-        return self
-
-    def _handle(self, signum, frame) -> None:
-        self.stop = True
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-
-    def __exit__(self, *exc) -> None:
-        if self._old is not None:
-            signal.signal(signal.SIGINT, self._old)
 
 
 # --- the streaming reduction on the device ----------------------------------------------------------------
@@ -291,7 +270,7 @@ def run_examples(loaded: LoadedModel, layers: list[Layer], config: ExamplesConfi
         summary.resumed_at = position
         progress = progress or Progress(count - position, unit="images")
         workers = min(16, os.cpu_count() or 1)
-        with ThreadPoolExecutor(max_workers=workers) as pool, _StopFlag() as flag:
+        with ThreadPoolExecutor(max_workers=workers) as pool, StopFlag() as flag:
             ahead = [_decode_batch(pool, config.images, s, batch, config.size)
                      for s in range(position, min(count, position + 3 * batch), batch)]
             while position < count and not flag.stop:

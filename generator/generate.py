@@ -8,12 +8,12 @@ is left half-written either way). Out of memory halves the batch for the rest of
 
 from __future__ import annotations
 
-import signal
 import time
 from dataclasses import dataclass, field
 
 from generator import backend
 from generator.config import RenderConfig
+from generator.interrupt import StopFlag
 from generator.layers import Layer
 from generator.models import LoadedModel
 from generator.progress import Progress
@@ -31,29 +31,6 @@ class GenerateSummary:
     retried: int
     seconds: float
     failed: list[str] = field(default_factory=list)  # layer:filter (view) non-finite even in float32
-
-
-class _StopFlag:
-    """First SIGINT: stop after the current batch. Second: the default (KeyboardInterrupt)."""
-
-    def __init__(self) -> None:
-        self.stop = False
-        self._old = None
-
-    def __enter__(self) -> "_StopFlag":
-        try:
-            self._old = signal.signal(signal.SIGINT, self._handle)
-        except ValueError:  # not the main thread
-            self._old = None
-        return self
-
-    def _handle(self, signum, frame) -> None:
-        self.stop = True
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-
-    def __exit__(self, *exc) -> None:
-        if self._old is not None:
-            signal.signal(signal.SIGINT, self._old)
 
 
 def generate(
@@ -87,7 +64,7 @@ def generate(
         summary.skipped = sum(len(filters) for _, filters in work) * len(views) - sum(len(m) for *_, m in plan)
         progress = progress or Progress(sum(len(m) for *_, m in plan))
         renderers: dict[str, LayerRenderer] = {}
-        with _StopFlag() as flag:
+        with StopFlag() as flag:
             for layer, view, queue in plan:
                 if not queue or flag.stop:
                     continue

@@ -60,6 +60,11 @@ def load_image(path: Path, size: int) -> np.ndarray | None:
 
     try:
         with Image.open(path) as image:
+            w, h = image.size
+            if image.format == "JPEG" and min(w, h) > 2 * size:
+                # decode a big JPEG at a reduced scale straight away (DCT scaling), keeping the
+                # shorter side at least ``size``: several times faster, and the same result every run
+                image.draft("RGB", (size * w // min(w, h), size * h // min(w, h)))
             image.load()
             rgb = _to_rgb(image)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):

@@ -65,10 +65,6 @@ class Layer:
         """Input pixel coordinates at the centre of unit (``y``, ``x``)'s receptive field."""
         return self.start + y * self.stride, self.start + x * self.stride
 
-    @property
-    def block(self) -> str:
-        return self.group
-
     def to_dict(self) -> dict:
         out = asdict(self)
         out["size_ops"] = [list(op) for op in self.size_ops]
@@ -115,7 +111,7 @@ class _Geometry:
     side: float = 224.0  # map side for a 224 px input
 
 
-def _inbound(layer_config: dict) -> list[str]:
+def inbound_layers(layer_config: dict) -> list[str]:
     """Names of the layers feeding a layer, from its serialized call arguments."""
     names: list[str] = []
 
@@ -163,7 +159,7 @@ def discover(keras_model, spec: ModelSpec) -> tuple[Layer, ...]:
     flop = 0.0  # every convolution so far feeds the layers after it in these networks
     for layer_config in config["layers"]:
         cls, name, cfg = layer_config["class_name"], layer_config["name"], layer_config["config"]
-        sources = _inbound(layer_config)
+        sources = inbound_layers(layer_config)
         if cls == "InputLayer":
             geometry[name] = _Geometry()
             continue

@@ -14,7 +14,7 @@ from mkdocs.config import base
 from mkdocs.config import config_options as c
 from mkdocs.plugins import BasePlugin
 
-from generator.layers import model_layers
+from generator.layers import groups, model_layers
 from generator.zoo import MODELS
 
 
@@ -39,7 +39,7 @@ def build_nav(docs: Path, after: list[str]) -> list:
         if not (docs / name / "index.md").is_file():
             continue
         entries: list = [f"{name}/index.md"]
-        for group in dict.fromkeys(layer.group for layer in model_layers(name)):
+        for group in groups(name):
             layers = [layer for layer in model_layers(name) if layer.group == group]
             pages = [{layer.name: f"{name}/{layer.name}/index.md"} for layer in layers
                      if (docs / name / layer.name / "index.md").is_file()]

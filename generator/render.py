@@ -32,7 +32,12 @@ from generator.config import RenderConfig, robustness_for
 from generator.errors import AtlasError
 from generator.layers import Layer
 from generator.models import LoadedModel
-from generator.params import fourier_constants, fourier_to_rgb, initial_spectrum, periodic_gain
+from generator.params import (
+    fourier_constants,
+    fourier_to_rgb,
+    initial_spectrum,
+    periodic_gain,
+)
 from generator.transforms import calm_draws, random_transform
 from generator.views import CHANNEL, DIVERSITY, NEGATIVE, NEURON, View
 

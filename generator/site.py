@@ -22,7 +22,7 @@ from typing import Callable
 
 from generator import paths, plots
 from generator.errors import AtlasError
-from generator.layers import Layer, model_layers
+from generator.layers import Layer, groups, model_layers
 from generator.store import AtlasStore, atlas_models, read_json
 from generator.views import VIEWS
 from generator.zoo import MODELS, model_spec
@@ -304,12 +304,12 @@ class ModelSite:
             here, "model.md.j2", title=self.spec.title, about=self.spec.about,
             layers=[self.layer_summary(here, layer, rows) for layer, rows in summaries],
             groups=[(self.spec.group_label(g), relative_md(here, paths.group_url(self.model, g)))
-                    for g in dict.fromkeys(layer.group for layer in self.layers)],
+                    for g in groups(self.model)],
             total_filters=sum(layer.filters for layer in self.layers),
             rendered_count=sum(len(rows) for _, rows in summaries),
             crumbs=[("Atlas", relative(here, "")), (self.spec.title, None)],
         )
-        for group in dict.fromkeys(layer.group for layer in self.layers):
+        for group in groups(self.model):
             here = paths.group_url(self.model, group)
             in_group = [(layer, rows) for layer, rows in summaries if layer.group == group]
             b.write_page(
@@ -456,7 +456,7 @@ class ModelSite:
 
     def card(self) -> dict:
         picks = []
-        for group in dict.fromkeys(layer.group for layer in self.layers):
+        for group in groups(self.model):
             in_group = [layer for layer in self.layers if layer.group == group and self.rows[layer.name]]
             if in_group:
                 layer = in_group[-1]
@@ -473,8 +473,8 @@ class ModelSite:
     def method_context(self) -> dict:
         comparison, naive = [], None
         if self.compare is not None:
-            naive = self.compare.read_manifest().get("config")
-            naive_hash = self.compare.read_manifest().get("config_hash")
+            manifest = self.compare.read_manifest()
+            naive, naive_hash = manifest.get("config"), manifest.get("config_hash")
             here = "method/"
             for layer in self.layers:
                 ours = self.rows[layer.name]

@@ -15,9 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from generator.layers import Layer, _inbound
+from generator.errors import AtlasError
+from generator.layers import Layer, inbound_layers
 from generator.models import LoadedModel
-from generator.store import AtlasStore, atomic_write_json
+from generator.store import AtlasStore, atomic_write_json, read_json
 
 TOP = 8
 RULE = ("Weights: the sum of the kernel connecting two filters over its spatial positions, times the "
@@ -32,7 +33,7 @@ class _Graph:
         config = loaded.model.get_config()
         self.loaded = loaded
         self.layers = {c["name"]: c for c in config["layers"]}
-        self.inbound = {c["name"]: _inbound(c) for c in config["layers"]}
+        self.inbound = {c["name"]: inbound_layers(c) for c in config["layers"]}
         self.outputs = {layer.name for layer in loaded.layers}  # post-activation tensors of the layers shown
         self.memo: dict[str, dict] = {}
 
@@ -156,9 +157,6 @@ def write_wiring(loaded: LoadedModel, out: str | Path) -> int:
     with store.lock():
         manifest = store.paths.manifest
         if manifest.exists():
-            from generator.store import read_json
-            from generator.errors import AtlasError
-
             weights = read_json(manifest, "manifest").get("weights", {}).get("sha256")
             if weights and weights != loaded.weights_sha256:
                 raise AtlasError(f"{store.paths.model_dir} holds an atlas of other weights (sha256 {weights[:16]}); "

@@ -17,7 +17,12 @@ import pytest
 from PIL import Image
 
 from generator import inputs
-from generator.imagesets import SAMPLE_PHOTOS, list_images, load_image, sample_photos_folder
+from generator.imagesets import (
+    SAMPLE_PHOTOS,
+    list_images,
+    load_image,
+    sample_photos_folder,
+)
 from generator.layers import find_layer
 from tests.conftest import ROOT, error_line, run_atlas
 
@@ -136,13 +141,14 @@ def test_unreadable_files_are_skipped_and_counted(sample_tiles, tmp_path):
     Image.new("L", (300, 40), 200).save(images / "gray-wide.png")  # grayscale, not square: converted, cropped
     Image.new("RGBA", (10, 10), (255, 0, 0, 128)).save(images / "tiny-alpha.png")  # smaller than a field: upscaled
     Image.new("CMYK", (96, 96)).save(images / "cmyk.jpg")
+    Image.radial_gradient("L").resize((1000, 700)).convert("RGB").save(images / "big.jpg")  # decoded at a reduced scale
     out = tmp_path / "atlas"
     proc = run_atlas("examples", "--images", str(images), "--weights", "hed-bsds500", "--layers", "block1_conv1",
                      "--top", "4", "--size", "96", "--out", str(out))
     assert proc.returncode == 0, proc.stderr
-    assert "24 images (1 unreadable, skipped)" in proc.stdout
+    assert "25 images (1 unreadable, skipped)" in proc.stdout
     record = json.loads((out / "vgg16/block1_conv1/0000.examples.json").read_text())
-    assert sum(record["histogram"]["counts"]) == 23
+    assert sum(record["histogram"]["counts"]) == 24
     assert all(e["image"] != "broken.jpg" for e in record["top"] + record["bottom"])
 
 

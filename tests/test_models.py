@@ -13,7 +13,12 @@ import pytest
 from generator.errors import AtlasError
 from generator.layers import model_layers
 from generator.models import load_model
-from generator.weights import conv_shapes, hed_weights_path, read_conv_kernels, sha256_file
+from generator.weights import (
+    conv_shapes,
+    hed_weights_path,
+    read_conv_kernels,
+    sha256_file,
+)
 from tests.conftest import ROOT, error_line, run_atlas
 
 

@@ -10,7 +10,13 @@ from generator import inputs, plots
 from generator.config import RenderConfig
 from generator.errors import AtlasError
 from generator.layers import find_layer
-from generator.params import fourier_constants, fourier_to_rgb, irfft2_bases, periodic_gain, spectrum_shape
+from generator.params import (
+    fourier_constants,
+    fourier_to_rgb,
+    irfft2_bases,
+    periodic_gain,
+    spectrum_shape,
+)
 from generator.quality import specificity
 from generator.selection import parse_filters, parse_layers
 from generator.transforms import Robustness, calm_draws, random_transform

@@ -17,7 +17,12 @@ def run(args) -> tuple[str, str]:
     from generator.bench import default_weights, machine
 
     backend.select(args.backend)
-    from generator.examples import ExamplesConfig, Tracker, auto_examples_batch, run_examples
+    from generator.examples import (
+        ExamplesConfig,
+        Tracker,
+        auto_examples_batch,
+        run_examples,
+    )
     from generator.imagesets import list_images, load_image, write_sample_tiles
     from generator.models import load_model
     from generator.progress import Progress
