@@ -71,7 +71,8 @@ def run(args) -> tuple[str, str]:
     naive_note = " (`naive` at the original 96 px, 50 steps)" if args.naive_original and "naive" in variants else ""
     command = (f"atlas bench quality --model {args.model} --weights {weights} --size {size} --steps {steps} "
                f"--sample {args.sample} --variants {args.variants}{' --naive-original' if args.naive_original else ''}"
-               f"{' --precision ' + precision if args.precision else ''}")
+               f"{' --precision ' + precision if args.precision else ''}"
+               f"{'' if args.layers == 'all' else ' --layers ' + args.layers}")
     text = (
         f"### Quality of {args.model}: {args.sample} filters per layer, {size} px, {steps} steps, {precision}{naive_note}\n\n"
         f"Machine: {machine()}. Backend {backend.name()}. Command: `{command}`.\n\n"
