@@ -50,9 +50,8 @@ class RenderConfig:
     backend: str = "tensorflow"
     # lucid only: starting contrast (Lucid's 0.01: grey), the share of the pre-ReLU mean in the
     # objective, the wake-up of rows that are off everywhere and its learning-rate factor, the 1/f
-    # spectrum's decay, the periodic
-    # picture and its tile (in receptive fields, and the smallest tile in pixels), and the weight of
-    # the diversity view's penalty (relative to the channel objective).
+    # spectrum's decay, the periodic picture and its tile (in receptive fields, and the smallest tile
+    # in pixels), and the weight of the diversity view's penalty (relative to the channel objective).
     init_std: float = 0.01
     pre_share: float = 0.0
     wake: bool = True

@@ -8,12 +8,12 @@ comes from (seed, layer, filter, view) alone, so it is the same whichever batch 
 
 Methods:
     lucid: Fourier-parameterized image, decorrelated colour, sigmoid, transformation robustness and Adam
-        (Olah et al. 2017), on the filter's activation after its ReLU plus a small share of it before.
-        For layers whose receptive field is at most half the image, the picture is *periodic*: its
-        spectrum is held to the frequencies of a tile about one receptive field wide (and scaled so
-        that this is Lucid's parameterization of the tile itself), so whatever pattern a unit finds
-        is found by every unit of the map at once and the picture fills the frame. A row whose map has no positive unit on the current image is *woken*: its objective is
-        the centre unit (a single unit has a clear direction to go where a map that is off everywhere
+        (Olah et al. 2017), on the filter's activation after its ReLU (plus ``pre_share`` of it before,
+        0 by default). For layers whose receptive field is at most half the image, the picture is
+        *periodic*: its spectrum is held to the frequencies of a tile about one receptive field wide
+        (and scaled so that this is Lucid's parameterization of the tile itself), so whatever pattern a
+        unit finds is found by every unit of the map at once and the picture fills the frame. A row
+        whose map has no positive unit on the current image is *woken*: its objective is the centre unit (a single unit has a clear direction to go where a map that is off everywhere
         has none), its transforms are off and its learning rate is ``wake_lr`` times the rest; once a
         unit is on, the wake level fades over 1/16 of the run back to the channel objective with full
         transforms.
@@ -101,7 +101,6 @@ class LayerRenderer:
         self.constants = {k: ops.convert_to_tensor(v) for k, v in constants.items()}
         self._nets: dict[str, object] = {}
         self._runs: dict[tuple[str, str], object] = {}
-        self._picture: dict[str, object] = {}
         self._evaluate = backend.compile_fn(self._evaluate_fn)
 
     def net(self, precision: str):
@@ -119,13 +118,10 @@ class LayerRenderer:
         wake = 1.0 if cfg.wake and view.name in ("channel", "diversity") else 0.0
         fade = float(0.5 ** (16.0 / cfg.steps))  # the wake level halves every 1/16 of the run
         group = view.images
-        tiled = cfg.periodic and view is not NEURON  # the neuron view wants one position, not a texture
-
-        def picture(spectrum, constants):
-            return fourier_to_rgb(spectrum * constants["gain"] if tiled else spectrum, constants)
+        tiled = self._tiled(view)
 
         def objective(spectrum, variables, constants, filters, draws, wake_level, loss_scale):
-            rgb = picture(spectrum, constants)
+            rgb = _picture(spectrum, constants, tiled)
             rgb = random_transform(rgb, calm_draws(draws, 1.0 - wake_level))
             maps = net(inputs.from_rgb(rgb, mode), variables)[0]
             target = objectives.select_filters(maps, filters, layer.filters)
@@ -168,7 +164,6 @@ class LayerRenderer:
             bad = ops.logical_or(bad, ops.logical_not(finite))
             return (spectrum, m, v, wake_level, bad), ops.where(finite, -report, ops.zeros_like(report))
 
-        self._picture[view.name] = picture
         return backend.compile_loop(step)
 
     def _naive_run(self, precision: str):
@@ -195,6 +190,10 @@ class LayerRenderer:
             return (image + lr * update, bad), ops.where(finite, -chan, ops.zeros_like(chan))
 
         return backend.compile_loop(step)
+
+    def _tiled(self, view: View) -> bool:
+        """Whether the view's picture is periodic: the neuron view wants one position, not a texture."""
+        return self.config.periodic and view is not NEURON
 
     def _run_for(self, view: View, precision: str):
         key = (view.name, precision)
@@ -260,7 +259,7 @@ class LayerRenderer:
                   ops.convert_to_tensor(np.float32(cfg.lr)), ops.convert_to_tensor(np.float32(scale)))
         run = self._run_for(view, precision)
         (spectrum, _, _, _, bad), losses = run(carry, xs, consts)
-        rgb = self._picture[view.name](spectrum, self.constants)
+        rgb = _picture(spectrum, self.constants, self._tiled(view))
         return inputs.rgb_to_uint8(backend.to_numpy(rgb)), backend.to_numpy(losses).T, backend.to_numpy(bad)
 
     def _run_naive(self, rows, precision: str):
@@ -327,6 +326,11 @@ class LayerRenderer:
             measures = {k: v[0] for k, v in measures.items()}
         dead = bool(np.all(judged.pre_max[span.start:span.stop, f] <= 0.0)) if view in (CHANNEL, DIVERSITY) else False
         return RenderedView(f, view, list(images), losses.mean(axis=0).astype(np.float32), measures, dead, precision)
+
+
+def _picture(spectrum, constants, tiled: bool):
+    """The RGB picture of a spectrum, tiled by the periodic gain where the view is tiled."""
+    return fourier_to_rgb(spectrum * constants["gain"] if tiled else spectrum, constants)
 
 
 def auto_batch(layer: Layer, layers: tuple[Layer, ...], size: int, requested: int, facts: backend.DeviceFacts,
