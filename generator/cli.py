@@ -143,6 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--precision", default=None, choices=("float32", "mixed_float16", "mixed_bfloat16"))
     bench.add_argument("--images", default=None, help="examples: a folder of images (default: sample-images tiles)")
     bench.add_argument("--reduced", action="store_true", help="gpu: a minutes-long smoke run (CI, CPU)")
+    bench.add_argument("--keep", default=None, metavar="DIR",
+                       help="site: keep the synthetic atlas in DIR and reuse it next time (writing it is most of the ResNet50 run)")
     bench.add_argument("--out", default="BENCHMARKS.md")
     return parser
 

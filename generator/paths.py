@@ -1,12 +1,13 @@
 """Every path of the data layout and every URL of the site, in one place.
 
-Both are contracts (papers link the URLs, tools read the files): files are only ever added, never
-renamed. Change them here or nowhere.
+Both are contracts (papers link the page URLs, tools read the files): files are only ever added, never
+renamed. The display files beside the pages (AVIF, WebP) are the site's own and follow its pages.
+Change them here or nowhere.
 
     atlas/<model>/manifest.json
     atlas/<model>/<layer>/layer.json              one row per filter
     atlas/<model>/<layer>/wiring.json             each filter's strongest inputs and outputs
-    atlas/<model>/<layer>/0080.png                the channel picture      site: 0080.webp (display)
+    atlas/<model>/<layer>/0080.png                the channel picture      site: 0080.avif (display)
     atlas/<model>/<layer>/0080.json               its numbers and loss curves (every view)
     atlas/<model>/<layer>/0080.neuron.png, .negative.png, .diversity-1.png ... -4.png (other views)
     atlas/<model>/<layer>/0080.examples.json      top and bottom dataset examples
@@ -105,9 +106,7 @@ def filter_url(model: str, layer: str, filter_index: int) -> str:
 
 
 ASSETS = {
-    "png": ".png",  # the channel picture, lossless (kept in the data; the site links the release)
-    "json": ".json",  # numbers and loss curves, as in the data layout
-    "webp": ".webp",  # display
+    "display": ".avif",  # the channel picture as the filter page shows it (lossless PNG and JSON: the release)
     "thumb": ".thumb.webp",  # grids
     "compare": ".naive.webp",  # the original method's thumbnail (Method page)
     "examples": ".examples.webp",  # dataset example crops, one sprite
@@ -117,8 +116,8 @@ ASSETS = {
 
 def asset_url(model: str, layer: str, filter_index: int, kind: str) -> str:
     """A file of the site beside the layer page: one of ``ASSETS``, or ``view:<suffix>`` for the
-    display WebP of another view (``view:.neuron``, ``view:.diversity-2``)."""
-    suffix = kind[5:] + ".webp" if kind.startswith("view:") else ASSETS[kind]
+    display picture of another view (``view:.neuron``, ``view:.diversity-2``)."""
+    suffix = kind[5:] + ".avif" if kind.startswith("view:") else ASSETS[kind]
     return f"{layer_url(model, layer)}{filter_stem(filter_index)}{suffix}"
 
 

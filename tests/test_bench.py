@@ -1,4 +1,4 @@
-"""`make bench-gpu` runs on a CPU too (reduced, JAX): the GPU check's smoke test."""
+"""`make bench-gpu` runs on a CPU too (reduced, JAX): the GPU check's smoke test; `atlas bench site` on one layer."""
 
 import os
 import subprocess
@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from generator.errors import AtlasError
 from tests.conftest import ROOT
 
 
@@ -23,3 +24,24 @@ def test_bench_gpu_reduced_runs_on_the_cpu(tmp_path):
         assert heading in text, heading
     assert "not measured" not in text, text  # every part ran
     assert "tensorflow" not in proc.stderr.lower()
+
+
+def test_bench_site_builds_a_synthetic_atlas_and_reuses_a_kept_one(tmp_path, monkeypatch):
+    import dataclasses
+    from argparse import Namespace
+
+    from generator.bench import site as bench_site
+
+    loaded = bench_site._loaded
+    monkeypatch.setattr(bench_site, "_loaded", lambda model: dataclasses.replace(
+        loaded(model), layers=tuple(x for x in loaded(model).layers if x.name == "block1_conv1")))
+    args = Namespace(backend=None, size=32, steps=4, model="vgg16", keep=str(tmp_path / "kept"))
+    name, text = bench_site.run(args)
+    assert name == "site-vgg16" and "64 filters" in text and "write the synthetic atlas" in text
+    assert "within the 500 MB budget" in text and "of which the other views (AVIF)" in text
+    _, again = bench_site.run(args)  # the kept atlas is complete: not written again
+    assert "write the synthetic atlas" not in again and "reused from `--keep`" in again
+    (tmp_path / "other" / "vgg16").mkdir(parents=True)
+    (tmp_path / "other" / "vgg16" / "manifest.json").write_text('{"config": {"weights": "hed-bsds500"}}')
+    with pytest.raises(AtlasError, match="holds a real atlas"):
+        bench_site.run(Namespace(**{**vars(args), "keep": str(tmp_path / "other")}))

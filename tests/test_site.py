@@ -68,12 +68,12 @@ def test_every_page_of_the_contract_exists(built_site):
                 "vgg16/block5_conv3/0/", "method/", "cite/", "vgg16/block2_conv1/",
                 "resnet50/", "resnet50/conv3/", "resnet50/conv3_block1_out/", "resnet50/conv3_block1_out/1/"]:
         assert (built_site / url / "index.html").is_file(), url
-    assert (built_site / "vgg16/block3_conv3/0002.json").is_file()
-    assert (built_site / "vgg16/block3_conv3/0002.webp").is_file()
+    assert (built_site / "vgg16/block3_conv3/0002.avif").is_file()
     assert (built_site / "vgg16/block3_conv3/0002.thumb.webp").is_file()
-    assert (built_site / "vgg16/block3_conv3/0002.diversity-3.webp").is_file()
+    assert (built_site / "vgg16/block3_conv3/0002.diversity-3.avif").is_file()
     assert (built_site / "vgg16/block3_conv3/0002.examples.webp").is_file()
-    assert not list(built_site.rglob("[0-9][0-9][0-9][0-9].png"))  # lossless files stay in the data
+    # lossless pictures and the per-filter JSON stay in the atlas data (the release)
+    assert not list(built_site.rglob("[0-9][0-9][0-9][0-9].png")) and not list(built_site.rglob("[0-9][0-9][0-9][0-9].json"))
 
 
 def test_landing_page_lists_the_models(built_site):
@@ -92,7 +92,7 @@ def test_method_page_reads_the_manifests(built_site):
     html = (built_site / "method/index.html").read_text()
     assert "Side by side" in html or "Top row of each layer" in html
     assert html.count(".naive.webp") == 6  # 2 filters x 3 layers
-    assert "<strong>float32</strong>" in html and "2 steps of\nlearning rate 10.0" in html.replace("\r", "")
+    assert "<strong>float32</strong>" in html and "2 steps of learning rate 10.0" in " ".join(html.split())
 
 
 def test_filter_page_content(built_site):
@@ -104,7 +104,8 @@ def test_filter_page_content(built_site):
     assert 'href="../0/"' in html and 'href="../2/"' in html  # prev / next
     for view in ("Channel", "Neuron", "Negative", "Diversity"):
         assert f">{view}</label>" in html, view
-    assert html.count("0001.diversity-") == 4 and "0001.neuron.webp" in html
+    assert html.count("0001.diversity-") == 4 and "0001.neuron.avif" in html
+    assert "<code>atlas/vgg16/block3_conv3/0001.json</code>" in html  # where the numbers and loss curves are
     assert html.count('class="atlas-crops"') == 2 and "0001.examples.webp" in html and "tiles" in html
     assert 'class="mark"' in html and "the strongest real image" in html or "No real image turns" in html
     assert "Strongest positive inputs" in html and 'href="../../block3_conv2/' not in html  # not rendered: no link
@@ -164,7 +165,7 @@ def test_site_url_default_matches_mkdocs_yml():
 
 def test_relative_links():
     assert relative("vgg16/block3_conv3/", "vgg16/block3_conv3/80/") == "80/"
-    assert relative("vgg16/block3_conv3/80/", "vgg16/block3_conv3/0080.webp") == "../0080.webp"
+    assert relative("vgg16/block3_conv3/80/", "vgg16/block3_conv3/0080.avif") == "../0080.avif"
     assert relative("vgg16/block3_conv3/80/", "vgg16/") == "../../"
     assert paths.source_path("vgg16/block3_conv3/80/") == "vgg16/block3_conv3/80.md"
     assert paths.source_path("vgg16/block3/") == "vgg16/block3/index.md"
@@ -180,7 +181,7 @@ def test_rebuild_reuses_unchanged_assets_and_a_failed_build_keeps_the_old_pages(
     atlas = _copy_atlas(tiny_atlas, tmp_path)
     out = tmp_path / "site_src"
     build_site(atlas, out)
-    webp = out / "vgg16/block3_conv3/0001.webp"
+    webp = out / "vgg16/block3_conv3/0001.avif"
     first = webp.stat().st_ino
     build_site(atlas, out)
     assert webp.stat().st_ino == first  # linked from the last build, not encoded again

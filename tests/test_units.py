@@ -125,6 +125,22 @@ def test_plot_geometry():
     assert kernel.squares == [(0, 0, "#ff8000")]
 
 
+def test_plots_thin_long_curves_and_stay_one_html_block():
+    values = [float(np.sin(i / 3.0)) for i in range(256)]
+    values[100] = 50.0  # a spike survives the thinning
+    line = plots.line_plot(values)
+    ys = [float(p.split(",")[1]) for p in line.points.split()]
+    band = sorted(ys)[1:]  # the sine's points: all near the bottom of the plot, the spike far above them
+    assert len(ys) <= plots.MAX_POINTS and min(ys) < min(band) - 50
+    from generator.site import _environment
+
+    env = _environment()
+    for name, plot in [("_loss_plot.svg.j2", line), ("_loss_plot.svg.j2", plots.histogram([1.0, 2.0])),
+                       ("_dist_plot.svg.j2", plots.distribution([0.0, 1.0, 10.0], [2, 3], [(5.0, "p")]))]:
+        svg = env.get_template(name).render(plot=plot, title="t", x_label="x", y_label="y")
+        assert "\n\n" not in svg.strip(), name  # a blank line ends Markdown's raw HTML block mid-SVG
+
+
 def test_specificity():
     assert specificity(np.eye(4) + 0.1) == 1.0
     assert specificity(np.ones((4, 4))) == 0.25  # ties: argmax picks the first column
