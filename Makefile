@@ -45,8 +45,8 @@ atlas: $(STAMP)
 
 # A CPU-sized atlas: 8 filters of every layer, 64 px, 64 steps, offline weights and images; minutes.
 preview: $(STAMP)
-	$(BIN)/atlas generate --weights $(PREVIEW_WEIGHTS) --filters 0-7 --size 64 --steps 64 --out $(PREVIEW)
-	$(BIN)/atlas generate --weights $(PREVIEW_WEIGHTS) --method naive --filters 0-7 --size 64 --steps 50 --out $(PREVIEW)-naive
+	$(BIN)/atlas generate --weights $(PREVIEW_WEIGHTS) --filters 0-7 --size 96 --steps 64 --out $(PREVIEW)
+	$(BIN)/atlas generate --weights $(PREVIEW_WEIGHTS) --method naive --filters 0-7 --size 96 --steps 50 --out $(PREVIEW)-naive
 	$(BIN)/atlas wiring --weights $(PREVIEW_WEIGHTS) --out $(PREVIEW)
 	test -d $(SAMPLE) || $(BIN)/atlas sample-images $(SAMPLE) --size 96
 	$(BIN)/atlas examples --weights $(PREVIEW_WEIGHTS) --images $(SAMPLE) --size 96 --top 8 --out $(PREVIEW) \
