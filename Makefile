@@ -43,7 +43,7 @@ atlas: $(STAMP)
 	$(BIN)/atlas site --data $(ATLAS) --compare $(ATLAS)-naive --out site_src
 	$(MKDOCS) build --strict
 
-# A CPU-sized atlas: 8 filters of every layer, 64 px, 64 steps, offline weights and images; minutes.
+# A CPU-sized atlas: 8 filters of every layer, 96 px, 64 steps, offline weights and images; minutes.
 preview: $(STAMP)
 	$(BIN)/atlas generate --weights $(PREVIEW_WEIGHTS) --filters 0-7 --size 96 --steps 64 --out $(PREVIEW)
 	$(BIN)/atlas generate --weights $(PREVIEW_WEIGHTS) --method naive --filters 0-7 --size 96 --steps 50 --out $(PREVIEW)-naive
