@@ -143,14 +143,21 @@ class AssetCache:
         (self.new_root / CACHE).write_text(json.dumps(self.new, separators=(",", ":")))
 
 
+def _open_rgb(src: Path):
+    """A stored picture as RGB, or one line naming the file and the command that rewrites it."""
+    from PIL import Image
+
+    try:
+        return Image.open(src).convert("RGB")
+    except OSError:
+        raise AtlasError(f"{src}: not a readable image; rerun the command that wrote it") from None
+
+
 def _webp(src: Path, quality: int, side: int | None = None) -> Callable[[Path], None]:
     def build(target: Path) -> None:
         from PIL import Image
 
-        try:
-            image = Image.open(src).convert("RGB")
-        except OSError:
-            raise AtlasError(f"{src}: not a readable image; rerun the command that wrote it") from None
+        image = _open_rgb(src)
         if side:
             image = image.resize((side, side), Image.LANCZOS)
         image.save(target, format="WEBP", quality=quality, method=4)
@@ -160,15 +167,11 @@ def _webp(src: Path, quality: int, side: int | None = None) -> Callable[[Path], 
 
 def _avif(src: Path, quality: int) -> Callable[[Path], None]:
     def build(target: Path) -> None:
-        from PIL import Image, features
+        from PIL import features
 
         if not features.check("avif"):
             raise AtlasError("this Pillow has no AVIF encoder for the display pictures; pip install 'pillow>=11.3'")
-        try:
-            image = Image.open(src).convert("RGB")
-        except OSError:
-            raise AtlasError(f"{src}: not a readable image; rerun the command that wrote it") from None
-        image.save(target, format="AVIF", quality=quality, subsampling="4:4:4", speed=AVIF_SPEED, max_threads=1)
+        _open_rgb(src).save(target, format="AVIF", quality=quality, subsampling="4:4:4", speed=AVIF_SPEED, max_threads=1)
 
     return build
 

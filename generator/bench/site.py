@@ -129,22 +129,22 @@ def synthetic_atlas(root: Path, model: str, size: int, steps: int, top: int = 16
     return count
 
 
-def _kept(data: Path, model: str, size: int, steps: int) -> tuple[int | None, float | None]:
-    """(filters, None) when ``data`` holds a complete synthetic atlas of this model, size and steps
-    (``--keep``); (None, None) when it must be written."""
+def _kept(data: Path, model: str, size: int, steps: int) -> int | None:
+    """The filter count when ``data`` holds a complete synthetic atlas of this model, size and steps
+    (``--keep``); None when it must be written."""
     from generator.store import read_json
 
     manifest = data / model / "manifest.json"
     if not manifest.exists():
-        return None, None
+        return None
     kept = read_json(manifest, "manifest of the kept synthetic atlas")
     config = kept.get("config", {})
     if config.get("weights") != "synthetic":
         raise AtlasError(f"{data}: holds a real atlas, not a synthetic one; name an empty folder with --keep")
     complete = "examples" in kept and all(x["rendered"] == x["filters"] for x in kept.get("layers", [{}]))
     if not complete or (config.get("size"), config.get("steps")) != (size, steps):
-        return None, None  # written again
-    return sum(x["filters"] for x in kept["layers"]), None
+        return None  # written again
+    return sum(x["filters"] for x in kept["layers"])
 
 
 def _du(path: Path, pattern: str = "*") -> int:
@@ -162,7 +162,7 @@ def run(args) -> tuple[str, str]:
     with tempfile.TemporaryDirectory(prefix="atlas-site-bench-") as tmp:
         tmp = Path(tmp)
         data = Path(args.keep) if args.keep else tmp / "atlas"
-        filters, t_data = _kept(data, model, size, steps)
+        filters, t_data = _kept(data, model, size, steps), None  # t_data stays None when reused
         if filters is None:
             t0 = time.perf_counter()
             filters = synthetic_atlas(data, model, size, steps)
