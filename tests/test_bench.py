@@ -45,3 +45,6 @@ def test_bench_site_builds_a_synthetic_atlas_and_reuses_a_kept_one(tmp_path, mon
     (tmp_path / "other" / "vgg16" / "manifest.json").write_text('{"config": {"weights": "hed-bsds500"}}')
     with pytest.raises(AtlasError, match="holds a real atlas"):
         bench_site.run(Namespace(**{**vars(args), "keep": str(tmp_path / "other")}))
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(AtlasError, match="a file, not a folder"):
+        bench_site.run(Namespace(**{**vars(args), "keep": str(tmp_path / "a-file")}))

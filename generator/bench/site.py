@@ -134,6 +134,8 @@ def _kept(data: Path, model: str, size: int, steps: int) -> int | None:
     (``--keep``); None when it must be written."""
     from generator.store import read_json
 
+    if data.exists() and not data.is_dir():
+        raise AtlasError(f"--keep {data}: a file, not a folder; name a folder (it is made if missing)")
     manifest = data / model / "manifest.json"
     if not manifest.exists():
         return None
