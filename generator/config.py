@@ -19,7 +19,7 @@ from generator.transforms import Robustness
 
 METHODS = ("lucid", "naive")
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
-METHOD_VERSION = "2"  # bump when a method's algorithm changes, so old atlases are not resumed into
+METHOD_VERSION = "3"  # bump when a method's algorithm changes, so old atlases are not resumed into
 
 DEFAULT_LR = {"lucid": 0.05, "naive": 10.0}
 
@@ -51,7 +51,8 @@ class RenderConfig:
     # lucid only: starting contrast (Lucid's 0.01: grey), the share of the pre-ReLU mean in the
     # objective, the wake-up of rows that are off everywhere and its learning-rate factor, the 1/f
     # spectrum's decay, the periodic picture and its tile (in receptive fields, and the smallest tile
-    # in pixels), and the weight of the diversity view's penalty (relative to the channel objective).
+    # in pixels), the weight of the floor term that pulls faint units up to a tenth of the peak, and the
+    # weight of the diversity view's penalty (relative to the channel objective).
     init_std: float = 0.01
     pre_share: float = 0.0
     wake: bool = True
@@ -60,6 +61,7 @@ class RenderConfig:
     periodic: bool = True
     tile_size: float = 1.0
     tile_min: int = 16
+    floor: float = 4.0
     diversity_weight: float = 0.5
     method_version: str = METHOD_VERSION
     loss_scale: float = field(default=256.0)

@@ -6,6 +6,10 @@ All objectives read the target layer's **pre-activation** map (B, h, w) of the r
 share of the mean before it (so a map that is off everywhere still has a gradient). ``neuron``: the
 pre-activation at the centre of the map; it also wakes filters the channel objective cannot, because a
 single unit has a clear direction to go where the mean of a map that is off everywhere has none.
+``floor``: the mean of the map with every unit capped at a tenth of the map's peak: added to the
+channel objective, it pulls up the units that are off or faint (their ReLU gives them no gradient),
+so a layer whose receptive field spans the image paints the filter's pattern wherever a unit looks,
+not one object at the centre over a field that turns the rest of the map off.
 ``negative``: minus the pre-activation mean (the image that turns the filter off hardest).
 ``diversity``: Lucid's penalty on pictures of one filter that look alike to the layer: the mean cosine
 similarity of their Gram matrices (Olah et al., *Feature Visualization*, Distill 2017).
@@ -13,6 +17,8 @@ similarity of their Gram matrices (Olah et al., *Feature Visualization*, Distill
 """
 
 from __future__ import annotations
+
+FLOOR_LEVEL = 0.1  # the coverage judge's level: a unit at a tenth of the peak counts as lit
 
 
 def select_filters(maps, filters, channels: int):
@@ -34,6 +40,14 @@ def channel_mix(target, pre_share):
     from keras import ops
 
     return (1.0 - pre_share) * ops.mean(ops.relu(target), axis=(1, 2)) + pre_share * channel(target)
+
+
+def floor(target, level: float = FLOOR_LEVEL):
+    """(B, h, w) -> (B,) mean of the map with each unit capped at ``level`` x the map's peak (held fixed)."""
+    from keras import ops
+
+    cap = ops.stop_gradient(level * ops.max(ops.relu(target), axis=(1, 2), keepdims=True))
+    return ops.mean(ops.minimum(target, cap), axis=(1, 2))
 
 
 def neuron(target):

@@ -87,6 +87,18 @@ def test_channel_pictures_fill_the_frame(hed_model):
     assert all(r.measures["coverage"] >= 0.9 and not r.dead for r in result), [r.measures["coverage"] for r in result]
 
 
+def test_floor_spreads_untiled_pictures_over_the_map(hed_model):
+    """block5_conv1 at 128 px is not tiled (receptive field 132 px); without the floor filters 170 and 511
+    end as one object at the centre (coverage 0.19 and 0.12 at 256 steps), with it they fill the map."""
+    layer = find_layer("block5_conv1", "vgg16")
+    coverage = {}
+    for floor in (0.0, 4.0):
+        cfg = RenderConfig(weights="hed-bsds500", size=128, steps=128, floor=floor)
+        assert cfg.tile_period(layer) == 128
+        coverage[floor] = [r.measures["coverage"] for r in LayerRenderer(hed_model, layer, cfg).render_batch([170, 511], 2)]
+    assert min(coverage[4.0]) > 0.25 and min(coverage[4.0]) > max(coverage[0.0]), coverage
+
+
 def test_naive_method_is_the_original_script(random_model):
     cfg = RenderConfig(weights="random", method="naive", lr=10.0, size=32, steps=3)
     result = LayerRenderer(random_model, find_layer("block1_conv1", "vgg16"), cfg).render_batch([5])

@@ -102,6 +102,7 @@ def test_config_hash_covers_pictures_only():
     assert base.hash == RenderConfig(weights="/elsewhere/same.h5", weights_sha256="ab").hash
     assert base.hash != RenderConfig(weights="hed-bsds500", weights_sha256="ab", seed=1).hash
     assert base.hash != RenderConfig(weights="hed-bsds500", weights_sha256="cd").hash
+    assert base.hash != RenderConfig(weights="hed-bsds500", weights_sha256="ab", floor=0.0).hash
     for bad, match in [(dict(steps=0), "--steps"), (dict(lr=float("nan")), "--lr"), (dict(lr=-1.0), "--lr"),
                        (dict(size=8), "--size"), (dict(method="magic"), "--method"), (dict(seed=-1), "--seed")]:
         with pytest.raises(AtlasError, match=match):
@@ -147,3 +148,15 @@ def test_specificity():
     one_image_wins_all = np.full((3, 3), 0.1)
     one_image_wins_all[0] = 5.0
     assert specificity(one_image_wins_all) == pytest.approx(1 / 3)
+
+
+def test_floor_pulls_up_the_units_under_a_tenth_of_the_peak_only():
+    from keras import ops
+
+    from generator import backend, objectives
+
+    target = np.array([[[10.0, 0.5], [-3.0, 2.0]]], np.float32)  # peak 10: the cap is 1
+    value, _, grad = backend.value_and_grad(lambda t: (ops.sum(objectives.floor(t)), ()))(ops.convert_to_tensor(target))
+    assert float(value) == pytest.approx((1.0 + 0.5 - 3.0 + 1.0) / 4)
+    # the off unit and the faint one get a gradient (the ReLU gives them none); the peak does not move the cap
+    np.testing.assert_allclose(backend.to_numpy(grad), [[[0.0, 0.25], [0.25, 0.0]]])

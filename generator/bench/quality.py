@@ -11,8 +11,9 @@ from generator.errors import AtlasError
 
 VARIANTS = {
     "naive": dict(method="naive", lr=10.0),
-    "lucid-port": dict(pre_share=1.0, wake=False, periodic=False),  # Lucid's defaults, pre-ReLU channel mean
+    "lucid-port": dict(pre_share=1.0, wake=False, periodic=False, floor=0.0),  # Lucid's defaults, pre-ReLU channel mean
     "no-periodic": dict(periodic=False),  # ours without the periodic picture
+    "no-floor": dict(floor=0.0),  # ours without the floor term
     "no-wake": dict(wake=False),  # ours without the wake-up
     "lucid": dict(),  # ours
 }
