@@ -125,7 +125,7 @@ class LayerRenderer:
         # the floor is for pictures that are not a tiling: a tiling already spreads the pattern, and
         # there the floor only pulls every unit of a near-linear early filter up at once (measured: it
         # lowers block1_conv1's specificity from 0.81 to 0.38)
-        floor = cfg.floor if not (tiled and cfg.tile_period(layer) < cfg.size) else 0.0
+        floor = 0.0 if tiled else cfg.floor
 
         def objective(spectrum, variables, constants, filters, draws, wake_level, loss_scale):
             rgb = _picture(spectrum, constants, tiled)
@@ -200,8 +200,10 @@ class LayerRenderer:
         return backend.compile_loop(step)
 
     def _tiled(self, view: View) -> bool:
-        """Whether the view's picture is periodic: the neuron view wants one position, not a texture."""
-        return self.config.periodic and view is not NEURON
+        """Whether the view's picture is a tiling: not for a layer whose tile is the whole image, and not
+        for the neuron view, which wants one position, not a texture."""
+        cfg = self.config
+        return cfg.periodic and view is not NEURON and cfg.tile_period(self.layer) < cfg.size
 
     def _run_for(self, view: View, precision: str):
         key = (view.name, precision)
