@@ -23,14 +23,18 @@ CPU_HOURS_LIMIT = 1.0  # a run projected longer than this on a CPU needs --devic
 CPU_FLOP_RATE = 0.2e12  # FLOP/s a 2-core CPU sustains on the render step (BENCHMARKS.md: 0.17-0.48)
 
 
-def _positive_int(text: str) -> int:
+def _whole(text: str, least: int = 0) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be positive")
+    if value < least:
+        raise argparse.ArgumentTypeError(f"{text!r} must be {'positive' if least else '0 or more'}")
     return value
+
+
+def _positive_int(text: str) -> int:
+    return _whole(text, 1)
 
 
 def _seed(text: str) -> int:
@@ -135,6 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--size", type=_positive_int, default=None)
     bench.add_argument("--steps", type=_positive_int, default=None)
     bench.add_argument("--sample", type=_positive_int, default=16, help="filters per layer (quality)")
+    bench.add_argument("--offset", type=_whole, default=0,
+                       help="quality: move each sampled filter this far along, for a held-out sample (default 0)")
     bench.add_argument("--layers", default="all")
     bench.add_argument("--batch", type=_positive_int, default=None, help="rows per batch")
     bench.add_argument("--variants", default="naive,lucid", help="quality: methods to compare")

@@ -48,3 +48,25 @@ def test_bench_site_builds_a_synthetic_atlas_and_reuses_a_kept_one(tmp_path, mon
     (tmp_path / "a-file").write_text("")
     with pytest.raises(AtlasError, match="a file, not a folder"):
         bench_site.run(Namespace(**{**vars(args), "keep": str(tmp_path / "a-file")}))
+
+
+def test_quality_samples_held_out_filters_with_an_offset():
+    from types import SimpleNamespace
+
+    from generator.bench.quality import sample_filters
+
+    layer = SimpleNamespace(filters=64)
+    samples = [sample_filters(layer, 16, offset) for offset in range(4)]
+    assert samples[0][0] == 0 and samples[0][-1] == 63
+    assert all(len(s) == 16 and s == sorted(s) and 0 <= s[0] and s[-1] <= 63 for s in samples)
+    assert all(set(a) & set(b) == {63} for i, a in enumerate(samples) for b in samples[i + 1:])  # held out but the last
+    assert sample_filters(layer, 16, 1000) == list(range(48, 64))  # packed at the end, never out of range
+    assert sample_filters(SimpleNamespace(filters=3), 16) == [0, 1, 2]
+
+
+def test_a_negative_offset_is_one_line():
+    from tests.conftest import run_atlas
+
+    proc = run_atlas("bench", "quality", "--offset", "-1")
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "atlas bench: error: argument --offset: '-1' must be 0 or more (see atlas bench --help)"

@@ -19,8 +19,15 @@ VARIANTS = {
 }
 
 
-def sample_filters(layer, count: int) -> list[int]:
-    return sorted(set(np.linspace(0, layer.filters - 1, count).astype(int).tolist()))
+def sample_filters(layer, count: int, offset: int = 0) -> list[int]:
+    """``count`` filters spread evenly over the layer, each moved ``offset`` along: offsets 0, 1, 2 ...
+    below the spacing give held-out samples of the same size, so a figure can be checked on filters
+    that did not choose the method. Moved filters are packed against the layer's last one, so a sample
+    keeps its size and the samples share that last filter only."""
+    count = min(count, layer.filters)
+    spread = np.linspace(0, layer.filters - 1, count).astype(int)
+    packed = layer.filters - count + np.arange(count)  # the last ``count`` filters
+    return sorted(set(np.minimum(spread + offset, packed).tolist()))
 
 
 def run(args) -> tuple[str, str]:
@@ -44,7 +51,7 @@ def run(args) -> tuple[str, str]:
     precision = args.precision or "float32"
     table = {}
     for layer in parse_layers(args.layers, args.model):
-        filters = sample_filters(layer, args.sample)
+        filters = sample_filters(layer, args.sample, args.offset)
         for name in variants:
             v_size, v_steps = (96, 50) if name == "naive" and args.naive_original else (size, steps)
             cfg = RenderConfig(model=args.model, weights=weights, weights_sha256=loaded.weights_sha256, size=v_size,
@@ -70,12 +77,13 @@ def run(args) -> tuple[str, str]:
                       f"{np.median([q.coverage for q in qs]):.2f} / {sum(q.blobs for q in qs)}**")
     lines.append("| all sampled | " + " | ".join(totals) + " |")
     naive_note = " (`naive` at the original 96 px, 50 steps)" if args.naive_original and "naive" in variants else ""
+    offset_note = f", each moved {args.offset} along (a held-out sample)" if args.offset else ""
     command = (f"atlas bench quality --model {args.model} --weights {weights} --size {size} --steps {steps} "
-               f"--sample {args.sample} --variants {args.variants}{' --naive-original' if args.naive_original else ''}"
+               f"--sample {args.sample}{f' --offset {args.offset}' if args.offset else ''} --variants {args.variants}{' --naive-original' if args.naive_original else ''}"
                f"{' --precision ' + precision if args.precision else ''}"
                f"{'' if args.layers == 'all' else ' --layers ' + args.layers}")
     text = (
-        f"### Quality of {args.model}: {args.sample} filters per layer, {size} px, {steps} steps, {precision}{naive_note}\n\n"
+        f"### Quality of {args.model}: {args.sample} filters per layer{offset_note}, {size} px, {steps} steps, {precision}{naive_note}\n\n"
         f"Machine: {machine()}. Backend {backend.name()}. Command: `{command}`.\n\n"
         "Each cell: dead filters / specificity / median coverage / blobs (coverage ≤ 0.25), judged on the saved "
         "8-bit images. Dead: post-ReLU map all zero. Specificity: share of pictures whose own filter responds "
@@ -83,7 +91,7 @@ def run(args) -> tuple[str, str]:
         "grid over the filter's map holding a unit at ≥ 10% of the map's maximum.\n\n"
         + "\n".join(lines)
     )
-    return f"quality-{args.model}-{size}-{steps}-{precision}", text
+    return f"quality-{args.model}-{size}-{steps}-{precision}{f'-offset{args.offset}' if args.offset else ''}", text
 
 
 def _cell(q) -> str:
