@@ -89,7 +89,7 @@ def test_channel_pictures_fill_the_frame(hed_model):
 
 def test_floor_spreads_untiled_pictures_over_the_map(hed_model):
     """block5_conv1 at 128 px is not tiled (receptive field 132 px); without the floor filters 170 and 511
-    end as one object at the centre (coverage 0.19 and 0.12 at 256 steps), with it they fill the map."""
+    end as one object at the centre (coverage 0.19 and 0.12 at 128 steps), with it they fill the map."""
     layer = find_layer("block5_conv1", "vgg16")
     coverage = {}
     for floor in (0.0, 4.0):

@@ -78,8 +78,9 @@ def run(args) -> tuple[str, str]:
     lines.append("| all sampled | " + " | ".join(totals) + " |")
     naive_note = " (`naive` at the original 96 px, 50 steps)" if args.naive_original and "naive" in variants else ""
     offset_note = f", each moved {args.offset} along (a held-out sample)" if args.offset else ""
+    offset_flag = f" --offset {args.offset}" if args.offset else ""
     command = (f"atlas bench quality --model {args.model} --weights {weights} --size {size} --steps {steps} "
-               f"--sample {args.sample}{f' --offset {args.offset}' if args.offset else ''} --variants {args.variants}{' --naive-original' if args.naive_original else ''}"
+               f"--sample {args.sample}{offset_flag} --variants {args.variants}{' --naive-original' if args.naive_original else ''}"
                f"{' --precision ' + precision if args.precision else ''}"
                f"{'' if args.layers == 'all' else ' --layers ' + args.layers}")
     text = (
