@@ -19,7 +19,7 @@ from generator.transforms import Robustness
 
 METHODS = ("lucid", "naive")
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
-METHOD_VERSION = "3"  # bump when a method's algorithm changes, so old atlases are not resumed into
+METHOD_VERSION = "4"  # bump when a method's algorithm changes, so old atlases are not resumed into
 
 DEFAULT_LR = {"lucid": 0.05, "naive": 10.0}
 
@@ -49,7 +49,8 @@ class RenderConfig:
     precision: str = "float32"
     backend: str = "tensorflow"
     # lucid only: starting contrast (Lucid's 0.01: grey), the share of the pre-ReLU mean in the
-    # objective, the wake-up of rows that are off everywhere and its learning-rate factor, the 1/f
+    # objective, the wake-up of rows that are off everywhere, its learning-rate factor and the share of
+    # the run after which a row still off starts again at the base rate (0: never), the 1/f
     # spectrum's decay, the periodic picture and its tile (in receptive fields, and the smallest tile
     # in pixels), the weight of the floor term that pulls faint units up to a tenth of the peak, and the
     # weight of the diversity view's penalty (relative to the channel objective).
@@ -57,6 +58,7 @@ class RenderConfig:
     pre_share: float = 0.0
     wake: bool = True
     wake_lr: float = 4.0
+    wake_patience: float = 0.25
     decay_power: float = 1.0
     periodic: bool = True
     tile_size: float = 1.0
@@ -90,6 +92,12 @@ class RenderConfig:
         picture.pop("weights")  # the sha256 names the weights; the source name does not change them
         text = json.dumps(picture, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def patience_steps(self) -> int:
+        """The step after which a row never on starts again (0: never)."""
+        if self.wake_patience <= 0:
+            return 0
+        return max(1, round(self.steps * self.wake_patience))
 
     def check_layer(self, layer: Layer) -> None:
         """Refuse an image too small for the layer: its map must be at least 2x2."""

@@ -19,7 +19,11 @@ Methods:
         whose map has no positive unit on the current image is *woken*: its objective is the centre unit (a single unit has a clear direction to go where a map that is off everywhere
         has none), its transforms are off and its learning rate is ``wake_lr`` times the rest; once a
         unit is on, the wake level fades over 1/16 of the run back to the channel objective with full
-        transforms.
+        transforms. A row still off after ``wake_patience`` of the run starts again from its first
+        picture at the base learning rate and stays woken (centre unit, transforms off) to the end: for
+        a filter that a strongly negative kernel keeps off, the faster wake-up saturates the sigmoid and
+        stalls where the base rate turns it on, and the pattern it finds is too faint to survive the
+        transforms (let go, it flickers on and off and can end off).
     naive: the original script, kept as the baseline: pixels fed straight in, post-ReLU channel mean,
         ``x += lr * g / ||g||``.
 """
@@ -120,6 +124,7 @@ class LayerRenderer:
         net = self.net(precision)
         wake = 1.0 if cfg.wake and view.name in ("channel", "diversity") else 0.0
         fade = float(0.5 ** (16.0 / cfg.steps))  # the wake level halves every 1/16 of the run
+        patience = cfg.patience_steps() if wake else 0  # 0: never restart
         group = view.images
         tiled = self._tiled(view)
         # the floor is for pictures that are not a tiling: a tiling already spreads the pattern, and
@@ -149,28 +154,39 @@ class LayerRenderer:
                 if view is DIVERSITY:
                     scale = ops.stop_gradient(ops.abs(report) + 1e-3)
                     value = value - cfg.diversity_weight * scale * objectives.diversity(maps, group)
-            return -ops.sum(value) * loss_scale, (report, level)
+            return -ops.sum(value) * loss_scale, (report, level, ops.max(target, axis=(1, 2)) > 0)
 
         value_and_grad = backend.value_and_grad(objective)
 
         def step(carry, x, consts):
-            spectrum, m, v, wake_level, bad = carry
+            spectrum, m, v, wake_level, bad, lit, restart = carry
             t, draws = x
-            variables, constants, filters, lr, loss_scale = consts
-            _, (report, wake_level), grad = value_and_grad(
-                spectrum, variables, constants, filters, draws, wake_level * fade, loss_scale
+            variables, constants, filters, lr, loss_scale, start = consts
+            if patience:
+                # rows never on by now start again: first picture, fresh Adam moments, base learning rate
+                again = ops.logical_and(ops.equal(t, float(patience + 1)), ops.logical_not(lit))
+                where = again[:, None, None, None, None]
+                spectrum = ops.where(where, start, spectrum)
+                m = ops.where(where, ops.zeros_like(m), m)
+                v = ops.where(where, ops.zeros_like(v), v)
+                restart = ops.where(again, t - 1.0, restart)
+            held = ops.where(restart > 0, ops.ones_like(wake_level), wake_level * fade)  # a restarted row stays woken
+            _, (report, wake_level, on), grad = value_and_grad(
+                spectrum, variables, constants, filters, draws, held, loss_scale
             )
+            lit = ops.logical_or(lit, on)
             grad = grad / loss_scale
             finite = ops.logical_and(ops.all(ops.isfinite(grad), axis=(1, 2, 3, 4)), ops.isfinite(report))
             grad = ops.where(finite[:, None, None, None, None], grad, ops.zeros_like(grad))
             m = ADAM_B1 * m + (1.0 - ADAM_B1) * grad
             v = ADAM_B2 * v + (1.0 - ADAM_B2) * grad * grad
-            m_hat = m / (1.0 - ops.power(ADAM_B1, t))
-            v_hat = v / (1.0 - ops.power(ADAM_B2, t))
-            boost = (1.0 + (cfg.wake_lr - 1.0) * wake_level)[:, None, None, None, None]  # woken rows move faster
+            m_hat = m / _bias_correction(ADAM_B1, t, restart)
+            v_hat = v / _bias_correction(ADAM_B2, t, restart)
+            fast = ops.where(restart > 0, ops.zeros_like(wake_level), wake_level)  # a restarted row keeps the base rate
+            boost = (1.0 + (cfg.wake_lr - 1.0) * fast)[:, None, None, None, None]  # woken rows move faster
             spectrum = spectrum - lr * boost * m_hat / (ops.sqrt(v_hat) + ADAM_EPS)
             bad = ops.logical_or(bad, ops.logical_not(finite))
-            return (spectrum, m, v, wake_level, bad), ops.where(finite, -report, ops.zeros_like(report))
+            return (spectrum, m, v, wake_level, bad, lit, restart), ops.where(finite, -report, ops.zeros_like(report))
 
         return backend.compile_loop(step)
 
@@ -262,13 +278,14 @@ class LayerRenderer:
             ops.convert_to_tensor(np.arange(1, cfg.steps + 1, dtype=np.float32)),
             ops.convert_to_tensor(np.stack(draws, axis=1)),  # (steps, rows, 6)
         )
-        carry = (spectrum, ops.zeros_like(spectrum), ops.zeros_like(spectrum), ops.zeros((len(rows),), "float32"),
-                 ops.zeros((len(rows),), "bool"))
+        n = len(rows)
+        carry = (spectrum, ops.zeros_like(spectrum), ops.zeros_like(spectrum), ops.zeros((n,), "float32"),
+                 ops.zeros((n,), "bool"), ops.zeros((n,), "bool"), ops.zeros((n,), "float32"))
         scale = cfg.loss_scale if precision == "mixed_float16" else 1.0
         consts = (self.net(precision).variables, self.constants, ops.convert_to_tensor(np.asarray([f for f, _ in rows], np.int32)),
-                  ops.convert_to_tensor(np.float32(cfg.lr)), ops.convert_to_tensor(np.float32(scale)))
+                  ops.convert_to_tensor(np.float32(cfg.lr)), ops.convert_to_tensor(np.float32(scale)), spectrum)
         run = self._run_for(view, precision)
-        (spectrum, _, _, _, bad), losses = run(carry, xs, consts)
+        (spectrum, _, _, _, bad, _, _), losses = run(carry, xs, consts)
         rgb = _picture(spectrum, self.constants, self._tiled(view))
         return inputs.rgb_to_uint8(backend.to_numpy(rgb)), backend.to_numpy(losses).T, backend.to_numpy(bad)
 
@@ -336,6 +353,18 @@ class LayerRenderer:
             measures = {k: v[0] for k, v in measures.items()}
         dead = bool(np.all(judged.pre_max[span.start:span.stop, f] <= 0.0)) if view in (CHANNEL, DIVERSITY) else False
         return RenderedView(f, view, list(images), losses.mean(axis=0).astype(np.float32), measures, dead, precision)
+
+
+def _bias_correction(beta: float, t, restart):
+    """Adam's ``1 - beta ** step`` per row (B, 1, 1, 1, 1), the step counted from the row's restart.
+
+    A row never restarted gets the very number of the run-wide step (a scalar power, not a per-row
+    one), so its picture is the same bit for bit as in a run without restarts."""
+    from keras import ops
+
+    once = 1.0 - ops.power(beta, t)
+    again = 1.0 - ops.power(beta, ops.maximum(t - restart, 1.0))
+    return ops.where(restart > 0, again, once)[:, None, None, None, None]
 
 
 def _picture(spectrum, constants, tiled: bool):

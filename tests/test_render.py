@@ -87,6 +87,22 @@ def test_channel_pictures_fill_the_frame(hed_model):
     assert all(r.measures["coverage"] >= 0.9 and not r.dead for r in result), [r.measures["coverage"] for r in result]
 
 
+def test_a_row_still_off_starts_again_at_the_base_rate(hed_model):
+    """block2_conv1 filter 51 (60 of its 576 weights positive; no photograph turns it on): the wake-up's
+    faster rate saturates its picture and it ends dead; started again from its first picture at the base
+    rate after a quarter of the run, it turns on. Filter 60 is on from the start: its picture is the same
+    bit for bit with or without restarts, batched with the restarted row."""
+    layer = find_layer("block2_conv1", "vgg16")
+    runs = {}
+    for patience in (0.0, 0.25):
+        cfg = RenderConfig(weights="hed-bsds500", size=128, steps=128, wake_patience=patience)
+        runs[patience] = LayerRenderer(hed_model, layer, cfg).render_batch([51, 60], 2)
+    (off51, off60), (on51, on60) = runs[0.0], runs[0.25]
+    assert off51.dead and not on51.dead, (off51.measures, on51.measures)
+    assert on51.measures["coverage"] >= 0.9, on51.measures
+    assert np.array_equal(off60.image, on60.image)
+
+
 def test_floor_spreads_untiled_pictures_over_the_map(hed_model):
     """block5_conv1 at 128 px is not tiled (receptive field 132 px); without the floor filters 170 and 511
     end as one object at the centre (coverage 0.19 and 0.12 at 128 steps), with it they fill the map."""
