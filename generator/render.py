@@ -137,6 +137,7 @@ class LayerRenderer:
             rgb = random_transform(rgb, calm_draws(draws, 1.0 - wake_level))
             maps = net(inputs.from_rgb(rgb, mode), variables)[0]
             target = objectives.select_filters(maps, filters, layer.filters)
+            on = ops.max(target, axis=(1, 2)) > 0  # the row's map has a positive unit
             if view is NEURON:
                 value = report = objectives.neuron(target)
                 level = ops.zeros_like(wake_level)
@@ -147,14 +148,14 @@ class LayerRenderer:
                 report = objectives.channel_mix(target, cfg.pre_share)
                 # a row whose map has no positive unit is woken at its centre unit; the wake level then
                 # fades (and the transforms fade back in) so the pattern it found can spread and settle
-                off = ops.cast(ops.max(target, axis=(1, 2)) <= 0, "float32")
+                off = ops.cast(ops.logical_not(on), "float32")
                 level = ops.stop_gradient(ops.maximum(wake_level, off * wake))
                 channel = report + floor * objectives.floor(target) if floor else report
                 value = (1.0 - level) * channel + level * objectives.neuron(target)
                 if view is DIVERSITY:
                     scale = ops.stop_gradient(ops.abs(report) + 1e-3)
                     value = value - cfg.diversity_weight * scale * objectives.diversity(maps, group)
-            return -ops.sum(value) * loss_scale, (report, level, ops.max(target, axis=(1, 2)) > 0)
+            return -ops.sum(value) * loss_scale, (report, level, on)
 
         value_and_grad = backend.value_and_grad(objective)
 
@@ -170,7 +171,8 @@ class LayerRenderer:
                 m = ops.where(where, ops.zeros_like(m), m)
                 v = ops.where(where, ops.zeros_like(v), v)
                 restart = ops.where(again, t - 1.0, restart)
-            held = ops.where(restart > 0, ops.ones_like(wake_level), wake_level * fade)  # a restarted row stays woken
+            restarted = restart > 0
+            held = ops.where(restarted, ops.ones_like(wake_level), wake_level * fade)  # a restarted row stays woken
             _, (report, wake_level, on), grad = value_and_grad(
                 spectrum, variables, constants, filters, draws, held, loss_scale
             )
@@ -180,9 +182,9 @@ class LayerRenderer:
             grad = ops.where(finite[:, None, None, None, None], grad, ops.zeros_like(grad))
             m = ADAM_B1 * m + (1.0 - ADAM_B1) * grad
             v = ADAM_B2 * v + (1.0 - ADAM_B2) * grad * grad
-            m_hat = m / _bias_correction(ADAM_B1, t, restart)
-            v_hat = v / _bias_correction(ADAM_B2, t, restart)
-            fast = ops.where(restart > 0, ops.zeros_like(wake_level), wake_level)  # a restarted row keeps the base rate
+            m_hat = m / _bias_correction(ADAM_B1, t, restart, restarted)
+            v_hat = v / _bias_correction(ADAM_B2, t, restart, restarted)
+            fast = ops.where(restarted, ops.zeros_like(wake_level), wake_level)  # a restarted row keeps the base rate
             boost = (1.0 + (cfg.wake_lr - 1.0) * fast)[:, None, None, None, None]  # woken rows move faster
             spectrum = spectrum - lr * boost * m_hat / (ops.sqrt(v_hat) + ADAM_EPS)
             bad = ops.logical_or(bad, ops.logical_not(finite))
@@ -355,16 +357,17 @@ class LayerRenderer:
         return RenderedView(f, view, list(images), losses.mean(axis=0).astype(np.float32), measures, dead, precision)
 
 
-def _bias_correction(beta: float, t, restart):
-    """Adam's ``1 - beta ** step`` per row (B, 1, 1, 1, 1), the step counted from the row's restart.
+def _bias_correction(beta: float, t, restart, restarted):
+    """Adam's ``1 - beta ** step`` per row (B, 1, 1, 1, 1), the step counted from the row's restart
+    (``restart``: the step before it, for the ``restarted`` rows).
 
     A row never restarted gets the very number of the run-wide step (a scalar power, not a per-row
     one), so its picture is the same bit for bit as in a run without restarts."""
     from keras import ops
 
     once = 1.0 - ops.power(beta, t)
-    again = 1.0 - ops.power(beta, ops.maximum(t - restart, 1.0))
-    return ops.where(restart > 0, again, once)[:, None, None, None, None]
+    again = 1.0 - ops.power(beta, t - restart)
+    return ops.where(restarted, again, once)[:, None, None, None, None]
 
 
 def _picture(spectrum, constants, tiled: bool):
