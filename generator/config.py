@@ -19,7 +19,7 @@ from generator.transforms import Robustness
 
 METHODS = ("lucid", "naive")
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
-METHOD_VERSION = "4"  # bump when a method's algorithm changes, so old atlases are not resumed into
+METHOD_VERSION = "5"  # bump when a method's algorithm changes, so old atlases are not resumed into
 
 DEFAULT_LR = {"lucid": 0.05, "naive": 10.0}
 
@@ -49,11 +49,12 @@ class RenderConfig:
     precision: str = "float32"
     backend: str = "tensorflow"
     # lucid only: starting contrast (Lucid's 0.01: grey), the share of the pre-ReLU mean in the
-    # objective, the wake-up of rows that are off everywhere, its learning-rate factor and the share of
-    # the run after which a row still off starts again at the base rate (0: never), the 1/f
-    # spectrum's decay, the periodic picture and its tile (in receptive fields, and the smallest tile
-    # in pixels), the weight of the floor term that pulls faint units up to a tenth of the peak, and the
-    # weight of the diversity view's penalty (relative to the channel objective).
+    # objective, the wake-up of rows that are off everywhere (at the centre unit, or on the floor where
+    # the floor is on), its learning-rate factor and the share of the run after which a row still off
+    # starts again at the base rate (0: never), the 1/f spectrum's decay, the periodic picture and its
+    # tile (in receptive fields, and the smallest tile in pixels), the weight of the floor term that
+    # pulls faint units up to a tenth of the peak, and the weight of the diversity view's penalty
+    # (relative to the channel objective).
     init_std: float = 0.01
     pre_share: float = 0.0
     wake: bool = True

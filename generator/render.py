@@ -16,11 +16,16 @@ Methods:
         *periodic*: its spectrum is held to the frequencies of a tile about one receptive field wide
         (and scaled so that this is Lucid's parameterization of the tile itself), so whatever pattern a
         unit finds is found by every unit of the map at once and the picture fills the frame. A row
-        whose map has no positive unit on the current image is *woken*: its objective is the centre unit (a single unit has a clear direction to go where a map that is off everywhere
-        has none), its transforms are off and its learning rate is ``wake_lr`` times the rest; once a
-        unit is on, the wake level fades over 1/16 of the run back to the channel objective with full
-        transforms. A row still off after ``wake_patience`` of the run starts again from its first
-        picture at the base learning rate and stays woken (centre unit, transforms off) to the end: for
+        whose map has no positive unit on the current image is *woken*: its objective is the centre unit
+        (a single unit has a clear direction to go where a map that is off everywhere has none), its
+        transforms are off and its learning rate is ``wake_lr`` times the rest; once a unit is on, the
+        wake level fades over 1/16 of the run back to the channel objective with full transforms. Where
+        the floor is on, a woken row keeps the channel objective and the floor (with the transforms off
+        and the faster rate): the floor already pulls a map that is off everywhere up as a whole (its
+        cap is then 0, so it is the map's mean before the ReLU), where the centre unit draws one object
+        at the centre that the rest of the run does not spread. A row still off after ``wake_patience``
+        of the run starts again from its first picture at the base learning rate and stays woken
+        (centre unit, transforms off) to the end: for
         a filter that a strongly negative kernel keeps off, the faster wake-up saturates the sigmoid and
         stalls where the base rate turns it on, and the pattern it finds is too faint to survive the
         transforms (let go, it flickers on and off and can end off).
@@ -132,7 +137,7 @@ class LayerRenderer:
         # lowers block1_conv1's specificity from 0.81 to 0.38)
         floor = 0.0 if tiled else cfg.floor
 
-        def objective(spectrum, variables, constants, filters, draws, wake_level, loss_scale):
+        def objective(spectrum, variables, constants, filters, draws, wake_level, restarted, loss_scale):
             rgb = _picture(spectrum, constants, tiled)
             rgb = random_transform(rgb, calm_draws(draws, 1.0 - wake_level))
             maps = net(inputs.from_rgb(rgb, mode), variables)[0]
@@ -151,7 +156,11 @@ class LayerRenderer:
                 off = ops.cast(ops.logical_not(on), "float32")
                 level = ops.stop_gradient(ops.maximum(wake_level, off * wake))
                 channel = report + floor * objectives.floor(target) if floor else report
-                value = (1.0 - level) * channel + level * objectives.neuron(target)
+                # where the floor is on, it already pulls a map that is off everywhere up as a whole (its
+                # cap is then 0): a woken row keeps it and only the restart turns to the centre unit,
+                # which there draws one object at the centre that the rest of the run does not spread
+                centre = ops.cast(restarted, "float32") if floor else level
+                value = (1.0 - centre) * channel + centre * objectives.neuron(target)
                 if view is DIVERSITY:
                     scale = ops.stop_gradient(ops.abs(report) + 1e-3)
                     value = value - cfg.diversity_weight * scale * objectives.diversity(maps, group)
@@ -174,7 +183,7 @@ class LayerRenderer:
             restarted = restart > 0
             held = ops.where(restarted, ops.ones_like(wake_level), wake_level * fade)  # a restarted row stays woken
             _, (report, wake_level, on), grad = value_and_grad(
-                spectrum, variables, constants, filters, draws, held, loss_scale
+                spectrum, variables, constants, filters, draws, held, restarted, loss_scale
             )
             lit = ops.logical_or(lit, on)
             grad = grad / loss_scale

@@ -115,6 +115,18 @@ def test_floor_spreads_untiled_pictures_over_the_map(hed_model):
     assert min(coverage[4.0]) > 0.25 and min(coverage[4.0]) > max(coverage[0.0]), coverage
 
 
+def test_the_floor_wakes_untiled_rows_and_the_restart_still_backs_it(hed_model):
+    """block5_conv1 filter 34 is off on the first picture: woken at its centre unit it ended as one object
+    at the centre (coverage 0.12 at 128 steps, method version 4); woken on the whole map and its floor,
+    it fills the map. Filter 0, which the floor does not turn on, is still started again (at its centre
+    unit) and turns on."""
+    layer = find_layer("block5_conv1", "vgg16")
+    cfg = RenderConfig(weights="hed-bsds500", size=128, steps=128)
+    lone, slow = LayerRenderer(hed_model, layer, cfg).render_batch([0, 34], 2)
+    assert slow.measures["coverage"] >= 0.5 and not slow.dead, slow.measures
+    assert not lone.dead, lone.measures
+
+
 def test_naive_method_is_the_original_script(random_model):
     cfg = RenderConfig(weights="random", method="naive", lr=10.0, size=32, steps=3)
     result = LayerRenderer(random_model, find_layer("block1_conv1", "vgg16"), cfg).render_batch([5])
