@@ -16,17 +16,16 @@ Methods:
         *periodic*: its spectrum is held to the frequencies of a tile about one receptive field wide
         (and scaled so that this is Lucid's parameterization of the tile itself), so whatever pattern a
         unit finds is found by every unit of the map at once and the picture fills the frame. A row
-        whose map has no positive unit on the current image is *woken*: its objective is the centre unit
-        (a single unit has a clear direction to go where a map that is off everywhere has none), its
-        transforms are off and its learning rate is ``wake_lr`` times the rest; once a unit is on, the
-        wake level fades over 1/16 of the run back to the channel objective with full transforms. Where
-        the floor is on, a woken row keeps the channel objective and the floor (with the transforms off
-        and the faster rate): the floor already pulls a map that is off everywhere up as a whole (its
-        cap is then 0, so it is the map's mean before the ReLU), where the centre unit draws one object
-        at the centre that the rest of the run does not spread. A row still off after ``wake_patience``
-        of the run starts again from its first picture at the base learning rate and stays woken
-        (centre unit, transforms off) to the end: for
-        a filter that a strongly negative kernel keeps off, the faster wake-up saturates the sigmoid and
+        whose map has no positive unit on the current image is *woken*: its objective is the centre unit (a
+        single unit has a clear direction to go where a map that is off everywhere has none), its transforms
+        are off and its learning rate is ``wake_lr`` times the rest; once a unit is on, the wake level fades
+        over 1/16 of the run back to the channel objective with full transforms. Where the floor is on, a
+        woken row keeps the channel objective and the floor (with the transforms off and the faster rate):
+        the floor already pulls a map that is off everywhere up as a whole (its cap is then 0, so it is the
+        map's mean before the ReLU), where the centre unit draws one object at the centre that the rest of
+        the run does not spread. A row still off after ``wake_patience`` of the run starts again from its
+        first picture at the base learning rate and stays woken (centre unit, transforms off) to the end:
+        for a filter that a strongly negative kernel keeps off, the faster wake-up saturates the sigmoid and
         stalls where the base rate turns it on, and the pattern it finds is too faint to survive the
         transforms (let go, it flickers on and off and can end off).
     naive: the original script, kept as the baseline: pixels fed straight in, post-ReLU channel mean,
@@ -151,8 +150,8 @@ class LayerRenderer:
                 level = ops.zeros_like(wake_level)
             else:
                 report = objectives.channel_mix(target, cfg.pre_share)
-                # a row whose map has no positive unit is woken at its centre unit; the wake level then
-                # fades (and the transforms fade back in) so the pattern it found can spread and settle
+                # a row whose map has no positive unit is woken (transforms off, faster rate); the wake
+                # level then fades (and the transforms fade back in) so the pattern it found can spread
                 off = ops.cast(ops.logical_not(on), "float32")
                 level = ops.stop_gradient(ops.maximum(wake_level, off * wake))
                 channel = report + floor * objectives.floor(target) if floor else report
