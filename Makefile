@@ -72,7 +72,7 @@ test: $(STAMP) browser
 # About an hour on a 2-core CPU; each figure replaces its own section of BENCHMARKS.md.
 bench: $(STAMP)
 	$(BIN)/atlas bench quality --size 128 --steps 256 --sample 16 --variants naive,lucid --naive-original
-	$(BIN)/atlas bench quality --size 128 --steps 128 --sample 16 --variants no-periodic,no-floor,lucid
+	$(BIN)/atlas bench quality --size 128 --steps 128 --sample 16 --variants no-periodic,no-floor,no-contrast,lucid
 	$(BIN)/atlas bench speed
 	$(BIN)/atlas bench layers --size 128 --steps 8 --batch 16
 	$(BIN)/atlas bench examples

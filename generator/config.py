@@ -19,7 +19,7 @@ from generator.transforms import Robustness
 
 METHODS = ("lucid", "naive")
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
-METHOD_VERSION = "5"  # bump when a method's algorithm changes, so old atlases are not resumed into
+METHOD_VERSION = "6"  # bump when a method's algorithm changes, so old atlases are not resumed into
 
 DEFAULT_LR = {"lucid": 0.05, "naive": 10.0}
 
@@ -53,8 +53,9 @@ class RenderConfig:
     # the floor is on), its learning-rate factor and the share of the run after which a row still off
     # starts again at the base rate (0: never), the 1/f spectrum's decay, the periodic picture and its
     # tile (in receptive fields, and the smallest tile in pixels), the weight of the floor term that
-    # pulls faint units up to a tenth of the peak, and the weight of the diversity view's penalty
-    # (relative to the channel objective).
+    # pulls faint units up to a tenth of the peak, the weight of the diversity view's penalty (relative
+    # to the channel objective), and the contrast term of the first layers: its weight, its margin and
+    # the largest receptive field (px) it is on for.
     init_std: float = 0.01
     pre_share: float = 0.0
     wake: bool = True
@@ -66,6 +67,9 @@ class RenderConfig:
     tile_min: int = 16
     floor: float = 4.0
     diversity_weight: float = 0.5
+    contrast: float = 0.25
+    contrast_margin: float = 0.25
+    contrast_field: int = 7
     method_version: str = METHOD_VERSION
     loss_scale: float = field(default=256.0)
 

@@ -10,6 +10,10 @@ single unit has a clear direction to go where the mean of a map that is off ever
 channel objective, it pulls up the units that are off or faint (their ReLU gives them no gradient),
 so a layer whose receptive field spans the image paints the filter's pattern wherever a unit looks,
 not one object at the centre over a field that turns the rest of the map off.
+``contrast``: a hinge on the layer's other filters that respond to the picture, relative to their
+usual response, within a margin of the own filter: subtracted from the channel objective in the
+earliest layers, where near-linear filters of a 3- or 5-pixel patch often have a look-alike (kernel
+cosine 0.9 or more) or an opposite, and the picture that drives one drives the other as hard.
 ``negative``: minus the pre-activation mean (the image that turns the filter off hardest).
 ``diversity``: Lucid's penalty on pictures of one filter that look alike to the layer: the mean cosine
 similarity of their Gram matrices (Olah et al., *Feature Visualization*, Distill 2017).
@@ -48,6 +52,22 @@ def floor(target, level: float = FLOOR_LEVEL):
 
     cap = ops.stop_gradient(level * ops.max(ops.relu(target), axis=(1, 2), keepdims=True))
     return ops.mean(ops.minimum(target, cap), axis=(1, 2))
+
+
+def contrast(maps, filters, reference, margin: float):
+    """(B, h, w, C) maps -> (B,) how far the layer's other filters come within ``margin`` of the row's own
+    filter, each filter's response (post-ReLU mean) taken relative to ``reference`` (C,), its mean
+    response to the layer's pictures; summed over the filters, in the own filter's units. It is 0 where
+    the picture drives its own filter clearly more than any other, relative to how each responds to
+    pictures at all (the specificity judge's measure), so only a picture that a look-alike filter
+    answers about as strongly is changed."""
+    from keras import ops
+
+    hot = ops.one_hot(filters, maps.shape[-1], dtype="float32")
+    relative = ops.cast(ops.mean(ops.relu(maps), axis=(1, 2)), "float32") / reference[None, :]
+    own = ops.sum(relative * hot, axis=1, keepdims=True)
+    excess = ops.relu(relative - (1.0 - margin) * own) * (1.0 - hot)
+    return ops.sum(excess, axis=1) * ops.sum(reference[None, :] * hot, axis=1)
 
 
 def neuron(target):

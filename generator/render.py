@@ -27,7 +27,12 @@ Methods:
         first picture at the base learning rate and stays woken (centre unit, transforms off) to the end:
         for a filter that a strongly negative kernel keeps off, the faster wake-up saturates the sigmoid and
         stalls where the base rate turns it on, and the pattern it finds is too faint to survive the
-        transforms (let go, it flickers on and off and can end off).
+        transforms (let go, it flickers on and off and can end off). In the first layers (receptive field
+        at most ``contrast_field`` px), where a filter of a 3- or 5-pixel patch often has a look-alike or an
+        opposite, the channel objective is lowered by ``contrast`` times how far the layer's other filters
+        come within ``contrast_margin`` of the own filter, each relative to its mean response to the
+        layer's channel pictures rendered first without the term (the reference): a picture that
+        already drives its filter clearly more than any other is left as it is.
     naive: the original script, kept as the baseline: pixels fed straight in, post-ReLU channel mean,
         ``x += lr * g / ||g||``.
 """
@@ -56,6 +61,7 @@ ADAM_B1, ADAM_B2, ADAM_EPS = 0.9, 0.999, 1e-8
 COMPUTE_DTYPE = {"float32": "float32", "mixed_float16": "float16", "mixed_bfloat16": "bfloat16"}
 COVERAGE_GRID = 4
 COVERAGE_LEVEL = 0.1
+REFERENCE_FILTERS = 64  # the most channel pictures the contrast term's reference is taken over
 
 
 @dataclass
@@ -111,8 +117,9 @@ class LayerRenderer:
         constants["gain"] = periodic_gain(config.size, config.tile_period(layer), config.decay_power)[None, None, :, :, None]
         self.constants = {k: ops.convert_to_tensor(v) for k, v in constants.items()}
         self._nets: dict[str, object] = {}
-        self._runs: dict[tuple[str, str], object] = {}
+        self._runs: dict[tuple[str, str, bool], object] = {}
         self._evaluate = backend.compile_fn(self._evaluate_fn)
+        self._reference: np.ndarray | None = None
 
     def net(self, precision: str):
         if precision not in self._nets:
@@ -121,7 +128,7 @@ class LayerRenderer:
 
     # --- the compiled runs -------------------------------------------------------------------------
 
-    def _lucid_run(self, view: View, precision: str):
+    def _lucid_run(self, view: View, precision: str, contrast: bool):
         from keras import ops
 
         layer, cfg, mode = self.layer, self.config, self.mode
@@ -155,6 +162,8 @@ class LayerRenderer:
                 off = ops.cast(ops.logical_not(on), "float32")
                 level = ops.stop_gradient(ops.maximum(wake_level, off * wake))
                 channel = report + floor * objectives.floor(target) if floor else report
+                if contrast:
+                    channel = channel - cfg.contrast * objectives.contrast(maps, filters, constants["reference"], cfg.contrast_margin)
                 # where the floor is on, it already pulls a map that is off everywhere up as a whole (its
                 # cap is then 0): a woken row keeps it and only the restart turns to the centre unit,
                 # which there draws one object at the centre that the rest of the run does not spread
@@ -231,11 +240,38 @@ class LayerRenderer:
         cfg = self.config
         return cfg.periodic and view is not NEURON and cfg.tile_period(self.layer) < cfg.size
 
-    def _run_for(self, view: View, precision: str):
-        key = (view.name, precision)
+    def _contrasted(self, view: View) -> bool:
+        """Whether the view's objective has the contrast term: the channel and diversity views of a layer
+        whose receptive field is at most ``contrast_field`` pixels (near-linear filters of a small patch,
+        many with a look-alike; deeper layers' pictures are specific without it)."""
+        cfg = self.config
+        return (cfg.method == "lucid" and cfg.contrast > 0 and view in (CHANNEL, DIVERSITY)
+                and self.layer.receptive_field <= cfg.contrast_field)
+
+    def _run_for(self, view: View, precision: str, contrast: bool):
+        key = (view.name, precision, contrast)
         if key not in self._runs:
-            self._runs[key] = self._lucid_run(view, precision) if self.config.method == "lucid" else self._naive_run(precision)
+            self._runs[key] = self._lucid_run(view, precision, contrast) if self.config.method == "lucid" else self._naive_run(precision)
         return self._runs[key]
+
+    def reference(self, batch: int, precision: str) -> np.ndarray:
+        """(C,) how strongly each filter of the layer responds, on average, to the layer's channel
+        pictures rendered without the contrast term (up to ``REFERENCE_FILTERS`` of them, spread
+        evenly): the scale in which the contrast term compares a picture's filters, as the specificity
+        judge does. Computed once per renderer; each picture depends on (seed, layer, filter) alone."""
+        if self._reference is None:
+            count = min(self.layer.filters, REFERENCE_FILTERS)
+            filters = sorted(set(np.linspace(0, self.layer.filters - 1, count).astype(int).tolist()))
+            images = []
+            for start in range(0, len(filters), batch):
+                chunk = filters[start:start + batch]
+                images += [r.image for r in self._render(chunk, batch, CHANNEL, precision, contrast=False) if not r.failed]
+            if not images:
+                raise AtlasError(f"{self.layer.name}: no reference picture came out finite; render with --precision float32")
+            mean = self.judge(np.stack(images)).post_mean.mean(axis=0).astype(np.float64)
+            # a filter that no picture turns on would make every picture infinitely specific to it
+            self._reference = np.maximum(mean, 1e-3 * max(float(np.median(mean)), 1e-6)).astype(np.float32)
+        return self._reference
 
     # --- running a batch ---------------------------------------------------------------------------
 
@@ -260,11 +296,14 @@ class LayerRenderer:
             results = [again.get(r.filter, r) for r in results]
         return results
 
-    def _render(self, filters: list[int], batch: int, view: View, precision: str) -> list[RenderedView]:
+    def _render(self, filters: list[int], batch: int, view: View, precision: str,
+                contrast: bool | None = None) -> list[RenderedView]:
         padded = list(filters) + [filters[-1]] * (batch - len(filters))
         rows = [(f, i) for f in padded for i in range(view.images)]
         if self.config.method == "lucid":
-            images, losses, bad = self._run_lucid(rows, view, precision)
+            contrast = self._contrasted(view) if contrast is None else contrast
+            reference = self.reference(batch, precision) if contrast else None
+            images, losses, bad = self._run_lucid(rows, view, precision, reference)
         else:
             images, losses, bad = self._run_naive(rows, precision)
         judged = self.judge(images)
@@ -274,7 +313,7 @@ class LayerRenderer:
             out.append(self._result(f, view, images[span], losses[span], bool(bad[span].any()), judged, span, precision))
         return out
 
-    def _run_lucid(self, rows, view: View, precision: str):
+    def _run_lucid(self, rows, view: View, precision: str, reference: np.ndarray | None):
         from keras import ops
 
         cfg = self.config
@@ -292,9 +331,10 @@ class LayerRenderer:
         carry = (spectrum, ops.zeros_like(spectrum), ops.zeros_like(spectrum), ops.zeros((n,), "float32"),
                  ops.zeros((n,), "bool"), ops.zeros((n,), "bool"), ops.zeros((n,), "float32"))
         scale = cfg.loss_scale if precision == "mixed_float16" else 1.0
-        consts = (self.net(precision).variables, self.constants, ops.convert_to_tensor(np.asarray([f for f, _ in rows], np.int32)),
+        constants = self.constants if reference is None else dict(self.constants, reference=ops.convert_to_tensor(reference))
+        consts = (self.net(precision).variables, constants, ops.convert_to_tensor(np.asarray([f for f, _ in rows], np.int32)),
                   ops.convert_to_tensor(np.float32(cfg.lr)), ops.convert_to_tensor(np.float32(scale)), spectrum)
-        run = self._run_for(view, precision)
+        run = self._run_for(view, precision, reference is not None)
         (spectrum, _, _, _, bad, _, _), losses = run(carry, xs, consts)
         rgb = _picture(spectrum, self.constants, self._tiled(view))
         return inputs.rgb_to_uint8(backend.to_numpy(rgb)), backend.to_numpy(losses).T, backend.to_numpy(bad)
@@ -311,7 +351,7 @@ class LayerRenderer:
         consts = (self.net(precision).variables, ops.convert_to_tensor(np.asarray([f for f, _ in rows], np.int32)),
                   ops.convert_to_tensor(np.float32(cfg.lr * span)), ops.convert_to_tensor(np.float32(scale)))
         xs = ops.zeros((cfg.steps,), "float32")
-        (image, bad), losses = self._run_for(CHANNEL, precision)((image, ops.zeros((len(rows),), "bool")), xs, consts)
+        (image, bad), losses = self._run_for(CHANNEL, precision, False)((image, ops.zeros((len(rows),), "bool")), xs, consts)
         images = np.stack([inputs.normalized_uint8(x, self.mode) for x in backend.to_numpy(image)])
         return images, backend.to_numpy(losses).T, backend.to_numpy(bad)
 

@@ -160,3 +160,17 @@ def test_floor_pulls_up_the_units_under_a_tenth_of_the_peak_only():
     assert float(value) == pytest.approx((1.0 + 0.5 - 3.0 + 1.0) / 4)
     # the off unit and the faint one get a gradient (the ReLU gives them none); the peak does not move the cap
     np.testing.assert_allclose(backend.to_numpy(grad), [[[0.0, 0.25], [0.25, 0.0]]])
+
+
+def test_contrast_is_zero_unless_another_filter_comes_within_the_margin():
+    from keras import ops
+
+    from generator import objectives
+
+    reference = ops.convert_to_tensor(np.array([1.0, 4.0, 2.0], np.float32))
+    # one position: post-ReLU means per channel; relative = [2, 1, 0.5] and [2, 3.5, 1.9] for filter 0
+    maps = ops.convert_to_tensor(np.array([[[[2.0, 4.0, 1.0]]], [[[2.0, 14.0, 3.8]]]], np.float32))
+    value = ops.convert_to_numpy(objectives.contrast(maps, ops.convert_to_tensor(np.array([0, 0], np.int32)), reference, 0.25))
+    assert value[0] == 0.0  # the own filter's 2 is clearly above 1 and 0.5
+    # filter 1 beats it (3.5 > 1.5 by 2.0) and filter 2 comes within the margin (1.9 > 1.5 by 0.4); own scale 1
+    assert value[1] == pytest.approx(2.0 + 0.4)

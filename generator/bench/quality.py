@@ -11,10 +11,11 @@ from generator.errors import AtlasError
 
 VARIANTS = {
     "naive": dict(method="naive", lr=10.0),
-    "lucid-port": dict(pre_share=1.0, wake=False, periodic=False, floor=0.0),  # Lucid's defaults, pre-ReLU channel mean
+    "lucid-port": dict(pre_share=1.0, wake=False, periodic=False, floor=0.0, contrast=0.0),  # Lucid's defaults, pre-ReLU channel mean
     "no-periodic": dict(periodic=False),  # ours without the periodic picture
     "no-floor": dict(floor=0.0),  # ours without the floor term
     "no-wake": dict(wake=False),  # ours without the wake-up
+    "no-contrast": dict(contrast=0.0),  # ours without the first layers' contrast term
     "lucid": dict(),  # ours
 }
 
