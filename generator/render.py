@@ -31,8 +31,7 @@ Methods:
         at most ``contrast_field`` px), where a filter of a 3- or 5-pixel patch often has a look-alike or an
         opposite, the channel objective is lowered by ``contrast`` times how far the layer's other filters
         come within ``contrast_margin`` of the own filter, each relative to its mean response to the
-        layer's channel pictures rendered first without the term (the reference): a picture that
-        already drives its filter clearly more than any other is left as it is.
+        layer's channel pictures rendered first without the term (the reference).
     naive: the original script, kept as the baseline: pixels fed straight in, post-ReLU channel mean,
         ``x += lr * g / ||g||``.
 """
