@@ -145,7 +145,8 @@ def test_resnet_renders_at_a_residual_output():
 
 def test_the_contrast_term_tells_block1_look_alikes_apart(hed_model):
     """block1_conv1's 3x3x3 filters often have a look-alike or an opposite, and a picture that drives one
-    drives the other as hard: the bench's sample of 16 is 0.56 specific without the contrast term here."""
+    drives the other as hard: the bench's sample of 16 is 0.56 specific without the contrast term here
+    and 0.94 with it (measured; the bench shows 1.00 at the defaults)."""
     from generator.bench.quality import sample_filters
     from generator.quality import judge
 
@@ -156,7 +157,7 @@ def test_the_contrast_term_tells_block1_look_alikes_apart(hed_model):
         renderer = LayerRenderer(hed_model, layer, RenderConfig(weights="hed-bsds500", size=64, steps=64, contrast=weight))
         images = np.stack([r.image for r in renderer.render_batch(filters, 16)])
         scores.append(judge(renderer, images, filters).specificity)
-    assert scores[1] >= 0.9 > scores[0], scores
+    assert scores[1] >= max(0.8, scores[0] + 0.25), scores
 
 
 def test_the_contrast_term_leaves_deeper_layers_alone(hed_model):
