@@ -253,20 +253,21 @@ class LayerRenderer:
             self._runs[key] = self._lucid_run(view, precision, contrast) if self.config.method == "lucid" else self._naive_run(precision)
         return self._runs[key]
 
-    def reference(self, batch: int, precision: str) -> np.ndarray:
+    def reference(self, batch: int) -> np.ndarray:
         """(C,) how strongly each filter of the layer responds, on average, to the layer's channel
         pictures rendered without the contrast term (up to ``REFERENCE_FILTERS`` of them, spread
         evenly): the scale in which the contrast term compares a picture's filters, as the specificity
-        judge does. Computed once per renderer; each picture depends on (seed, layer, filter) alone."""
+        judge does. Computed once per renderer, in float32 whatever the atlas's precision (a few
+        early-layer pictures; no row to redo); each picture depends on (seed, layer, filter) alone."""
         if self._reference is None:
             count = min(self.layer.filters, REFERENCE_FILTERS)
             filters = sorted(set(np.linspace(0, self.layer.filters - 1, count).astype(int).tolist()))
             images = []
             for start in range(0, len(filters), batch):
                 chunk = filters[start:start + batch]
-                images += [r.image for r in self._render(chunk, batch, CHANNEL, precision, contrast=False) if not r.failed]
+                images += [r.image for r in self._render(chunk, batch, CHANNEL, "float32", contrast=False) if not r.failed]
             if not images:
-                raise AtlasError(f"{self.layer.name}: no reference picture came out finite; render with --precision float32")
+                raise AtlasError(f"{self.layer.name}: every reference picture went non-finite in float32; check --weights")
             mean = self.judge(np.stack(images)).post_mean.mean(axis=0).astype(np.float64)
             # a filter that no picture turns on would make every picture infinitely specific to it
             self._reference = np.maximum(mean, 1e-3 * max(float(np.median(mean)), 1e-6)).astype(np.float32)
@@ -301,7 +302,7 @@ class LayerRenderer:
         rows = [(f, i) for f in padded for i in range(view.images)]
         if self.config.method == "lucid":
             contrast = self._contrasted(view) if contrast is None else contrast
-            reference = self.reference(batch, precision) if contrast else None
+            reference = self.reference(batch) if contrast else None
             images, losses, bad = self._run_lucid(rows, view, precision, reference)
         else:
             images, losses, bad = self._run_naive(rows, precision)

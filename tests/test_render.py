@@ -25,6 +25,16 @@ def test_mixed_precision_and_float32_redo_of_the_bad_rows_only(random_model):
     np.testing.assert_array_equal(result[0].image, reference[0].image)
 
 
+def test_the_contrast_term_runs_in_mixed_precision(random_model):
+    """block1's maps in float16 or bfloat16 against the reference, which is rendered in float32."""
+    layer = find_layer("block1_conv1", "vgg16")
+    for precision in ("mixed_bfloat16", "mixed_float16"):
+        renderer = LayerRenderer(random_model, layer, RenderConfig(weights="random", size=32, steps=3, precision=precision))
+        result = renderer.render_batch([0, 1], 16)
+        assert not result[0].retried and result[0].precision == precision and np.isfinite(result[0].loss).all()
+        assert renderer.reference(16).shape == (64,) and np.all(renderer.reference(16) > 0)
+
+
 def test_a_row_non_finite_even_in_float32_fails_alone(random_model, monkeypatch):
     real = objectives.select_filters
 
