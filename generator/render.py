@@ -244,8 +244,7 @@ class LayerRenderer:
         whose receptive field is at most ``contrast_field`` pixels (near-linear filters of a small patch,
         many with a look-alike; deeper layers' pictures are specific without it)."""
         cfg = self.config
-        return (cfg.method == "lucid" and cfg.contrast > 0 and view in (CHANNEL, DIVERSITY)
-                and self.layer.receptive_field <= cfg.contrast_field)
+        return cfg.contrast > 0 and view in (CHANNEL, DIVERSITY) and self.layer.receptive_field <= cfg.contrast_field
 
     def _run_for(self, view: View, precision: str, contrast: bool):
         key = (view.name, precision, contrast)
@@ -265,7 +264,9 @@ class LayerRenderer:
             images = []
             for start in range(0, len(filters), batch):
                 chunk = filters[start:start + batch]
-                images += [r.image for r in self._render(chunk, batch, CHANNEL, "float32", contrast=False) if not r.failed]
+                rows = [(f, 0) for f in chunk + [chunk[-1]] * (batch - len(chunk))]  # padded like every batch
+                pictures, _, bad = self._run_lucid(rows, CHANNEL, "float32", None)
+                images += [p for p, b in zip(pictures[: len(chunk)], bad[: len(chunk)]) if not b]
             if not images:
                 raise AtlasError(f"{self.layer.name}: every reference picture went non-finite in float32; check --weights")
             mean = self.judge(np.stack(images)).post_mean.mean(axis=0).astype(np.float64)
@@ -296,13 +297,11 @@ class LayerRenderer:
             results = [again.get(r.filter, r) for r in results]
         return results
 
-    def _render(self, filters: list[int], batch: int, view: View, precision: str,
-                contrast: bool | None = None) -> list[RenderedView]:
+    def _render(self, filters: list[int], batch: int, view: View, precision: str) -> list[RenderedView]:
         padded = list(filters) + [filters[-1]] * (batch - len(filters))
         rows = [(f, i) for f in padded for i in range(view.images)]
         if self.config.method == "lucid":
-            contrast = self._contrasted(view) if contrast is None else contrast
-            reference = self.reference(batch) if contrast else None
+            reference = self.reference(batch) if self._contrasted(view) else None
             images, losses, bad = self._run_lucid(rows, view, precision, reference)
         else:
             images, losses, bad = self._run_naive(rows, precision)
