@@ -23,6 +23,9 @@ def test_bench_gpu_reduced_runs_on_the_cpu(tmp_path):
     for heading in ("filters/s", "TFLOP/s", "Projected full atlas", "auto batch", "Quality", "reproducible"):
         assert heading in text, heading
     assert "not measured" not in text, text  # every part ran
+    from generator.config import METHOD_VERSION
+
+    assert f"method version {METHOD_VERSION}._" in text  # which pictures the figures belong to
     assert "tensorflow" not in proc.stderr.lower()
 
 

@@ -14,6 +14,8 @@ import re
 import time
 from pathlib import Path
 
+from generator.config import METHOD_VERSION
+
 SECTIONS = {
     "speed": "generator.bench.speed",
     "quality": "generator.bench.quality",
@@ -53,7 +55,8 @@ def write_section(path: Path, name: str, text: str) -> None:
 def main(args) -> int:
     module = importlib.import_module(SECTIONS[args.what])
     name, text = module.run(args)
-    section = f"{text}\n\n_Measured {time.strftime('%Y-%m-%d')}._"
+    # The method version says which pictures a figure belongs to, long after the date is forgotten.
+    section = f"{text}\n\n_Measured {time.strftime('%Y-%m-%d')}, method version {METHOD_VERSION}._"
     write_section(Path(args.out), name, section)
     print(text)
     return 0
