@@ -53,6 +53,7 @@ from generator.params import (
     initial_spectrum,
     periodic_gain,
 )
+from generator.selection import sample_filters
 from generator.transforms import calm_draws, random_transform
 from generator.views import CHANNEL, DIVERSITY, NEGATIVE, NEURON, View
 
@@ -259,8 +260,7 @@ class LayerRenderer:
         judge does. Computed once per renderer, in float32 whatever the atlas's precision (a few
         early-layer pictures; no row to redo); each picture depends on (seed, layer, filter) alone."""
         if self._reference is None:
-            count = min(self.layer.filters, REFERENCE_FILTERS)
-            filters = sorted(set(np.linspace(0, self.layer.filters - 1, count).astype(int).tolist()))
+            filters = sample_filters(self.layer, REFERENCE_FILTERS)
             images = []
             for start in range(0, len(filters), batch):
                 chunk = filters[start:start + batch]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from generator.errors import AtlasError
 from generator.layers import Layer, find_layer, model_layers
 from generator.paths import safe_name
@@ -43,3 +45,14 @@ def parse_filters(spec: str, layer: Layer) -> list[int]:
             )
         chosen.update(range(lo, hi + 1))
     return sorted(chosen)
+
+
+def sample_filters(layer, count: int, offset: int = 0) -> list[int]:
+    """``count`` filters spread evenly over the layer, each moved ``offset`` along: offsets 0, 1, 2 ...
+    below the spacing give held-out samples of the same size, so a figure can be checked on filters
+    that did not choose the method. Moved filters are packed against the layer's last one, so a sample
+    keeps its size and the samples share that last filter only."""
+    count = min(count, layer.filters)
+    spread = np.linspace(0, layer.filters - 1, count).astype(int)
+    packed = layer.filters - count + np.arange(count)  # the last ``count`` filters
+    return sorted(set(np.minimum(spread + offset, packed).tolist()))

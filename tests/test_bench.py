@@ -56,7 +56,7 @@ def test_bench_site_builds_a_synthetic_atlas_and_reuses_a_kept_one(tmp_path, mon
 def test_quality_samples_held_out_filters_with_an_offset():
     from types import SimpleNamespace
 
-    from generator.bench.quality import sample_filters
+    from generator.selection import sample_filters
 
     layer = SimpleNamespace(filters=64)
     samples = [sample_filters(layer, 16, offset) for offset in range(4)]

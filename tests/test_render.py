@@ -157,7 +157,7 @@ def test_the_contrast_term_tells_block1_look_alikes_apart(hed_model):
     """block1_conv1's 3x3x3 filters often have a look-alike or an opposite, and a picture that drives one
     drives the other as hard: the bench's sample of 16 is 0.56 specific without the contrast term here
     and 0.94 with it (measured; the bench shows 1.00 at the defaults)."""
-    from generator.bench.quality import sample_filters
+    from generator.selection import sample_filters
     from generator.quality import judge
 
     layer = find_layer("block1_conv1", "vgg16")

@@ -34,12 +34,12 @@ def run(args) -> tuple[str, str]:
     from generator.bench import default_weights, machine
 
     backend.select(args.backend or "jax")
-    from generator.bench.quality import sample_filters
     from generator.config import RenderConfig
     from generator.layers import find_layer, model_layers
     from generator.models import load_model
     from generator.quality import judge
     from generator.render import LayerRenderer, auto_batch
+    from generator.selection import sample_filters
 
     reduced = args.reduced
     clock = Clock(300.0 if reduced else BUDGET_S)

@@ -20,17 +20,6 @@ VARIANTS = {
 }
 
 
-def sample_filters(layer, count: int, offset: int = 0) -> list[int]:
-    """``count`` filters spread evenly over the layer, each moved ``offset`` along: offsets 0, 1, 2 ...
-    below the spacing give held-out samples of the same size, so a figure can be checked on filters
-    that did not choose the method. Moved filters are packed against the layer's last one, so a sample
-    keeps its size and the samples share that last filter only."""
-    count = min(count, layer.filters)
-    spread = np.linspace(0, layer.filters - 1, count).astype(int)
-    packed = layer.filters - count + np.arange(count)  # the last ``count`` filters
-    return sorted(set(np.minimum(spread + offset, packed).tolist()))
-
-
 def run(args) -> tuple[str, str]:
     from generator import backend
     from generator.bench import default_weights, machine
@@ -40,7 +29,7 @@ def run(args) -> tuple[str, str]:
     from generator.models import load_model
     from generator.quality import judge
     from generator.render import LayerRenderer
-    from generator.selection import parse_layers
+    from generator.selection import parse_layers, sample_filters
 
     size, steps = args.size or 128, args.steps or 256
     weights = default_weights(args)
