@@ -22,6 +22,7 @@ from typing import Callable
 
 from generator import paths, plots
 from generator.errors import AtlasError
+from generator.escape import markdown_text
 from generator.layers import Layer, groups, model_layers
 from generator.store import AtlasStore, atlas_models, read_json
 from generator.views import VIEWS
@@ -86,13 +87,15 @@ class Cell:
 def _environment():
     import jinja2
 
-    return jinja2.Environment(
+    env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(TEMPLATES)),
         autoescape=True,  # everything lands in HTML, Markdown pages included
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         trim_blocks=False,
     )
+    env.filters["text"] = markdown_text  # every user-given string: literal text, not Markdown
+    return env
 
 
 def bibtex(title: str, model: str, layer: str, filter_index: int, permalink: str, manifest: dict) -> str:
