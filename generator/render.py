@@ -6,34 +6,9 @@ one compiled loop (a ``lax.scan`` on JAX): the random transform parameters are u
 loss of every row at every step stays on the device until the batch ends. Each picture's randomness
 comes from (seed, layer, filter, view) alone, so it is the same whichever batch it lands in.
 
-Methods:
-    lucid: Fourier-parameterized image, decorrelated colour, sigmoid, transformation robustness and Adam
-        (Olah et al. 2017), on the filter's activation after its ReLU (plus ``pre_share`` of it before,
-        0 by default). Where the picture is not periodic (a receptive field over half the image), plus
-        ``floor`` times the map capped at a tenth of its peak, so units that are off or faint are pulled
-        up too and the picture does not settle on one object at the centre (the loss curve stays minus
-        the activation). For layers whose receptive field is at most half the image, the picture is
-        *periodic*: its spectrum is held to the frequencies of a tile about one receptive field wide
-        (and scaled so that this is Lucid's parameterization of the tile itself), so whatever pattern a
-        unit finds is found by every unit of the map at once and the picture fills the frame. A row
-        whose map has no positive unit on the current image is *woken*: its objective is the centre unit (a
-        single unit has a clear direction to go where a map that is off everywhere has none), its transforms
-        are off and its learning rate is ``wake_lr`` times the rest; once a unit is on, the wake level fades
-        over 1/16 of the run back to the channel objective with full transforms. Where the floor is on, a
-        woken row keeps the channel objective and the floor (with the transforms off and the faster rate):
-        the floor already pulls a map that is off everywhere up as a whole (its cap is then 0, so it is the
-        map's mean before the ReLU), where the centre unit draws one object at the centre that the rest of
-        the run does not spread. A row still off after ``wake_patience`` of the run starts again from its
-        first picture at the base learning rate and stays woken (centre unit, transforms off) to the end:
-        for a filter that a strongly negative kernel keeps off, the faster wake-up saturates the sigmoid and
-        stalls where the base rate turns it on, and the pattern it finds is too faint to survive the
-        transforms (let go, it flickers on and off and can end off). In the first layers (receptive field
-        at most ``contrast_field`` px), where a filter of a 3- or 5-pixel patch often has a look-alike or an
-        opposite, the channel objective is lowered by ``contrast`` times how far the layer's other filters
-        come within ``contrast_margin`` of the own filter, each relative to its mean response to the
-        layer's channel pictures rendered first without the term (the reference).
-    naive: the original script, kept as the baseline: pixels fed straight in, post-ReLU channel mean,
-        ``x += lr * g / ||g||``.
+What happens inside a step (the objectives, the wake-up, the restart, the floor, the contrast term,
+Adam) is ``generator.step``; the renderer plans the batches, pads them, compiles one run per layer,
+view and precision, redoes non-finite rows in float32 and judges the saved 8-bit pictures.
 """
 
 from __future__ import annotations
@@ -42,22 +17,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from generator import backend, inputs, objectives
+from generator import backend, inputs
 from generator.config import RenderConfig, robustness_for
 from generator.errors import AtlasError
 from generator.layers import Layer
 from generator.models import LoadedModel
-from generator.params import (
-    fourier_constants,
-    fourier_to_rgb,
-    initial_spectrum,
-    periodic_gain,
-)
+from generator.params import fourier_constants, initial_spectrum, periodic_gain
 from generator.selection import sample_filters
-from generator.transforms import calm_draws, random_transform
-from generator.views import CHANNEL, DIVERSITY, NEGATIVE, NEURON, View
-
-ADAM_B1, ADAM_B2, ADAM_EPS = 0.9, 0.999, 1e-8
+from generator.step import LucidCarry, LucidConsts, LucidStep, NaiveStep, picture
+from generator.views import CHANNEL, DIVERSITY, NEURON, View
 COMPUTE_DTYPE = {"float32": "float32", "mixed_float16": "float16", "mixed_bfloat16": "bfloat16"}
 COVERAGE_GRID = 4
 COVERAGE_LEVEL = 0.1
@@ -128,112 +96,6 @@ class LayerRenderer:
 
     # --- the compiled runs -------------------------------------------------------------------------
 
-    def _lucid_run(self, view: View, precision: str, contrast: bool):
-        from keras import ops
-
-        layer, cfg, mode = self.layer, self.config, self.mode
-        net = self.net(precision)
-        wake = 1.0 if cfg.wake and view.name in ("channel", "diversity") else 0.0
-        fade = float(0.5 ** (16.0 / cfg.steps))  # the wake level halves every 1/16 of the run
-        patience = cfg.patience_steps() if wake else 0  # 0: never restart
-        group = view.images
-        tiled = self._tiled(view)
-        # the floor is for pictures that are not a tiling: a tiling already spreads the pattern, and
-        # there the floor only pulls every unit of a near-linear early filter up at once (measured: it
-        # lowers block1_conv1's specificity from 0.81 to 0.38)
-        floor = 0.0 if tiled else cfg.floor
-
-        def objective(spectrum, variables, constants, filters, draws, wake_level, restarted, loss_scale):
-            rgb = _picture(spectrum, constants, tiled)
-            rgb = random_transform(rgb, calm_draws(draws, 1.0 - wake_level))
-            maps = net(inputs.from_rgb(rgb, mode), variables)[0]
-            target = objectives.select_filters(maps, filters, layer.filters)
-            on = ops.max(target, axis=(1, 2)) > 0  # the row's map has a positive unit
-            if view is NEURON:
-                value = report = objectives.neuron(target)
-                level = ops.zeros_like(wake_level)
-            elif view is NEGATIVE:
-                value = report = objectives.negative(target)
-                level = ops.zeros_like(wake_level)
-            else:
-                report = objectives.channel_mix(target, cfg.pre_share)
-                # a row whose map has no positive unit is woken (transforms off, faster rate); the wake
-                # level then fades (and the transforms fade back in) so the pattern it found can spread
-                off = ops.cast(ops.logical_not(on), "float32")
-                level = ops.stop_gradient(ops.maximum(wake_level, off * wake))
-                channel = report + floor * objectives.floor(target) if floor else report
-                if contrast:
-                    channel = channel - cfg.contrast * objectives.contrast(maps, filters, constants["reference"], cfg.contrast_margin)
-                # where the floor is on, it already pulls a map that is off everywhere up as a whole (its
-                # cap is then 0): a woken row keeps it and only the restart turns to the centre unit,
-                # which there draws one object at the centre that the rest of the run does not spread
-                centre = ops.cast(restarted, "float32") if floor else level
-                value = (1.0 - centre) * channel + centre * objectives.neuron(target)
-                if view is DIVERSITY:
-                    scale = ops.stop_gradient(ops.abs(report) + 1e-3)
-                    value = value - cfg.diversity_weight * scale * objectives.diversity(maps, group)
-            return -ops.sum(value) * loss_scale, (report, level, on)
-
-        value_and_grad = backend.value_and_grad(objective)
-
-        def step(carry, x, consts):
-            spectrum, m, v, wake_level, bad, lit, restart = carry
-            t, draws = x
-            variables, constants, filters, lr, loss_scale, start = consts
-            if patience:
-                # rows never on by now start again: first picture, fresh Adam moments, base learning rate
-                again = ops.logical_and(ops.equal(t, float(patience + 1)), ops.logical_not(lit))
-                where = again[:, None, None, None, None]
-                spectrum = ops.where(where, start, spectrum)
-                m = ops.where(where, ops.zeros_like(m), m)
-                v = ops.where(where, ops.zeros_like(v), v)
-                restart = ops.where(again, t - 1.0, restart)
-            restarted = restart > 0
-            held = ops.where(restarted, ops.ones_like(wake_level), wake_level * fade)  # a restarted row stays woken
-            _, (report, wake_level, on), grad = value_and_grad(
-                spectrum, variables, constants, filters, draws, held, restarted, loss_scale
-            )
-            lit = ops.logical_or(lit, on)
-            grad = grad / loss_scale
-            finite = ops.logical_and(ops.all(ops.isfinite(grad), axis=(1, 2, 3, 4)), ops.isfinite(report))
-            grad = ops.where(finite[:, None, None, None, None], grad, ops.zeros_like(grad))
-            m = ADAM_B1 * m + (1.0 - ADAM_B1) * grad
-            v = ADAM_B2 * v + (1.0 - ADAM_B2) * grad * grad
-            m_hat = m / _bias_correction(ADAM_B1, t, restart, restarted)
-            v_hat = v / _bias_correction(ADAM_B2, t, restart, restarted)
-            fast = ops.where(restarted, ops.zeros_like(wake_level), wake_level)  # a restarted row keeps the base rate
-            boost = (1.0 + (cfg.wake_lr - 1.0) * fast)[:, None, None, None, None]  # woken rows move faster
-            spectrum = spectrum - lr * boost * m_hat / (ops.sqrt(v_hat) + ADAM_EPS)
-            bad = ops.logical_or(bad, ops.logical_not(finite))
-            return (spectrum, m, v, wake_level, bad, lit, restart), ops.where(finite, -report, ops.zeros_like(report))
-
-        return backend.compile_loop(step)
-
-    def _naive_run(self, precision: str):
-        from keras import ops
-
-        layer = self.layer
-        net = self.net(precision)
-
-        def objective(image, variables, filters, loss_scale):
-            maps = net(image, variables)[0]
-            chan = objectives.post_relu_channel(objectives.select_filters(maps, filters, layer.filters))
-            return ops.sum(chan) * loss_scale, chan
-
-        value_and_grad = backend.value_and_grad(objective)
-
-        def step(carry, x, consts):
-            image, bad = carry
-            variables, filters, lr, loss_scale = consts
-            _, chan, grad = value_and_grad(image, variables, filters, loss_scale)
-            norm = ops.sqrt(ops.sum(grad * grad, axis=(1, 2, 3), keepdims=True))
-            finite = ops.logical_and(ops.all(ops.isfinite(grad), axis=(1, 2, 3)), ops.isfinite(chan))
-            update = ops.where(finite[:, None, None, None], grad / (norm + 1e-12), ops.zeros_like(grad))
-            bad = ops.logical_or(bad, ops.logical_not(finite))
-            return (image + lr * update, bad), ops.where(finite, -chan, ops.zeros_like(chan))
-
-        return backend.compile_loop(step)
-
     def _tiled(self, view: View) -> bool:
         """Whether the view's picture is a tiling: not for a layer whose tile is the whole image, and not
         for the neuron view, which wants one position, not a texture."""
@@ -248,9 +110,15 @@ class LayerRenderer:
         return cfg.contrast > 0 and view in (CHANNEL, DIVERSITY) and self.layer.receptive_field <= cfg.contrast_field
 
     def _run_for(self, view: View, precision: str, contrast: bool):
+        """The compiled run of steps for a view and precision (one per key, reused by every batch)."""
         key = (view.name, precision, contrast)
         if key not in self._runs:
-            self._runs[key] = self._lucid_run(view, precision, contrast) if self.config.method == "lucid" else self._naive_run(precision)
+            net = self.net(precision)
+            if self.config.method == "lucid":
+                step = LucidStep(net, self.layer, self.config, view, self._tiled(view), contrast, self.mode)
+            else:
+                step = NaiveStep(net, self.layer)
+            self._runs[key] = backend.compile_loop(step.__call__)
         return self._runs[key]
 
     def reference(self, batch: int) -> np.ndarray:
@@ -326,17 +194,15 @@ class LayerRenderer:
             ops.convert_to_tensor(np.arange(1, cfg.steps + 1, dtype=np.float32)),
             ops.convert_to_tensor(np.stack(draws, axis=1)),  # (steps, rows, 6)
         )
-        n = len(rows)
-        carry = (spectrum, ops.zeros_like(spectrum), ops.zeros_like(spectrum), ops.zeros((n,), "float32"),
-                 ops.zeros((n,), "bool"), ops.zeros((n,), "bool"), ops.zeros((n,), "float32"))
         scale = cfg.loss_scale if precision == "mixed_float16" else 1.0
         constants = self.constants if reference is None else dict(self.constants, reference=ops.convert_to_tensor(reference))
-        consts = (self.net(precision).variables, constants, ops.convert_to_tensor(np.asarray([f for f, _ in rows], np.int32)),
-                  ops.convert_to_tensor(np.float32(cfg.lr)), ops.convert_to_tensor(np.float32(scale)), spectrum)
+        consts = LucidConsts(self.net(precision).variables, constants,
+                             ops.convert_to_tensor(np.asarray([f for f, _ in rows], np.int32)),
+                             ops.convert_to_tensor(np.float32(cfg.lr)), ops.convert_to_tensor(np.float32(scale)), spectrum)
         run = self._run_for(view, precision, reference is not None)
-        (spectrum, _, _, _, bad, _, _), losses = run(carry, xs, consts)
-        rgb = _picture(spectrum, self.constants, self._tiled(view))
-        return inputs.rgb_to_uint8(backend.to_numpy(rgb)), backend.to_numpy(losses).T, backend.to_numpy(bad)
+        carry, losses = run(LucidCarry.start(spectrum), xs, consts)
+        rgb = picture(carry.spectrum, self.constants, self._tiled(view))
+        return inputs.rgb_to_uint8(backend.to_numpy(rgb)), backend.to_numpy(losses).T, backend.to_numpy(carry.bad)
 
     def _run_naive(self, rows, precision: str):
         from keras import ops
@@ -402,24 +268,6 @@ class LayerRenderer:
             measures = {k: v[0] for k, v in measures.items()}
         dead = bool(np.all(judged.pre_max[span.start:span.stop, f] <= 0.0)) if view in (CHANNEL, DIVERSITY) else False
         return RenderedView(f, view, list(images), losses.mean(axis=0).astype(np.float32), measures, dead, precision)
-
-
-def _bias_correction(beta: float, t, restart, restarted):
-    """Adam's ``1 - beta ** step`` per row (B, 1, 1, 1, 1), the step counted from the row's restart
-    (``restart``: the step before it, for the ``restarted`` rows).
-
-    A row never restarted gets the very number of the run-wide step (a scalar power, not a per-row
-    one), so its picture is the same bit for bit as in a run without restarts."""
-    from keras import ops
-
-    once = 1.0 - ops.power(beta, t)
-    again = 1.0 - ops.power(beta, t - restart)
-    return ops.where(restarted, again, once)[:, None, None, None, None]
-
-
-def _picture(spectrum, constants, tiled: bool):
-    """The RGB picture of a spectrum, tiled by the periodic gain where the view is tiled."""
-    return fourier_to_rgb(spectrum * constants["gain"] if tiled else spectrum, constants)
 
 
 def auto_batch(layer: Layer, layers: tuple[Layer, ...], size: int, requested: int, facts: backend.DeviceFacts,
