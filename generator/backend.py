@@ -197,13 +197,13 @@ def cpu_name() -> str:
     return f"{os.cpu_count()} cores of {platform.processor() or platform.machine()}"
 
 
-@lru_cache(maxsize=1)
-def device_facts() -> DeviceFacts:
-    """The first device the backend computes on."""
+@lru_cache(maxsize=None)
+def device_facts(index: int = 0) -> DeviceFacts:
+    """Facts of the ``index``-th device the backend computes on (``compute_devices``' order)."""
     if name() == "jax":
         import jax
 
-        device = jax.devices()[0]
+        device = jax.devices()[index]
         if device.platform != "gpu":
             return DeviceFacts("cpu", cpu_name())
         cc = getattr(device, "compute_capability", None)
@@ -215,20 +215,85 @@ def device_facts() -> DeviceFacts:
     gpus = tf.config.list_physical_devices("GPU")
     if not gpus:
         return DeviceFacts("cpu", cpu_name())
-    details = tf.config.experimental.get_device_details(gpus[0])
+    details = tf.config.experimental.get_device_details(gpus[index])
     major, minor = details.get("compute_capability", (0, 0))
-    return DeviceFacts("gpu", details.get("device_name", "GPU"), major + minor / 10 or None, nvidia_smi_free())
+    return DeviceFacts("gpu", details.get("device_name", "GPU"), major + minor / 10 or None, nvidia_smi_free(index=index))
 
 
-def nvidia_smi_free(run: Callable = subprocess.run) -> int | None:
-    """Free memory of the first GPU as the driver reports it; None where it cannot say (no driver, or
-    a MIG slice, where nvidia-smi prints ``[N/A]``)."""
+def nvidia_smi_free(run: Callable = subprocess.run, index: int = 0) -> int | None:
+    """Free memory of the ``index``-th GPU as the driver reports it; None where it cannot say (no
+    driver, or a MIG slice, where nvidia-smi prints ``[N/A]``)."""
     try:
         out = run(["nvidia-smi", "--query-gpu=memory.free", "--format=csv,noheader,nounits"],
                   capture_output=True, text=True, timeout=10)
-        return int(out.stdout.split()[0]) * 2**20 if out.returncode == 0 else None
+        return int(out.stdout.split()[index]) * 2**20 if out.returncode == 0 else None
     except (OSError, ValueError, IndexError, subprocess.SubprocessError):
         return None
+
+
+# --- several devices in one process ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Device:
+    """One device a run computes on: its place in ``compute_devices``, the backend's handle (a JAX
+    device, or a TensorFlow device name) and its facts."""
+
+    index: int
+    handle: object
+    facts: DeviceFacts
+
+    def label(self) -> str:
+        """How a message names it: ``GPU 1 (NVIDIA H100 80GB HBM3)``, ``CPU 0``."""
+        kind = "GPU" if self.facts.kind == "gpu" else "CPU"
+        return f"{kind} {self.index}" + (f" ({self.facts.name})" if self.facts.kind == "gpu" else "")
+
+
+def compute_devices(requested: int | None = None) -> list[Device]:
+    """The devices a run uses: every GPU the backend sees (on JAX, every device of its default
+    platform: ``--xla_force_host_platform_device_count`` splits a CPU into several), or the first
+    ``requested`` of them (``--devices N``)."""
+    if name() == "jax":
+        import jax
+
+        handles = list(jax.devices())
+    else:
+        import tensorflow as tf
+
+        handles = [d.name for d in tf.config.list_logical_devices("GPU")] or ["/CPU:0"]
+    if requested is not None:
+        if requested > len(handles):
+            raise AtlasError(f"--devices {requested}: {name()} sees {len(handles)} device"
+                             f"{'s' if len(handles) != 1 else ''} here; give at most {len(handles)}")
+        handles = handles[:requested]
+    return [Device(i, handle, device_facts(i)) for i, handle in enumerate(handles)]
+
+
+def describe_devices(devices: list[Device]) -> str:
+    """The run's first line names them: one device by its facts, several by their count."""
+    first = devices[0].facts.describe()
+    return first if len(devices) == 1 else f"{len(devices)} devices: {len(devices)} × {first}"
+
+
+def place(tree, device: Device | None):
+    """``tree``'s arrays on ``device`` (JAX: committed there, so a jitted call runs there); TensorFlow
+    places by the ``on`` scope instead and returns ``tree`` as it is."""
+    if device is None or name() != "jax":
+        return tree
+    import jax
+
+    return jax.device_put(tree, device.handle)
+
+
+def on(device: Device | None):
+    """A scope whose operations run on ``device`` (TensorFlow); JAX follows its arguments (``place``)."""
+    import contextlib
+
+    if device is None or name() == "jax":
+        return contextlib.nullcontext()
+    import tensorflow as tf
+
+    return tf.device(device.handle)
 
 
 def resolve_precision(requested: str, facts: DeviceFacts) -> str:

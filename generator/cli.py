@@ -79,6 +79,8 @@ def _device_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", choices=("auto", "gpu", "cpu"),
                         help="auto: a GPU if the backend sees one; cpu: run a long job on the CPU anyway")
     parser.add_argument("--batch", type=_batch, default=None, help="auto or filters (images) per batch")
+    parser.add_argument("--devices", type=_positive_int, default=None,
+                        help="how many of the visible devices to use (default: all of them)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -213,10 +215,11 @@ def _start_backend(args: argparse.Namespace):
     from generator import backend
 
     chosen = backend.select(args.backend, args.device)
-    facts = backend.device_facts()
+    devices = backend.compute_devices(getattr(args, "devices", None))
+    facts = devices[0].facts
     precision = backend.resolve_precision(args.precision, facts)
-    print(f"{chosen} on {facts.describe()}, {precision}", file=sys.stderr)
-    return chosen, facts, precision
+    print(f"{chosen} on {backend.describe_devices(devices)}, {precision}", file=sys.stderr)
+    return chosen, facts, precision, devices
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
@@ -237,7 +240,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         config.check_layer(layer)
     _check_weights(args.weights, args.model)
     _check_out(args.out)
-    chosen, facts, precision = _start_backend(args)
+    chosen, facts, precision, devices = _start_backend(args)
     config = dataclasses.replace(config, precision=precision, backend=chosen)
     if facts.kind == "cpu" and args.device == "auto":
         hours = _cpu_hours(work, views, config)
@@ -253,7 +256,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     loaded = load_model(args.model, args.weights, seed=args.seed)
     config = dataclasses.replace(config, weights_sha256=loaded.weights_sha256)
-    summary = generate(loaded, config, work, args.out, views=views, batch=args.batch, force=args.force, facts=facts)
+    summary = generate(loaded, config, work, args.out, views=views, batch=args.batch, force=args.force,
+                       devices=devices)
     print(
         f"{summary.rendered} filter views rendered, {summary.skipped} already done, {summary.dead} dead, "
         f"{summary.retried} redone in float32, {summary.seconds:.1f} s; atlas in {args.out}/{args.model} "
@@ -288,7 +292,7 @@ def cmd_examples(args: argparse.Namespace) -> int:
     images = list_images(args.images)
     _check_weights(args.weights, args.model)
     _check_out(args.out)
-    chosen, facts, precision = _start_backend(args)
+    chosen, facts, precision, devices = _start_backend(args)
     from generator.models import load_model
 
     loaded = load_model(args.model, args.weights)

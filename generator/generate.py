@@ -1,23 +1,36 @@
 """``atlas generate``: plan the work, skip what is done, render batch by batch, store each batch.
 
 Resume is exact: each picture's randomness is its own (seed, layer, filter, view), so the filters
-still missing are rendered in whatever batches and land on the same bytes. Ctrl-C finishes the batch
-in flight, saves it and stops; a second Ctrl-C stops at once (files are written atomically, so nothing
-is left half-written either way). Out of memory halves the batch for the rest of the layer.
+still missing are rendered in whatever batches and land on the same bytes. Ctrl-C finishes the batches
+in flight, saves them and stops; a second Ctrl-C stops at once (files are written atomically, so
+nothing is left half-written either way). On one device, out of memory halves the batch for the rest
+of the layer.
+
+Several devices (every GPU the backend sees, or ``--devices N``): the batches are cut exactly as for
+one device, and each device's thread takes the next batch of the whole plan as soon as it is free
+(so a device is never idle while another still has a layer's last batch); the main thread writes
+every result. The same batches run the same compiled program, so the pictures are byte-identical to a
+one-device run. A device that runs out of memory or fails ends the run with one line naming it, once
+the other devices' batches in flight are written; a rerun resumes.
 """
 
 from __future__ import annotations
 
+import queue
+import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
+from typing import Callable
 
 from generator import backend
 from generator.config import RenderConfig
+from generator.errors import AtlasError
 from generator.interrupt import StopFlag
 from generator.layers import Layer
 from generator.models import LoadedModel
 from generator.progress import Progress
-from generator.render import LayerRenderer, auto_batch
+from generator.render import LayerRenderer, RenderedView, auto_batch
 from generator.store import AtlasStore, layer_row
 from generator.views import CHANNEL, View
 
@@ -33,6 +46,16 @@ class GenerateSummary:
     failed: list[str] = field(default_factory=list)  # layer:filter (view) non-finite even in float32
 
 
+@dataclass(frozen=True)
+class Batch:
+    """One batch of the plan: ``filters`` of ``layer`` (at most ``size``), rendered as ``size`` rows."""
+
+    layer: Layer
+    view: View
+    filters: tuple[int, ...]
+    size: int
+
+
 def generate(
     loaded: LoadedModel,
     config: RenderConfig,
@@ -43,12 +66,17 @@ def generate(
     force: bool = False,
     progress: Progress | None = None,
     facts: backend.DeviceFacts | None = None,
+    devices: list[backend.Device] | None = None,
 ) -> GenerateSummary:
-    """Render every view of every (layer, filters) of ``work`` into ``out`` under ``config``."""
+    """Render every view of every (layer, filters) of ``work`` into ``out`` under ``config``, on
+    ``devices`` (default: the backend's default device alone)."""
     start = time.monotonic()
     for layer, _ in work:
         config.check_layer(layer)
-    facts = facts or backend.device_facts()
+    devices = devices or [None]
+    if facts is None:  # batches sized by the device with the least free memory
+        known = [d.facts for d in devices if d is not None]
+        facts = min(known, key=lambda f: f.free_bytes or 0) if known else backend.device_facts()
     store = AtlasStore(out, config.model)
     summary = GenerateSummary(0, 0, False, 0, 0, 0.0)
     with store.lock():
@@ -61,41 +89,149 @@ def generate(
             return [f for f in filters if f not in have or view.name not in store.done_views(layer, have[f])]
 
         plan = [(layer, view, missing(layer, filters, view)) for layer, filters in work for view in views]
-        summary.skipped = sum(len(filters) for _, filters in work) * len(views) - sum(len(m) for *_, m in plan)
-        progress = progress or Progress(sum(len(m) for *_, m in plan))
-        renderers: dict[str, LayerRenderer] = {}
-        with StopFlag() as flag:
-            for layer, view, queue in plan:
-                if not queue or flag.stop:
+        plan = [(layer, view, queue) for layer, view, queue in plan if queue]
+        summary.skipped = sum(len(filters) for _, filters in work) * len(views) - sum(len(q) for *_, q in plan)
+        progress = progress or Progress(sum(len(q) for *_, q in plan))
+
+        def write(item: Batch, results: list[RenderedView]) -> None:
+            layer = item.layer
+            for result in results:
+                if result.failed:
+                    summary.failed.append(f"{layer.name}:{result.filter} ({item.view.name})")
                     continue
-                renderer = renderers.setdefault(layer.name, LayerRenderer(loaded, layer, config))
-                size = batch or auto_batch(layer, loaded.layers, config.size, len(queue), facts, view.images)
-                while queue and not flag.stop:
-                    chunk = queue[:size]
-                    try:
-                        results = renderer.render_batch(chunk, size, view)
-                    except Exception as exc:  # noqa: BLE001 - only out-of-memory is handled here
-                        if not backend.is_out_of_memory(exc) or size == 1:
-                            raise
-                        size //= 2  # the rest of the layer goes at the new size: one more compile, not one per batch
-                        continue
-                    queue = queue[len(chunk):]
-                    for result in results:
-                        if result.failed:
-                            summary.failed.append(f"{layer.name}:{result.filter} ({view.name})")
-                            continue
-                        record = store.write_view(layer, result, config)
-                        records[layer.name][result.filter] = record
-                        done = store.done_views(layer, record)
-                        if "channel" in done:
-                            rows[layer.name][result.filter] = layer_row(record, done)
-                        summary.rendered += 1
-                        summary.dead += result.dead
-                        summary.retried += result.retried
-                    store.write_layer(layer, rows[layer.name], config)
-                    progress.update(len(chunk), f"{layer.name} {view.name}")
+                record = store.write_view(layer, result, config)
+                records[layer.name][result.filter] = record
+                done = store.done_views(layer, record)
+                if "channel" in done:
+                    rows[layer.name][result.filter] = layer_row(record, done)
+                summary.rendered += 1
+                summary.dead += result.dead
+                summary.retried += result.retried
+            store.write_layer(layer, rows[layer.name], config)
+            progress.update(len(item.filters), f"{layer.name} {item.view.name}")
+
+        def size_of(layer: Layer, view: View, queue: list[int]) -> int:
+            return batch or auto_batch(layer, loaded.layers, config.size, len(queue), facts, view.images)
+
+        with StopFlag() as flag:
+            if len(devices) == 1:
+                _render_serial(plan, size_of, LayerRenderers(loaded, config, devices), flag, write)
+            else:
+                batches = [Batch(layer, view, tuple(queue[i:i + size]), size)
+                           for layer, view, queue in plan for size in [size_of(layer, view, queue)]
+                           for i in range(0, len(queue), size)]
+                _render_parallel(batches, LayerRenderers(loaded, config, devices), flag, write)
             summary.interrupted = flag.stop
         store.write_manifest(config, loaded)
     progress.close()
     summary.seconds = time.monotonic() - start
     return summary
+
+
+class LayerRenderers:
+    """One ``LayerRenderer`` per layer and device, made in the calling thread (building the cut network
+    touches Keras' global state), with the contrast term's reference rendered once per layer and
+    shared by the devices."""
+
+    def __init__(self, loaded: LoadedModel, config: RenderConfig, devices: list[backend.Device | None]) -> None:
+        self.loaded, self.config, self.devices = loaded, config, devices
+        self._made: dict[tuple[str, int], LayerRenderer] = {}
+
+    def get(self, layer: Layer, device_index: int = 0) -> LayerRenderer:
+        key = (layer.name, device_index)
+        if key not in self._made:
+            self._made[key] = LayerRenderer(self.loaded, layer, self.config, self.devices[device_index])
+        return self._made[key]
+
+    def prepare(self, item: Batch) -> None:
+        """Everything a worker thread will need for ``item``, made here: every device's renderer of its
+        layer with its networks, and the layer's contrast reference."""
+        first = self.get(item.layer)
+        for index in range(len(self.devices)):
+            renderer = self.get(item.layer, index)
+            for precision in {self.config.precision, "float32"}:
+                renderer.net(precision)
+            if renderer.needs_reference(item.view):
+                renderer.share_reference(first.reference(item.size))
+
+
+def _render_serial(plan, size_of: Callable, renderers: LayerRenderers, flag: StopFlag, write: Callable) -> None:
+    """One device: batch after batch; out of memory halves the batch for the rest of the layer."""
+    device = renderers.devices[0]
+    for layer, view, queue in plan:
+        if flag.stop:
+            break
+        renderer = renderers.get(layer)
+        size = size_of(layer, view, queue)
+        while queue and not flag.stop:
+            chunk = queue[:size]
+            try:
+                results = renderer.render_batch(chunk, size, view)
+            except Exception as exc:  # noqa: BLE001 - only out of memory is handled here
+                if not backend.is_out_of_memory(exc):
+                    raise
+                if size == 1:
+                    raise AtlasError(f"{_name(device)}: out of memory rendering {layer.name} one filter at a time; "
+                                     "finished batches are saved; use a smaller --size or a device with more memory") from None
+                size //= 2  # the rest of the layer goes at the new size: one more compile, not one per batch
+                continue
+            queue = queue[len(chunk):]
+            write(Batch(layer, view, tuple(chunk), size), results)
+
+
+def _render_parallel(batches: list[Batch], renderers: LayerRenderers, flag: StopFlag, write: Callable) -> None:
+    """Several devices: a thread per device takes the next batch of the plan; the calling thread writes
+    each result as it comes. The first failure stops the hand-out; batches in flight still land."""
+    for item in batches:
+        renderers.prepare(item)
+    pending = deque(batches)
+    lock = threading.Lock()
+    results: queue.Queue = queue.Queue()
+    failures: list[tuple[backend.Device, Batch, BaseException]] = []
+    done = object()
+
+    def work(index: int) -> None:
+        try:
+            while True:
+                with lock:
+                    if flag.stop or failures or not pending:
+                        return
+                    item = pending.popleft()
+                try:
+                    out = renderers.get(item.layer, index).render_batch(list(item.filters), item.size, item.view)
+                except BaseException as exc:  # noqa: BLE001 - reported by the calling thread
+                    with lock:
+                        failures.append((renderers.devices[index], item, exc))
+                    return
+                results.put((item, out))
+        finally:
+            results.put(done)
+
+    threads = [threading.Thread(target=work, args=(i,), daemon=True, name=f"device-{i}")
+               for i in range(len(renderers.devices))]
+    for thread in threads:
+        thread.start()
+    running = len(threads)
+    while running:
+        try:
+            message = results.get(timeout=0.5)
+        except queue.Empty:
+            continue
+        if message is done:
+            running -= 1
+        else:
+            write(*message)
+    if failures:
+        device, item, exc = failures[0]
+        if backend.is_out_of_memory(exc):
+            why = f"out of memory rendering {item.layer.name} {item.view.name} at batch {item.size}"
+            fix = f"rerun with --batch {max(1, item.size // 2)} to resume"
+        else:
+            text = str(exc).strip().splitlines()
+            why = f"failed rendering {item.layer.name} {item.view.name} ({type(exc).__name__}: {text[-1][:160] if text else ''})"
+            fix = "rerun to resume, or leave it out with --devices"
+        raise AtlasError(f"{_name(device)}: {why}; the other devices' batches are saved; {fix}")
+
+
+def _name(device: backend.Device | None) -> str:
+    return device.label() if device is not None else "the device"

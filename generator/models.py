@@ -15,6 +15,7 @@ from typing import Sequence
 
 import numpy as np
 
+from generator.compute import NetOptions, block_max_pool, is_plain_max_pool, pad_input, pad_kernel
 from generator.errors import AtlasError
 from generator.layers import Layer, model_layers
 from generator.weights import load_weights
@@ -30,8 +31,9 @@ class TapNet:
     C) float32, whatever the compute precision.
     """
 
-    def __init__(self, keras_model) -> None:
+    def __init__(self, keras_model, input_channels: int = 3) -> None:
         self.model = keras_model
+        self.input_channels = input_channels
         self.variables = (
             [v.value for v in keras_model.trainable_variables],
             [v.value for v in keras_model.non_trainable_variables],
@@ -40,6 +42,8 @@ class TapNet:
     def __call__(self, x, variables) -> list:
         from keras import ops
 
+        if self.input_channels > 3:
+            x = pad_input(x, self.input_channels)
         outputs, _ = self.model.stateless_call(variables[0], variables[1], x, training=False)
         if not isinstance(outputs, (list, tuple)):
             outputs = [outputs]
@@ -56,6 +60,7 @@ class LoadedModel:
     weights_sha256: str
     layers: tuple[Layer, ...]
     _clones: dict = field(default_factory=dict, repr=False)
+    options: NetOptions = NetOptions()  # how the cut network computes (speed only: generator.compute)
 
     @property
     def name(self) -> str:
@@ -67,20 +72,24 @@ class LoadedModel:
 
         clone = self._clone(precision)
         outputs = [clone.get_layer(layer.tap).output for layer in layers]
-        return TapNet(keras.Model(clone.input, outputs if len(outputs) > 1 else outputs[0]))
+        return TapNet(keras.Model(clone.input, outputs if len(outputs) > 1 else outputs[0]), self.options.input_channels)
 
     def _clone(self, precision: str):
         """The model under a dtype policy, with every fused activation of a visualizable layer split
         off into an ``Activation`` layer of its own, so the pre-activation map is a tensor of the graph
-        (one clone per precision, sharing nothing with the original)."""
-        if precision not in self._clones:
+        (one clone per precision and ``options``, sharing nothing with the original)."""
+        key = (precision, self.options)
+        if key not in self._clones:
             import keras
 
             policy = POLICIES[precision]
             unfuse = {layer.tap: layer.activation for layer in self.layers if layer.fused}
+            options = self.options
 
             def clone_layer(layer):
                 config = layer.get_config()
+                if options.pool == "reshape" and is_plain_max_pool(config, type(layer).__name__):
+                    return block_max_pool(layer.name, policy)
                 if layer.name in unfuse:
                     config["activation"] = "linear"
                 config["dtype"] = policy
@@ -92,12 +101,19 @@ class LoadedModel:
                     out = keras.layers.Activation(unfuse[layer.name], dtype=policy, name=f"{layer.name}_activation")(out)
                 return out
 
-            clone = keras.models.clone_model(self.model, clone_function=clone_layer, call_function=call_layer)
+            wide = None  # the image padded with zero channels: the first convolution reads them
+            if options.input_channels > 3:
+                wide = keras.Input(shape=tuple(self.model.input.shape[1:-1]) + (options.input_channels,))
+            clone = keras.models.clone_model(self.model, input_tensors=wide, clone_function=clone_layer,
+                                             call_function=call_layer)
             for old in self.model.layers:
                 if old.weights:
-                    clone.get_layer(old.name).set_weights(old.get_weights())
-            self._clones[precision] = clone
-        return self._clones[precision]
+                    target = clone.get_layer(old.name)
+                    shapes = [tuple(w.shape) for w in target.weights]
+                    target.set_weights([pad_kernel(w, shape[2]) if w.ndim == 4 and shape != w.shape else w
+                                        for w, shape in zip(old.get_weights(), shapes)])
+            self._clones[key] = clone
+        return self._clones[key]
 
     def layer_weights(self, name: str) -> list[np.ndarray]:
         """The weights of one Keras layer, as float32 numpy arrays."""

@@ -71,10 +71,12 @@ def picture_rng(seed: int, layer: Layer, filter_index: int, view: View = CHANNEL
 class LayerRenderer:
     """Renders batches of one layer's filters; compiles one run per view and precision."""
 
-    def __init__(self, loaded: LoadedModel, layer: Layer, config: RenderConfig) -> None:
+    def __init__(self, loaded: LoadedModel, layer: Layer, config: RenderConfig,
+                 device: backend.Device | None = None) -> None:
         from keras import ops
 
         config.check_layer(layer)
+        self.device = device  # where its runs compute (None: the backend's default device)
         self.loaded = loaded
         self.layer = layer
         self.config = config
@@ -83,8 +85,9 @@ class LayerRenderer:
         constants = fourier_constants(config.size, config.decay_power)
         # the spectrum's per-frequency gain that makes the picture a tiling (all ones for a layer not tiled)
         constants["gain"] = periodic_gain(config.size, config.tile_period(layer), config.decay_power)[None, None, :, :, None]
-        self.constants = {k: ops.convert_to_tensor(v) for k, v in constants.items()}
+        self.constants = backend.place({k: ops.convert_to_tensor(v) for k, v in constants.items()}, device)
         self._nets: dict[str, object] = {}
+        self._variables: dict[str, object] = {}
         self._runs: dict[tuple[str, str, bool], object] = {}
         self._evaluate = backend.compile_fn(self._evaluate_fn)
         self._reference: np.ndarray | None = None
@@ -93,6 +96,12 @@ class LayerRenderer:
         if precision not in self._nets:
             self._nets[precision] = self.loaded.tap_net([self.layer], precision)
         return self._nets[precision]
+
+    def variables(self, precision: str):
+        """The cut network's variables on this renderer's device (copied there once)."""
+        if precision not in self._variables:
+            self._variables[precision] = backend.place(self.net(precision).variables, self.device)
+        return self._variables[precision]
 
     # --- the compiled runs -------------------------------------------------------------------------
 
@@ -120,6 +129,14 @@ class LayerRenderer:
                 step = NaiveStep(net, self.layer)
             self._runs[key] = backend.compile_loop(step.__call__)
         return self._runs[key]
+
+    def needs_reference(self, view: View) -> bool:
+        """Whether rendering ``view`` needs the contrast term's reference first."""
+        return self.config.method == "lucid" and self._contrasted(view)
+
+    def share_reference(self, reference: np.ndarray) -> None:
+        """Take the reference another device's renderer of this layer computed: the same numbers, made once."""
+        self._reference = reference
 
     def reference(self, batch: int) -> np.ndarray:
         """(C,) how strongly each filter of the layer responds, on average, to the layer's channel
@@ -196,12 +213,14 @@ class LayerRenderer:
         )
         scale = cfg.loss_scale if precision == "mixed_float16" else 1.0
         constants = self.constants if reference is None else dict(self.constants, reference=ops.convert_to_tensor(reference))
-        consts = LucidConsts(self.net(precision).variables, constants,
+        consts = LucidConsts(self.variables(precision), constants,
                              ops.convert_to_tensor(np.asarray([f for f, _ in rows], np.int32)),
                              ops.convert_to_tensor(np.float32(cfg.lr)), ops.convert_to_tensor(np.float32(scale)), spectrum)
         run = self._run_for(view, precision, reference is not None)
-        carry, losses = run(LucidCarry.start(spectrum), xs, consts)
-        rgb = picture(carry.spectrum, self.constants, self._tiled(view))
+        carry, xs, consts = backend.place((LucidCarry.start(spectrum), xs, consts), self.device)
+        with backend.on(self.device):
+            carry, losses = run(carry, xs, consts)
+            rgb = picture(carry.spectrum, self.constants, self._tiled(view))
         return inputs.rgb_to_uint8(backend.to_numpy(rgb)), backend.to_numpy(losses).T, backend.to_numpy(carry.bad)
 
     def _run_naive(self, rows, precision: str):
@@ -213,10 +232,12 @@ class LayerRenderer:
                  for f, _ in rows]
         image = ops.convert_to_tensor(np.stack(inits).astype(np.float32))
         scale = cfg.loss_scale if precision == "mixed_float16" else 1.0
-        consts = (self.net(precision).variables, ops.convert_to_tensor(np.asarray([f for f, _ in rows], np.int32)),
+        consts = (self.variables(precision), ops.convert_to_tensor(np.asarray([f for f, _ in rows], np.int32)),
                   ops.convert_to_tensor(np.float32(cfg.lr * span)), ops.convert_to_tensor(np.float32(scale)))
         xs = ops.zeros((cfg.steps,), "float32")
-        (image, bad), losses = self._run_for(CHANNEL, precision, False)((image, ops.zeros((len(rows),), "bool")), xs, consts)
+        carry, xs, consts = backend.place(((image, ops.zeros((len(rows),), "bool")), xs, consts), self.device)
+        with backend.on(self.device):
+            (image, bad), losses = self._run_for(CHANNEL, precision, False)(carry, xs, consts)
         images = np.stack([inputs.normalized_uint8(x, self.mode) for x in backend.to_numpy(image)])
         return images, backend.to_numpy(losses).T, backend.to_numpy(bad)
 
@@ -248,8 +269,9 @@ class LayerRenderer:
         """How the layer's every filter responds to 8-bit RGB pictures (N, H, W, 3)."""
         from keras import ops
 
-        x = ops.convert_to_tensor(inputs.from_uint8(images, self.mode))
-        values = self._evaluate(x, self.net("float32").variables)
+        x = backend.place(ops.convert_to_tensor(inputs.from_uint8(images, self.mode)), self.device)
+        with backend.on(self.device):
+            values = self._evaluate(x, self.variables("float32"))
         return Judgement(*(backend.to_numpy(v) for v in values))
 
     def _result(self, f, view, images, losses, bad, judged: Judgement, span: slice, precision) -> RenderedView:

@@ -333,3 +333,58 @@ def test_a_filter_non_finite_in_float32_is_reported_not_written(tmp_path, random
     assert summary.failed == ["block1_conv1:1 (channel)"] and summary.rendered == 2
     assert not (tmp_path / "vgg16/block1_conv1/0001.png").exists()
     assert [r["filter"] for r in json.loads((tmp_path / "vgg16/block1_conv1/layer.json").read_text())["rows"]] == [0, 2]
+
+
+@pytest.mark.slow
+def test_two_devices_write_the_bytes_of_one(tmp_path):
+    """JAX's host split gives a 2-core CPU two devices: every batch is cut as for one device and runs
+    the same program, so the atlas is the same file for file (the manifest's timestamps aside)."""
+    env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    args = ["generate", "--backend", "jax", *TINY, "--layers", "block1_conv1,block4_conv1", "--filters", "0-4",
+            "--views", "channel,neuron", "--batch", "2"]
+    one = run_atlas(*args, "--devices", "1", "--out", str(tmp_path / "one"), env=env)
+    two = run_atlas(*args, "--out", str(tmp_path / "two"), env=env)
+    assert one.returncode == 0 and two.returncode == 0, one.stderr + two.stderr
+    assert one.stderr.startswith("jax on CPU (") and two.stderr.startswith("jax on 2 devices: 2 × CPU (")
+    files = lambda root: {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*"))  # noqa: E731
+                          if p.is_file() and p.name not in ("manifest.json", ".lock")}
+    assert len(files(tmp_path / "one")) == 2 * 5 * 3 + 2 and files(tmp_path / "one") == files(tmp_path / "two")
+
+
+def test_a_device_out_of_memory_ends_the_run_in_one_line_and_a_rerun_resumes(tmp_path, random_model, monkeypatch):
+    from generator import generate as gen_module
+    from generator.backend import Device, DeviceFacts
+    from generator.errors import AtlasError
+    from generator.selection import parse_filters
+
+    facts = DeviceFacts("gpu", "Test GPU", 9.0, 2**34)
+    devices = [Device(0, "/CPU:0", facts), Device(1, "/CPU:0", facts)]  # two names for the one CPU
+    real = LayerRenderer.render_batch
+
+    def second_device_runs_out(self, filters, batch=None, view=None):
+        if self.device.index == 1:
+            raise RuntimeError("RESOURCE_EXHAUSTED: Out of memory while trying to allocate 9.1GiB")
+        return real(self, filters, batch, view)
+
+    monkeypatch.setattr(LayerRenderer, "render_batch", second_device_runs_out)
+    layer = find_layer("block1_conv2", "vgg16")
+    cfg = RenderConfig(weights="random", weights_sha256=random_model.weights_sha256, size=32, steps=2)
+    quiet = lambda total: gen_module.Progress(total, open(os.devnull, "w"))  # noqa: E731
+    with pytest.raises(AtlasError) as failure:
+        gen_module.generate(random_model, cfg, [(layer, parse_filters("0-9", layer))], str(tmp_path), batch=2,
+                            progress=quiet(10), devices=devices)
+    line = str(failure.value)
+    assert line.startswith("GPU 1 (Test GPU): out of memory rendering block1_conv2 channel at batch 2")
+    assert "rerun with --batch 1" in line and "\n" not in line
+    saved = sorted(p.name for p in (tmp_path / "vgg16/block1_conv2").glob("0*.png"))
+    assert saved and len(saved) % 2 == 0 and len(saved) < 10  # device 0's whole batches, nothing half-written
+    monkeypatch.setattr(LayerRenderer, "render_batch", real)
+    summary = gen_module.generate(random_model, cfg, [(layer, parse_filters("0-9", layer))], str(tmp_path), batch=2,
+                                  progress=quiet(10), devices=devices)
+    assert summary.rendered == 10 - len(saved) and summary.skipped == len(saved)
+
+
+def test_more_devices_than_there_are_is_one_line(tmp_path):
+    line = error_line(run_atlas("generate", *TINY, "--layers", "block1_conv1", "--filters", "0", "--devices", "3",
+                                "--out", str(tmp_path / "a")))
+    assert line.endswith("--devices 3: tensorflow sees 1 device here; give at most 1")
