@@ -23,6 +23,17 @@ from generator.errors import AtlasError
 BACKENDS = ("tensorflow", "jax")
 DEVICES = ("auto", "gpu", "cpu")
 DETERMINISTIC_XLA = "--xla_gpu_deterministic_ops=true"
+# Whether JAX runs with XLA's deterministic GPU ops unless ATLAS_DETERMINISTIC says otherwise: kept while
+# they cost at most 10% of the atlas time (the GPU check measures it, BENCHMARKS.md, GPU).
+DETERMINISTIC_DEFAULT = True
+
+
+def deterministic() -> bool:
+    """Whether this process asks XLA for deterministic GPU ops (``ATLAS_DETERMINISTIC=1`` / ``0``)."""
+    value = os.environ.get("ATLAS_DETERMINISTIC", "").strip()
+    if value not in ("", "0", "1"):
+        raise AtlasError(f"ATLAS_DETERMINISTIC={value!r}: give 1 (deterministic GPU ops) or 0 (the fastest)")
+    return DETERMINISTIC_DEFAULT if value == "" else value == "1"
 
 
 @dataclass(frozen=True)
@@ -67,7 +78,7 @@ def select(backend: str | None = None, device: str = "auto") -> str:
     if device == "cpu":
         os.environ["CUDA_VISIBLE_DEVICES"] = "-1"
         os.environ["JAX_PLATFORMS"] = "cpu"
-    if wanted == "jax" and os.environ.get("ATLAS_DETERMINISTIC", "1") != "0":
+    if wanted == "jax" and deterministic():
         flags = os.environ.get("XLA_FLAGS", "")
         if "deterministic_ops" not in flags:
             os.environ["XLA_FLAGS"] = (flags + " " + DETERMINISTIC_XLA).strip()

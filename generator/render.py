@@ -198,6 +198,14 @@ class LayerRenderer:
         return out
 
     def _run_lucid(self, rows, view: View, precision: str, reference: np.ndarray | None):
+        run, (carry, xs, consts) = self._lucid_run(rows, view, precision, reference)
+        with backend.on(self.device):
+            carry, losses = run(carry, xs, consts)
+            rgb = picture(carry.spectrum, self.constants, self._tiled(view))
+        return inputs.rgb_to_uint8(backend.to_numpy(rgb)), backend.to_numpy(losses).T, backend.to_numpy(carry.bad)
+
+    def _lucid_run(self, rows, view: View, precision: str, reference: np.ndarray | None):
+        """The compiled run for ``rows`` (filter, picture) and its arguments, on this renderer's device."""
         from keras import ops
 
         cfg = self.config
@@ -217,11 +225,15 @@ class LayerRenderer:
                              ops.convert_to_tensor(np.asarray([f for f, _ in rows], np.int32)),
                              ops.convert_to_tensor(np.float32(cfg.lr)), ops.convert_to_tensor(np.float32(scale)), spectrum)
         run = self._run_for(view, precision, reference is not None)
-        carry, xs, consts = backend.place((LucidCarry.start(spectrum), xs, consts), self.device)
-        with backend.on(self.device):
-            carry, losses = run(carry, xs, consts)
-            rgb = picture(carry.spectrum, self.constants, self._tiled(view))
-        return inputs.rgb_to_uint8(backend.to_numpy(rgb)), backend.to_numpy(losses).T, backend.to_numpy(carry.bad)
+        return run, backend.place((LucidCarry.start(spectrum), xs, consts), self.device)
+
+    def compiled_run(self, filters: list[int], batch: int, view: View = CHANNEL):
+        """The bare compiled run of a batch and its arguments, without judging or saving: what the GPU
+        check times step by step (``run(*args)``; the same program ``render_batch`` runs)."""
+        padded = list(filters) + [filters[-1]] * (batch - len(filters))
+        rows = [(f, i) for f in padded for i in range(view.images)]
+        reference = self.reference(batch) if self.needs_reference(view) else None
+        return self._lucid_run(rows, view, self.config.precision, reference)
 
     def _run_naive(self, rows, precision: str):
         from keras import ops
