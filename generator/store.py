@@ -270,6 +270,7 @@ class AtlasStore:
             views[result.view.name] = {**entry, "files": files, "loss": _round(result.loss)}
             if result.view.name == "diversity":
                 views["diversity"]["dead"] = result.dead
+        record = _canonical(record)
         atomic_write_json(path, record)
         return record
 
@@ -360,6 +361,15 @@ class AtlasStore:
         if not png.exists():
             raise AtlasError(f"{png}: missing image of {layer}:{filter_index}; rerun `atlas generate` to fill it in")
         return read_json(self.paths.filter_json(layer, filter_index), f"loss JSON of {layer}:{filter_index}")
+
+
+def _canonical(record: dict) -> dict:
+    """A filter record's keys in one order whatever order its views were written in (several devices
+    finish them in any order): the same views give the same bytes."""
+    out = {key: record[key] for key in record if key != "views"}
+    if "views" in record:
+        out["views"] = {name: record["views"][name] for name in sorted(record["views"], key=list(VIEWS).index)}
+    return out
 
 
 def layer_row(record: dict, views: list[str]) -> dict:

@@ -20,8 +20,11 @@ def test_bench_gpu_reduced_runs_on_the_cpu(tmp_path):
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     text = out.read_text()
     assert "<!-- bench:gpu:start -->" in text
-    for heading in ("filters/s", "TFLOP/s", "Projected full atlas", "auto batch", "Quality", "reproducible"):
+    for heading in ("Where the time goes", "ms / step", "pool keras", "input 8 channels", "diversity view",
+                    "What the deterministic ops cost: step time on / off", "filters/s", "TFLOP/s", "fixed s a batch",
+                    "Projected full atlas", "auto batch", "Quality", "the promise is kept"):
         assert heading in text, heading
+    assert "| block1_conv2 | shipped | off |" in text  # the child without deterministic ops ran
     assert "not measured" not in text, text  # every part ran
     from generator.config import METHOD_VERSION
 
