@@ -32,7 +32,7 @@ from generator.interrupt import StopFlag
 from generator.layers import Layer
 from generator.models import LoadedModel
 from generator.progress import Progress
-from generator.store import AtlasStore, atomic_write_bytes, atomic_write_json, read_json
+from generator.store import AtlasStore, atomic_write_bytes, atomic_write_json, read_json, weights_name
 
 HIST_BINS = 120  # uniform in sign(v) log10(1 + |v|) over +-HIST_DECADES: 0.1 decade per bin
 HIST_DECADES = 6.0
@@ -225,15 +225,12 @@ def _load_state(store: AtlasStore, fingerprint: dict, layers: list[Layer]):
     return state, meta["position"], meta["skipped"]
 
 
-def _check_atlas(store: AtlasStore, config: ExamplesConfig, force: bool) -> None:
+def _check_atlas(store: AtlasStore, loaded: LoadedModel, config: ExamplesConfig, force: bool) -> None:
     """The folder's weights must be these, and its examples from this image set and size (or --force)."""
+    store.check_weights(config.weights_sha256, weights_name(loaded.weights), force)
     if not store.paths.manifest.exists():
         return
     manifest = read_json(store.paths.manifest, "manifest")
-    weights = manifest.get("weights", {}).get("sha256")
-    if weights and weights != config.weights_sha256:
-        raise AtlasError(f"{store.paths.model_dir} holds an atlas of other weights ({manifest['weights']['name']}, "
-                         f"sha256 {weights[:16]}); use the same --weights or another --out")
     old = manifest.get("examples", {}).get("images")
     if old and (old["list_sha256"], old["size"]) != (config.images.sha256, config.size):
         if not force:
@@ -263,7 +260,7 @@ def run_examples(loaded: LoadedModel, layers: list[Layer], config: ExamplesConfi
                               out=f"{out}/{config.model}")
     with store.lock():
         store.remove_stale_temporaries()
-        _check_atlas(store, config, force)
+        _check_atlas(store, loaded, config, force)
         tracker = Tracker(loaded, layers, config.top, config.precision, loaded.spec.preprocessing)
         resumed = _load_state(store, fingerprint, layers)
         state, position, skipped = resumed if resumed else (tracker.initial_state(), 0, 0)
