@@ -167,7 +167,7 @@ def test_bad_image_sets_are_one_line(tmp_path, sample_tiles):
     (tmp_path / "empty" / "notes.txt").write_text("no images here")
     empty = error_line(run_atlas("examples", "--images", str(tmp_path / "empty"), "--weights", "random",
                                  "--out", str(tmp_path / "a")))
-    assert "no JPEG/PNG/WebP/BMP images" in empty
+    assert "no JPEG/PNG/WebP/BMP/GIF/TIFF images" in empty
     assert not (tmp_path / "a").exists()
 
 
