@@ -2,13 +2,16 @@
 ``site``, ``bench``.
 
 Every problem with the input ends in one line on stderr and a non-zero exit, never a traceback; the
-arguments are checked before TensorFlow or JAX is imported, so a bad one is refused at once.
+arguments are checked before TensorFlow or JAX is imported, so a bad one is refused at once. A file
+system that says no (a full disk, a read-only folder) is one line too, naming the file and the reason:
+files are written whole or not at all, so the same command resumes once it is fixed.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import math
 import os
 import sys
@@ -104,10 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
     _device_args(gen)
     gen.add_argument("--seed", type=_seed, default=0)
     gen.add_argument("--out", default="atlas")
-    gen.add_argument("--force", action="store_true", help="replace an atlas made with other settings")
+    gen.add_argument("--force", action="store_true", help="replace an atlas made with other settings or weights")
 
     ex = sub.add_parser("examples", help="find the real image patches that drive each filter up and down")
-    ex.add_argument("--images", required=True, help="a folder of JPEG/PNG/WebP/BMP images (searched recursively)")
+    ex.add_argument("--images", required=True, help="a folder of JPEG/PNG/WebP/BMP/GIF/TIFF images (searched recursively)")
     _model_args(ex)
     ex.add_argument("--layers", default="all")
     ex.add_argument("--top", type=_positive_int, default=16, help="examples kept per filter, each way")
@@ -117,11 +120,13 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--images-name", default=None, help="the image set's name, shown beside its crops")
     ex.add_argument("--images-license", default=None, help="its licence, shown beside its crops")
     ex.add_argument("--out", default="atlas")
-    ex.add_argument("--force", action="store_true", help="replace examples made from another image set or size")
+    ex.add_argument("--force", action="store_true",
+                    help="replace examples made from another image set or size, or an atlas of other weights")
 
     wiring = sub.add_parser("wiring", help="each filter's strongest inputs and outputs, from the weights")
     _model_args(wiring)
     wiring.add_argument("--out", default="atlas")
+    wiring.add_argument("--force", action="store_true", help="replace an atlas made from other weights")
 
     sample = sub.add_parser("sample-images", help="an offline image set cut from scikit-image's photographs")
     sample.add_argument("folder", help="where to write the tiles")
@@ -225,6 +230,7 @@ def _start_backend(args: argparse.Namespace):
 def cmd_generate(args: argparse.Namespace) -> int:
     from generator.config import DEFAULT_LR, RenderConfig
     from generator.selection import parse_filters, parse_layers
+    from generator.store import weights_name
     from generator.views import parse_views
 
     layers = parse_layers(args.layers, args.model)
@@ -233,7 +239,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if args.method == "naive" and [v.name for v in views] != ["channel"]:
         raise AtlasError(f"--views {args.views}: the naive method renders the channel view only")
     config = RenderConfig(
-        model=args.model, weights=str(args.weights), method=args.method, size=args.size, steps=args.steps,
+        model=args.model, weights=weights_name(str(args.weights)), method=args.method, size=args.size, steps=args.steps,
         lr=args.lr or DEFAULT_LR[args.method], seed=args.seed,
     )
     for layer, _ in work:
@@ -318,7 +324,7 @@ def cmd_wiring(args: argparse.Namespace) -> int:
     from generator.wiring import write_wiring
 
     loaded = load_model(args.model, args.weights)
-    count = write_wiring(loaded, args.out)
+    count = write_wiring(loaded, args.out, force=args.force)
     print(f"wiring of {count} layers written to {args.out}/{args.model}")
     return 0
 
@@ -334,6 +340,7 @@ def cmd_sample_images(args: argparse.Namespace) -> int:
 def cmd_site(args: argparse.Namespace) -> int:
     from generator.site import build_site
 
+    _check_out(args.out)
     count = build_site(args.data, args.out, args.compare)
     print(f"{count} pages written to {args.out}/")
     return 0
@@ -349,6 +356,19 @@ COMMANDS = {"layers": cmd_layers, "generate": cmd_generate, "examples": cmd_exam
             "sample-images": cmd_sample_images, "site": cmd_site, "bench": cmd_bench}
 
 
+def os_error_line(exc: OSError) -> str:
+    """A file system's refusal as one line: the file, the reason, what to do."""
+    where = os.fsdecode(exc.filename) if isinstance(exc.filename, (str, bytes)) else "a file"
+    reason = exc.strerror or str(exc) or exc.__class__.__name__
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        hint = "free some space and rerun the same command: finished files are kept and it resumes"
+    elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        hint = "make it writable or choose another --out, then rerun the same command"
+    else:
+        hint = "rerun the same command once that is fixed: finished files are kept"
+    return f"{where}: {reason}; {hint}"
+
+
 def main(argv: list[str] | None = None) -> int:
     from generator import quiet
 
@@ -358,6 +378,9 @@ def main(argv: list[str] | None = None) -> int:
         return COMMANDS[args.command](args)
     except AtlasError as exc:
         print(f"atlas {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except OSError as exc:
+        print(f"atlas {args.command}: error: {os_error_line(exc)}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("atlas: stopped; finished files are saved, rerun the same command to resume", file=sys.stderr)

@@ -7,10 +7,13 @@ and a histogram of the per-image maxima: memory stays ``k`` x filters whatever t
 Images are decoded by a pool of CPU threads a few batches ahead of the device.
 
 The pass is checkpointed every ``checkpoint`` images (atomically, in the model folder); an interrupted
-or killed run resumes from its last checkpoint, with the batches cut exactly as before, so the result
-equals an uninterrupted run byte for byte. At the end each filter gets ``NNNN.examples.json`` and one
-WebP sprite of its crops (the receptive field around each position; where it reaches past the image,
-grey), and the manifest records the image set.
+or killed run resumes from its last checkpoint, with the batches cut exactly as before (with ``--batch``
+auto, the checkpoint's batch), so the result equals an uninterrupted run byte for byte; a checkpoint
+that is not used is named with the reason. The finished pass is saved too, before each filter gets
+``NNNN.examples.json`` and one WebP sprite of its crops (the receptive field around each position;
+where it reaches past the image, grey), written a chunk of filters at a time with a bounded cache of
+decoded images; a failure while writing (a full disk) does not redo the pass. The manifest records the
+image set, and every file skipped with its reason.
 """
 
 from __future__ import annotations
@@ -19,7 +22,10 @@ import functools
 import io
 import json
 import os
+import sys
 import time
+import zipfile
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -27,18 +33,21 @@ import numpy as np
 
 from generator import backend, inputs
 from generator.errors import AtlasError
-from generator.imagesets import ImageSet, load_image
+from generator.imagesets import SKIP_REASONS, UNREADABLE_FOLDER, ImageSet, decode_image, display_name, load_image
 from generator.interrupt import StopFlag
 from generator.layers import Layer
 from generator.models import LoadedModel
 from generator.progress import Progress
-from generator.store import AtlasStore, atomic_write_bytes, atomic_write_json, read_json
+from generator.store import AtlasStore, atomic_write_bytes, atomic_write_json, read_json, weights_name
 
 HIST_BINS = 120  # uniform in sign(v) log10(1 + |v|) over +-HIST_DECADES: 0.1 decade per bin
 HIST_DECADES = 6.0
 CELL = 64  # side of one crop in the sprites
 GREY = 128
-STATE_VERSION = 1
+STATE_VERSION = 2  # 2: images are cut before they are resampled, skipped files kept with their reason
+# Decoded images the writing of the sprites holds at once (about 1,700 at 224 px), whatever the number
+# of filters and examples: the crops of a layer are written a chunk of filters at a time.
+IMAGE_CACHE_BYTES = 256 << 20
 
 
 @dataclass(frozen=True)
@@ -53,16 +62,32 @@ class ExamplesConfig:
     precision: str = "float32"
     backend: str = "tensorflow"
 
-    def image_set(self, skipped: int = 0) -> dict:
-        """What the manifest says of the image set."""
-        return {"folder": self.images.root.name, "count": len(self.images.files), "skipped": skipped,
-                "list_sha256": self.images.sha256, "size": self.size, "name": self.name, "license": self.license}
+    def image_set(self, skips: list[tuple[int, str]] | None = None) -> dict:
+        """What the manifest says of the image set; with ``skips`` (image index, reason), every file
+        and folder skipped, named, and their count by reason."""
+        out = {"folder": display_name(self.images.root.name), "count": len(self.images.files),
+               "list_sha256": self.images.sha256, "size": self.size, "name": self.name, "license": self.license}
+        if skips is not None:
+            files = skipped_files(self.images, skips)
+            out.update({"skipped": len(files), "skipped_by_reason": count_reasons(files), "skipped_files": files})
+        return out
 
     def fingerprint(self, layers: list[Layer], batch: int) -> dict:
         """Everything a checkpoint must share with this run to be resumed by it."""
         return {"version": STATE_VERSION, "model": self.model, "weights_sha256": self.weights_sha256,
                 "list_sha256": self.images.sha256, "size": self.size, "top": self.top, "batch": batch,
                 "layers": [layer.name for layer in layers], "precision": self.precision, "backend": self.backend}
+
+
+def skipped_files(images: ImageSet, skips: list[tuple[int, str]]) -> list[dict]:
+    """The files of the set the pass skipped, and the folders it could not read, each with its reason."""
+    return ([{"image": display_name(images.files[i]), "reason": reason} for i, reason in sorted(skips)]
+            + [{"image": display_name(folder), "reason": UNREADABLE_FOLDER} for folder in images.unlisted])
+
+
+def count_reasons(files: list[dict]) -> dict[str, int]:
+    counts = {reason: sum(f["reason"] == reason for f in files) for reason in SKIP_REASONS}
+    return {reason: n for reason, n in counts.items() if n}
 
 
 @dataclass
@@ -76,11 +101,16 @@ class ExamplesSummary:
     resumed_at: int = 0
     out: str = ""
     timings: dict = field(default_factory=dict)
+    skipped_by_reason: dict = field(default_factory=dict)
 
     def line(self) -> str:
         rate = (self.images - self.resumed_at) / self.seconds if self.seconds > 0 else 0.0
-        resumed = f", resumed at image {self.resumed_at}" if self.resumed_at else ""
-        skipped = f" ({self.skipped} unreadable, skipped)" if self.skipped else ""
+        if self.images and self.resumed_at >= self.images:
+            resumed = ", the pass itself read from its checkpoint"
+        else:
+            resumed = f", resumed at image {self.resumed_at}" if self.resumed_at else ""
+        reasons = ", ".join(f"{n} {reason}" for reason, n in self.skipped_by_reason.items())
+        skipped = f" (skipped {self.skipped}: {reasons})" if self.skipped else ""
         return (f"{self.images} images{skipped} through {self.layers} layers in {self.seconds:.1f} s "
                 f"({rate:.1f} images/s{resumed}); examples of {self.filters} filters in {self.out}")
 
@@ -188,52 +218,83 @@ def auto_examples_batch(layers: list[Layer], model_layers: tuple[Layer, ...], si
 def _decode_batch(pool: ThreadPoolExecutor, image_set: ImageSet, start: int, batch: int, size: int):
     count = len(image_set.files)
     indices = range(start, min(start + batch, count))
-    return [pool.submit(load_image, image_set.path(i), size) for i in indices]
+    return [pool.submit(decode_image, image_set.path(i), size) for i in indices]
 
 
-def _collect(futures, batch: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+def _collect(futures, batch: int, size: int) -> tuple[np.ndarray, np.ndarray, list[tuple[int, str]]]:
+    """The batch's images, which rows hold one, and (row, reason) of each file skipped."""
     images = np.full((batch, size, size, 3), GREY, np.uint8)
     valid = np.zeros((batch,), bool)
+    skips = []
     for i, future in enumerate(futures):
         image = future.result()
-        if image is not None:
+        if isinstance(image, str):
+            skips.append((i, image))
+        else:
             images[i], valid[i] = image, True
-    return images, valid
+    return images, valid, skips
 
 
-def _save_state(store: AtlasStore, state: list[dict], fingerprint: dict, position: int, skipped: int) -> None:
+def _say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def _save_state(store: AtlasStore, state: list[dict], fingerprint: dict, position: int,
+                skips: list[tuple[int, str]]) -> None:
     arrays = {f"{i}:{key}": np.asarray(value) for i, s in enumerate(state) for key, value in s.items()}
-    meta = json.dumps({"fingerprint": fingerprint, "position": position, "skipped": skipped})
+    meta = json.dumps({"fingerprint": fingerprint, "position": position, "skipped": [list(s) for s in skips]})
     buffer = io.BytesIO()
     np.savez(buffer, meta=np.frombuffer(meta.encode(), np.uint8), **arrays)
     atomic_write_bytes(store.paths.examples_state, buffer.getvalue())
 
 
-def _load_state(store: AtlasStore, fingerprint: dict, layers: list[Layer]):
+def _load_state(store: AtlasStore, config: ExamplesConfig, layers: list[Layer], batch: int, auto: bool):
+    """((state, position, skips, batch) or None, a line saying why a checkpoint there is not used).
+    With ``--batch`` auto the checkpoint's batch is taken: auto-sizing follows free GPU memory, which
+    another job may have taken meanwhile."""
     path = store.paths.examples_state
     if not path.exists():
-        return None
+        return None, None
     try:
         with np.load(path) as data:
             meta = json.loads(bytes(data["meta"]).decode())
-            if meta["fingerprint"] != fingerprint:
-                return None
+            old = meta["fingerprint"]
+            new = config.fingerprint(layers, old.get("batch", batch) if auto else batch)
+            if old != new:
+                return None, _not_used(path, meta.get("position", 0), old, new)
             state = [{key: data[f"{i}:{key}"] for key in ("top_val", "top_img", "top_pos", "bot_val", "bot_img",
                                                            "bot_pos", "hist")} for i in range(len(layers))]
-    except (OSError, ValueError, KeyError):
-        return None  # unreadable: start the pass again
-    return state, meta["position"], meta["skipped"]
+            skips = [(int(i), str(reason)) for i, reason in meta["skipped"]]
+            position = int(meta["position"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, EOFError, zipfile.BadZipFile) as exc:
+        return None, (f"{path}: the checkpoint is unreadable ({exc.__class__.__name__}) and not used; the pass "
+                      "starts again from image 0")
+    return (state, position, skips, new["batch"]), None
 
 
-def _check_atlas(store: AtlasStore, config: ExamplesConfig, force: bool) -> None:
+CHECKPOINT_KEYS = {"version": "an older version of atlas examples", "model": "--model", "weights_sha256": "other weights",
+                   "list_sha256": "another image set", "size": "--size", "top": "--top", "batch": "--batch",
+                   "layers": "--layers", "precision": "--precision", "backend": "--backend"}
+
+
+def _not_used(path, position: int, old: dict, new: dict) -> str:
+    """The line that says why a checkpoint is not used: the first setting it differs in."""
+    key = next((k for k in CHECKPOINT_KEYS if old.get(k) != new.get(k)), None)
+    what = CHECKPOINT_KEYS.get(key, "other settings")
+    if key in ("size", "top", "batch", "precision", "backend", "model", "layers"):
+        show = lambda v: ",".join(v) if isinstance(v, list) else v  # noqa: E731
+        what = f"{what} {show(old.get(key))} (this run: {show(new.get(key))})"
+    hint = f"; rerun with --batch {old.get('batch')} or auto to resume it" if key == "batch" else ""
+    return (f"{path}: the checkpoint at image {position} was made with {what} and is not used; the pass starts "
+            f"again from image 0{hint}")
+
+
+def _check_atlas(store: AtlasStore, loaded: LoadedModel, config: ExamplesConfig, force: bool) -> None:
     """The folder's weights must be these, and its examples from this image set and size (or --force)."""
+    store.check_weights(config.weights_sha256, weights_name(loaded.weights), force)
     if not store.paths.manifest.exists():
         return
     manifest = read_json(store.paths.manifest, "manifest")
-    weights = manifest.get("weights", {}).get("sha256")
-    if weights and weights != config.weights_sha256:
-        raise AtlasError(f"{store.paths.model_dir} holds an atlas of other weights ({manifest['weights']['name']}, "
-                         f"sha256 {weights[:16]}); use the same --weights or another --out")
     old = manifest.get("examples", {}).get("images")
     if old and (old["list_sha256"], old["size"]) != (config.images.sha256, config.size):
         if not force:
@@ -243,7 +304,9 @@ def _check_atlas(store: AtlasStore, config: ExamplesConfig, force: bool) -> None
             )
         for path in store.paths.model_dir.glob("*/[0-9][0-9][0-9][0-9].examples.*"):
             path.unlink()
-        store.paths.examples_state.unlink(missing_ok=True)
+        if store.paths.examples_state.exists():
+            _say(f"{store.paths.examples_state}: the checkpoint of the other image set is removed (--force)")
+            store.paths.examples_state.unlink()
         manifest.pop("examples", None)
         atomic_write_json(store.paths.manifest, manifest)
 
@@ -255,18 +318,23 @@ def run_examples(loaded: LoadedModel, layers: list[Layer], config: ExamplesConfi
     start_time = time.monotonic()
     facts = facts or backend.device_facts()
     store = AtlasStore(out, config.model)
+    auto = batch is None
     batch = batch or auto_examples_batch(layers, loaded.layers, config.size, facts)
-    every = max(batch, checkpoint // batch * batch)
-    fingerprint = config.fingerprint(layers, batch)
     count = len(config.images.files)
     summary = ExamplesSummary(count, 0, len(layers), sum(layer.filters for layer in layers), 0.0,
                               out=f"{out}/{config.model}")
     with store.lock():
         store.remove_stale_temporaries()
-        _check_atlas(store, config, force)
+        _check_atlas(store, loaded, config, force)
         tracker = Tracker(loaded, layers, config.top, config.precision, loaded.spec.preprocessing)
-        resumed = _load_state(store, fingerprint, layers)
-        state, position, skipped = resumed if resumed else (tracker.initial_state(), 0, 0)
+        resumed, note = _load_state(store, config, layers, batch, auto)
+        if note:
+            _say(note)
+        state, position, skips = tracker.initial_state(), 0, []
+        if resumed:
+            state, position, skips, batch = resumed
+        every = max(batch, checkpoint // batch * batch)
+        fingerprint = config.fingerprint(layers, batch)
         summary.resumed_at = position
         progress = progress or Progress(count - position, unit="images")
         workers = min(16, os.cpu_count() or 1)
@@ -278,27 +346,30 @@ def run_examples(loaded: LoadedModel, layers: list[Layer], config: ExamplesConfi
                 following = position + len(ahead) * batch + batch
                 if following < count:
                     ahead.append(_decode_batch(pool, config.images, following, batch, config.size))
-                images, valid = _collect(futures, batch, config.size)
+                images, valid, batch_skips = _collect(futures, batch, config.size)
                 state = tracker.update(state, images, valid, position)
-                skipped += len(futures) - int(valid.sum())
+                skips += [(position + i, reason) for i, reason in batch_skips]
                 position += len(futures)
                 progress.update(len(futures), "examples")
                 if position % every == 0 and position < count:
                     state = [{k: backend.to_numpy(v) for k, v in s.items()} for s in state]
-                    _save_state(store, state, fingerprint, position, skipped)
+                    _save_state(store, state, fingerprint, position, skips)
             state = [{k: backend.to_numpy(v) for k, v in s.items()} for s in state]
-            summary.skipped = skipped
+            skipped = skipped_files(config.images, skips)
+            summary.skipped, summary.skipped_by_reason = len(skipped), count_reasons(skipped)
             if flag.stop and position < count:
-                _save_state(store, state, fingerprint, position, skipped)
+                _save_state(store, state, fingerprint, position, skips)
                 summary.interrupted = True
                 progress.close()
                 summary.seconds = time.monotonic() - start_time
                 return summary
             progress.close()
             summary.timings["pass"] = time.monotonic() - start_time
+            if summary.resumed_at < count:  # saved before the files: a failure there (a full disk) keeps the pass
+                _save_state(store, state, fingerprint, position, skips)
             _write_examples(store, layers, state, config, pool)
         store.write_manifest(None, loaded, extra={"examples": {
-            "images": config.image_set(skipped), "top": config.top,
+            "images": config.image_set(skips), "top": config.top,
             "layers": sorted(set(_manifest_layers(store)) | {layer.name for layer in layers},
                              key=lambda name: [x.name for x in loaded.layers].index(name)),
             "precision": config.precision, "backend": config.backend,
@@ -343,16 +414,57 @@ def crop(image: np.ndarray, layer: Layer, y: int, x: int, cell: int = CELL) -> n
     return np.asarray(Image.fromarray(patch).resize((cell, cell), resample))
 
 
+class _DecodedImages:
+    """Decoded images of the set, at most ``capacity`` held at once, the least recently used dropped
+    first (one layer's strongest images are often the next one's too)."""
+
+    def __init__(self, config: ExamplesConfig, pool: ThreadPoolExecutor, capacity: int) -> None:
+        self.config, self.pool, self.capacity = config, pool, capacity
+        self.held: OrderedDict[int, np.ndarray | None] = OrderedDict()
+
+    def fetch(self, needed: list[int]) -> dict[int, np.ndarray | None]:
+        """``needed`` (at most ``capacity`` of them), decoding those not held, in parallel."""
+        missing = [i for i in needed if i not in self.held]
+        wanted = set(needed)
+        for i in [i for i in self.held if i not in wanted]:
+            if len(self.held) + len(missing) <= self.capacity:
+                break
+            del self.held[i]
+        decode = lambda i: load_image(self.config.images.path(i), self.config.size)  # noqa: E731
+        for i, image in zip(missing, self.pool.map(decode, missing)):
+            self.held[i] = image
+        for i in needed:
+            self.held.move_to_end(i)
+        return {i: self.held[i] for i in needed}
+
+
+def _filter_chunks(images_of: list[set[int]], capacity: int):
+    """Consecutive filters whose examples together need at most ``capacity`` images (a filter that
+    needs more alone)."""
+    chunk, images = [], set()
+    for f, needed in enumerate(images_of):
+        if chunk and len(images | needed) > capacity:
+            yield chunk, sorted(images)
+            chunk, images = [], set()
+        chunk.append(f)
+        images |= needed
+    if chunk:
+        yield chunk, sorted(images)
+
+
 def _write_examples(store: AtlasStore, layers: list[Layer], state: list[dict], config: ExamplesConfig,
                     pool: ThreadPoolExecutor) -> None:
+    capacity = max(2 * config.top, IMAGE_CACHE_BYTES // (config.size * config.size * 3))
+    cache = _DecodedImages(config, pool, capacity)
     for layer, s in zip(layers, state):
         width = layer.output_size(config.size)
         tops = [_entries(s["top_val"][:, f], s["top_img"][:, f], s["top_pos"][:, f], width, 1.0) for f in range(layer.filters)]
         bots = [_entries(s["bot_val"][:, f], s["bot_img"][:, f], s["bot_pos"][:, f], width, -1.0) for f in range(layer.filters)]
-        needed = sorted({e[1] for entries in tops + bots for e in entries})
-        decoded = dict(zip(needed, pool.map(lambda i: load_image(config.images.path(i), config.size), needed)))
-        write = functools.partial(_write_filter, store, layer, config, decoded, tops, bots, s["hist"])
-        list(pool.map(write, range(layer.filters)))  # image encoding releases the GIL: one filter per thread
+        images_of = [{e[1] for e in tops[f] + bots[f]} for f in range(layer.filters)]
+        for chunk, needed in _filter_chunks(images_of, capacity):
+            decoded = cache.fetch(needed)
+            write = functools.partial(_write_filter, store, layer, config, decoded, tops, bots, s["hist"])
+            list(pool.map(write, chunk))  # image encoding releases the GIL: one filter per thread
 
 
 def _write_filter(store: AtlasStore, layer: Layer, config: ExamplesConfig, decoded: dict, tops: list, bots: list,
@@ -371,7 +483,7 @@ def _write_filter(store: AtlasStore, layer: Layer, config: ExamplesConfig, decod
     atomic_write_bytes(store.paths.examples_sprite(layer.name, f), buffer.getvalue())
     record = {
         "model": config.model, "layer": layer.name, "filter": f,
-        "images": {key: value for key, value in config.image_set().items() if key != "skipped"},
+        "images": config.image_set(),
         "of": "the filter's map before its activation: its maximum over each image (top) and minimum (bottom)",
         "top": [_entry_json(config, e) for e in tops[f]],
         "bottom": [_entry_json(config, e) for e in bots[f]],
@@ -384,5 +496,5 @@ def _write_filter(store: AtlasStore, layer: Layer, config: ExamplesConfig, decod
 
 def _entry_json(config: ExamplesConfig, entry: tuple[float, int, int, int]) -> dict:
     value, image, y, x = entry
-    return {"image": config.images.files[image], "value": float(f"{value:.6g}"), "y": y, "x": x}
+    return {"image": display_name(config.images.files[image]), "value": float(f"{value:.6g}"), "y": y, "x": x}
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import posixpath
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,9 +23,9 @@ from typing import Callable
 
 from generator import paths, plots
 from generator.errors import AtlasError
-from generator.escape import markdown_text
+from generator.escape import bibtex_text, fenced_code, markdown_text
 from generator.layers import Layer, groups, model_layers
-from generator.store import AtlasStore, atlas_models, read_json
+from generator.store import AtlasStore, atlas_models, read_json, read_json_or_none, weights_name
 from generator.views import VIEWS
 from generator.zoo import MODELS, model_spec
 
@@ -42,19 +43,28 @@ CACHE = ".assets.json"
 CHANNEL_QUALITY = 70
 OTHER_VIEWS_QUALITY = 60
 AVIF_SPEED = 9  # 3 ms a picture on a CPU core, like WebP; speed 8 is 5x slower for 4% smaller files
+# The addresses the pages link (permalinks, downloads): http(s) only, and nothing that could end a
+# Markdown link or autolink or an HTML attribute early.
+WEB_ADDRESS = re.compile(r"^https?://[^\s<>\"'`()\[\]{}|\\^]+$")
+
+
+def _address(variable: str, url: str) -> str:
+    if not WEB_ADDRESS.match(url):
+        raise AtlasError(f"{variable}={url!r}: give an http:// or https:// address without spaces, quotes, "
+                         "brackets or angle brackets")
+    return url if url.endswith("/") else url + "/"
 
 
 def site_url() -> str:
     """The published site's root, as mkdocs.yml reads it (ATLAS_SITE_URL, for forks)."""
-    url = os.environ.get("ATLAS_SITE_URL", DEFAULT_SITE_URL)
-    return url if url.endswith("/") else url + "/"
+    return _address("ATLAS_SITE_URL", os.environ.get("ATLAS_SITE_URL", DEFAULT_SITE_URL))
 
 
 def downloads_url() -> str | None:
     """Where the atlas's lossless files are served, mirroring the data layout (ATLAS_DOWNLOADS_URL);
     None: the pages point to the atlas data instead (the site carries display WebPs only)."""
     url = os.environ.get("ATLAS_DOWNLOADS_URL", "").strip()
-    return (url if url.endswith("/") else url + "/") if url else None
+    return _address("ATLAS_DOWNLOADS_URL", url) if url else None
 
 
 def relative(from_url: str, to_url: str) -> str:
@@ -98,17 +108,26 @@ def _environment():
     return env
 
 
+def public_weights(manifest: dict) -> dict:
+    """The weights as the pages name them: the source or file name (an older manifest may hold a local
+    path, which is nobody's business) and the sha256."""
+    weights = manifest.get("weights") or {}
+    return {"name": weights_name(str(weights.get("name", ""))), "sha256": str(weights.get("sha256", ""))}
+
+
 def bibtex(title: str, model: str, layer: str, filter_index: int, permalink: str, manifest: dict) -> str:
+    """The filter's BibTeX entry; every field's text escaped for BibTeX (``bibtex_text``)."""
     key = f"{model}_{layer}_{filter_index}"
     year = str(manifest.get("updated", ""))[:4] or "2026"
+    weights = public_weights(manifest)
     return (
         f"@misc{{{key},\n"
-        f"  title = {{{title} {layer}:{filter_index}: feature visualization}},\n"
+        f"  title = {{{bibtex_text(f'{title} {layer}:{filter_index}')}: feature visualization}},\n"
         f"  author = {{{{VGG16 Filter Atlas}}}},\n"
-        f"  year = {{{year}}},\n"
+        f"  year = {{{bibtex_text(year)}}},\n"
         f"  howpublished = {{\\url{{{permalink}}}}},\n"
-        f"  note = {{weights {manifest['weights']['name']}, sha256 {manifest['weights']['sha256'][:16]}, "
-        f"config {manifest['config_hash']}}}\n"
+        f"  note = {{weights {bibtex_text(weights['name'])}, sha256 {bibtex_text(weights['sha256'][:16])}, "
+        f"config {bibtex_text(manifest['config_hash'])}}}\n"
         f"}}"
     )
 
@@ -287,6 +306,10 @@ class ModelSite:
                     if not path.exists():
                         raise AtlasError(f"{path}: missing {what} of {layer.name}:{f}; rerun `atlas generate` with "
                                          "the same settings to fill it in")
+                json_path = self.store.paths.filter_json(layer.name, f)
+                if read_json_or_none(json_path) is None:
+                    raise AtlasError(f"{json_path}: unreadable loss JSON of {layer.name}:{f}; rerun `atlas generate` "
+                                     "with the same settings to render it again")
         return rows
 
     # --- small helpers ------------------------------------------------------------------------------
@@ -412,7 +435,8 @@ class ModelSite:
             downloads=f"{downloads}{self.model}/{layer.name}/{paths.filter_stem(f)}" if downloads else None,
             data_path=f"atlas/{self.model}/{layer.name}/{paths.filter_stem(f)}",
             prev=link(prev), next=link(nxt), up=relative(here, paths.layer_url(self.model, layer.name)),
-            permalink=permalink, bibtex=bibtex(self.spec.title, self.model, layer.name, f, permalink, self.manifest),
+            permalink=permalink,
+            bibtex=fenced_code(bibtex(self.spec.title, self.model, layer.name, f, permalink, self.manifest), "bibtex"),
             examples=self._examples(layer, f, here, record), examples_set=self.examples,
             wiring=self._filter_wiring(layer, f, here, wiring),
         )
@@ -492,7 +516,7 @@ class ModelSite:
             "href": relative_md("index.md", paths.model_url(self.model)), "cells": picks[:12],
             "layers": len(self.layers), "filters": sum(layer.filters for layer in self.layers),
             "rendered": sum(len(r) for r in self.rows.values()), "config": self.manifest["config"],
-            "weights": self.manifest["weights"], "config_hash": self.config_hash,
+            "weights": public_weights(self.manifest), "config_hash": self.config_hash,
         }
 
     def method_context(self) -> dict:
@@ -520,7 +544,7 @@ class ModelSite:
                     "naive": cells_naive, "ours": self.cells(here, layer, [ours[f] for f in common]),
                 })
             self.assets.save()
-        return {"title": self.spec.title, "config": self.manifest["config"], "weights": self.manifest["weights"],
+        return {"title": self.spec.title, "config": self.manifest["config"], "weights": public_weights(self.manifest),
                 "naive": naive, "comparison": comparison}
 
 

@@ -5,7 +5,13 @@ run's config hash (pictures are written first, so a record implies its images). 
 temporary name in its own folder, is flushed to disk and renamed into place, so a killed run leaves
 whole files or none; files get the usual permissions of the user's umask. A lock on the model's
 folder keeps a second run out while one writes. The layer tables (``layer.json``) are an index,
-rebuilt from the filter files whenever a run touches a layer, so no crash can leave them stale.
+rebuilt from the filter files whenever a run touches a layer, so no crash can leave them stale; a
+filter file that cannot be read (a disk error, a bad copy) is not done, and is rendered again.
+
+One atlas, one network: every command that writes into a model folder first calls
+``AtlasStore.check_weights``, which refuses other weights than the manifest's (or, with ``--force``,
+removes everything made from them). The manifest names the weights by their source or file name and
+sha256, never a local path: the atlas data is published.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -50,9 +57,13 @@ FILE_MODE = 0o666 & ~_umask()
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` whole or not at all, durable once this returns."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+    """Write ``data`` to ``path`` whole or not at all, durable once this returns. A failure (a full
+    disk, a read-only folder) leaves no temporary file and raises an ``OSError`` naming ``path``."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+    except OSError as exc:
+        raise _naming(exc, path) from None
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -60,6 +71,9 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             os.fchmod(handle.fileno(), FILE_MODE)  # mkstemp makes 0600; others may read an atlas
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise _naming(exc, path) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -71,6 +85,13 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             os.close(folder)
     except OSError:
         pass
+
+
+def _naming(exc: OSError, path: Path) -> OSError:
+    """The same error (same class, by its errno) about the file being written, not its temporary name."""
+    if exc.errno is None:
+        return exc
+    return OSError(exc.errno, exc.strerror or os.strerror(exc.errno), str(path))
 
 
 _NUMBER_LIST = re.compile(r"\[\n\s*(-?[0-9][-+.0-9eE,\s]*?)\n\s*\]")
@@ -91,6 +112,23 @@ def png_bytes(image: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(np.asarray(image, np.uint8), "RGB").save(buffer, format="PNG", optimize=True)
     return buffer.getvalue()
+
+
+def read_json_or_none(path: Path) -> dict | None:
+    """A JSON file of the atlas, or None if it is missing or unreadable (a disk error, a bad copy)."""
+    try:
+        record = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def weights_name(source: str) -> str:
+    """How the manifest and the site name a weight source: ``imagenet``, ``hed-bsds500``, ``random``, or
+    a file's name without its folder (the atlas is published; ``/home/alice/...`` is nobody's business)."""
+    from generator.weights import SOURCES
+
+    return source if source in SOURCES else Path(str(source)).name
 
 
 def read_json(path: Path, what: str) -> dict:
@@ -178,10 +216,38 @@ class AtlasStore:
 
     # --- writing ---------------------------------------------------------------------------------
 
+    def check_weights(self, sha256: str, name: str, force: bool) -> None:
+        """The one rule for every command that writes into the model folder: an atlas holds one
+        network's weights. Other weights than the manifest's are refused in one line, or with ``force``
+        everything made from them is removed (pictures, records, examples, wiring, checkpoints, the
+        manifest). Call while holding the lock, before writing anything."""
+        manifest = self.paths.manifest
+        if not manifest.exists():
+            return
+        old = read_json(manifest, "manifest").get("weights") or {}
+        old_sha = old.get("sha256")
+        if not old_sha or old_sha == sha256:
+            return
+        held = f"{weights_name(old.get('name', '?'))}, sha256 {old_sha[:16]}"
+        if not force:
+            raise AtlasError(
+                f"{self.paths.model_dir} holds an atlas of other weights ({held}; this run: {name}, sha256 "
+                f"{sha256[:16]}); use the same --weights, another --out, or add --force to replace that atlas"
+            )
+        for path in sorted(self.paths.model_dir.iterdir(), key=lambda p: p == manifest):  # the manifest last
+            if path == self.paths.lock:
+                continue
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+        print(f"--force: the atlas of other weights ({held}) in {self.paths.model_dir} is removed", file=sys.stderr)
+
     def prepare(self, config: RenderConfig, loaded, force: bool) -> None:
-        """Check that the folder holds no other config's pictures (or remove them with ``force``);
-        write the manifest. Call while holding the lock."""
+        """Check that the folder holds no other weights' or config's pictures (or remove them with
+        ``force``); write the manifest. Call while holding the lock."""
         self.remove_stale_temporaries()
+        self.check_weights(config.weights_sha256, weights_name(config.weights), force)
         if self.paths.manifest.exists():
             old = read_json(self.paths.manifest, "manifest")
             old_hash = old.get("config_hash")
@@ -191,21 +257,18 @@ class AtlasStore:
                         f"{self.paths.model_dir} holds an atlas made with other settings (config hash "
                         f"{old_hash}, this run {config.hash}); use another --out or add --force to replace it"
                     )
-                same_weights = old.get("weights", {}).get("sha256") == config.weights_sha256
-                self._remove_pictures(keep_examples=same_weights)
+                self._remove_pictures()
         self.write_manifest(config, loaded)
 
-    def _remove_pictures(self, keep_examples: bool) -> None:
-        """What ``--force`` replaces: the rendered pictures and records; dataset examples and wiring
-        stay when they came from the same weights."""
+    def _remove_pictures(self) -> None:
+        """What ``--force`` replaces within one network's atlas: the rendered pictures and records;
+        dataset examples and wiring stay (they come from the same weights)."""
         for layer_dir in self.paths.model_dir.iterdir():
             if not layer_dir.is_dir():
                 continue
             for path in layer_dir.iterdir():
-                if RENDER_FILE.match(path.name) or path.name == "layer.json" or not keep_examples:
+                if RENDER_FILE.match(path.name) or path.name == "layer.json":
                     path.unlink()
-        if not keep_examples:
-            self.paths.examples_state.unlink(missing_ok=True)
 
     def write_manifest(self, config: RenderConfig | None, loaded, extra: dict | None = None) -> None:
         """The manifest: model, weights, config, versions, layer counts; keys other commands wrote
@@ -231,7 +294,7 @@ class AtlasStore:
             **old,
             "model": self.model,
             "title": loaded.spec.title,
-            "weights": {"name": str(loaded.weights), "sha256": loaded.weights_sha256},
+            "weights": {"name": weights_name(loaded.weights), "sha256": loaded.weights_sha256},
             "versions": package_versions(),
             "created": old.get("created", now),
             "updated": now,
@@ -252,7 +315,7 @@ class AtlasStore:
             atomic_write_bytes(path, png_bytes(image))
             files.append(path.name)
         path = self.paths.filter_json(layer.name, f)
-        record = json.loads(path.read_text()) if path.exists() else {}
+        record = read_json_or_none(path) or {}  # an unreadable record was not done: it is written anew
         if record.get("config_hash") != config.hash:
             record = {}
         record.update({
@@ -311,9 +374,8 @@ class AtlasStore:
         if not folder.is_dir():
             return out
         for path in folder.glob("[0-9][0-9][0-9][0-9].json"):
-            try:
-                record = json.loads(path.read_text())
-            except (OSError, ValueError):
+            record = read_json_or_none(path)
+            if record is None:
                 continue  # unreadable: render it again
             f = record.get("filter")
             if record.get("config_hash") == config_hash and isinstance(f, int) and 0 <= f < layer.filters:

@@ -15,10 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from generator.errors import AtlasError
 from generator.layers import Layer, inbound_layers
 from generator.models import LoadedModel
-from generator.store import AtlasStore, atomic_write_json, read_json
+from generator.store import AtlasStore, atomic_write_json, weights_name
 
 TOP = 8
 RULE = ("Weights: the sum of the kernel connecting two filters over its spatial positions, times the "
@@ -150,17 +149,14 @@ def wiring_tables(loaded: LoadedModel) -> dict[str, dict]:
     return tables
 
 
-def write_wiring(loaded: LoadedModel, out: str | Path) -> int:
-    """Write every layer's ``wiring.json``; returns the number of layers."""
+def write_wiring(loaded: LoadedModel, out: str | Path, force: bool = False) -> int:
+    """Write every layer's ``wiring.json``; returns the number of layers. An atlas of other weights in
+    ``out`` is refused, or replaced with ``force``."""
     store = AtlasStore(out, loaded.name)
     tables = wiring_tables(loaded)
     with store.lock():
+        store.check_weights(loaded.weights_sha256, weights_name(loaded.weights), force)
         manifest = store.paths.manifest
-        if manifest.exists():
-            weights = read_json(manifest, "manifest").get("weights", {}).get("sha256")
-            if weights and weights != loaded.weights_sha256:
-                raise AtlasError(f"{store.paths.model_dir} holds an atlas of other weights (sha256 {weights[:16]}); "
-                                 "use the same --weights or another --out")
         for name, table in tables.items():
             atomic_write_json(store.paths.wiring_json(name), table, indent=None)
         if not manifest.exists():

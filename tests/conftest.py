@@ -23,6 +23,26 @@ def run_atlas(*args: str, env: dict | None = None, timeout: float = 600, cwd: Pa
     )
 
 
+# Runs a command and reports its peak resident memory (the largest child's, on Linux in KiB) as the last
+# line of stderr: a fresh process, so no earlier test's child counts.
+_MEASURE = ("import resource, subprocess, sys\n"
+            "proc = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
+            "sys.stdout.write(proc.stdout)\n"
+            "sys.stderr.write(proc.stderr)\n"
+            "sys.stderr.write(f'peak {resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}\\n')\n"
+            "sys.exit(proc.returncode)\n")
+
+
+def run_atlas_measured(*args: str, timeout: float = 600) -> tuple[subprocess.CompletedProcess, int]:
+    """``run_atlas``, and the command's peak resident memory in bytes (``ru_maxrss`` of the child)."""
+    proc = subprocess.run([sys.executable, "-c", _MEASURE, sys.executable, "-m", "generator", *args],
+                          capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+    lines = proc.stderr.rstrip("\n").split("\n")
+    peak = int(lines[-1].split()[1]) * 1024
+    proc.stderr = "\n".join(lines[:-1]) + "\n"
+    return proc, peak
+
+
 def error_line(proc) -> str:
     """The one line a failing command prints; fails the test on a traceback or several lines."""
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
@@ -71,3 +91,50 @@ def pytest_terminal_summary(terminalreporter):
     if skipped:
         terminalreporter.write_sep("!", f"BROWSER TESTS SKIPPED ({len(skipped)}): Debian chromium is not installed; "
                                         "run `make browser` as root", red=True, bold=True)
+
+
+@pytest.fixture(scope="session")
+def hostile_images(sample_tiles, tmp_path_factory) -> tuple[Path, dict[str, str]]:
+    """``base/hostile`` (every kind of bad file, symlinked and looping folders, names that are not UTF-8
+    or that mean something to Markdown) and ``base/good`` (its good images alone, same names); and
+    {bad file: the reason it is skipped}."""
+    from tests.hostile import make_hostile_folder
+
+    base = tmp_path_factory.mktemp("hostile")
+    bad = make_hostile_folder(base, sorted(sample_tiles.iterdir()))
+    return base, bad
+
+
+@pytest.fixture(scope="session")
+def hostile_weights(tmp_path_factory) -> Path:
+    """The offline VGG16 weights under a file name that means something to Markdown, HTML and Jinja."""
+    from generator.weights import hed_weights_path
+    from tests.hostile import HOSTILE_WEIGHTS
+
+    path = tmp_path_factory.mktemp("weights") / HOSTILE_WEIGHTS
+    path.symlink_to(hed_weights_path())
+    return path
+
+
+HOSTILE_EXAMPLES = ["--layers", "block1_conv1,block2_conv1", "--top", "6", "--size", "96", "--batch", "8"]
+
+
+@pytest.fixture(scope="session")
+def hostile_atlas(hostile_images, hostile_weights, tmp_path_factory):
+    """An atlas made from the hostile folder with hostile names everywhere a user gives one: pictures
+    and wiring from the weights file of a hostile name, then `atlas examples` on the hostile folder,
+    its peak memory measured. Returns (atlas folder, the examples run, its peak memory in bytes)."""
+    from tests.hostile import HOSTILE_LICENSE, HOSTILE_NAME
+
+    out = tmp_path_factory.mktemp("hostile-atlas") / "atlas"
+    weights = str(hostile_weights)
+    for args in (["generate", "--weights", weights, "--layers", "block1_conv1,block2_conv1", "--filters", "0-7",
+                  "--size", "32", "--steps", "3"],
+                 ["wiring", "--weights", weights]):
+        proc = run_atlas(*args, "--out", str(out))
+        assert proc.returncode == 0, proc.stderr
+    proc, peak = run_atlas_measured("examples", "--images", str(hostile_images[0] / "hostile"), "--weights", weights,
+                                    *HOSTILE_EXAMPLES, "--images-name", HOSTILE_NAME, "--images-license",
+                                    HOSTILE_LICENSE, "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    return out, proc, peak

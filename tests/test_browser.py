@@ -1,7 +1,9 @@
-"""The built site as a person sees it: served on 127.0.0.1, driven in Debian's headless Chromium."""
+"""The built site as a person sees it: served on 127.0.0.1, driven in Debian's headless Chromium; and the
+site of a hostile atlas, where no user-given string runs a script."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import http.server
 import os
@@ -10,7 +12,8 @@ import threading
 
 import pytest
 
-from tests.test_site import built_site, tiny_atlas  # noqa: F401 - shared fixtures
+from tests.hostile import HOSTILE_LICENSE, HOSTILE_NAME
+from tests.test_site import built_site, hostile_site, tiny_atlas  # noqa: F401 - shared fixtures
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = [
@@ -21,15 +24,27 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--
         "--disable-component-update", "--disable-sync"]
 
 
-@pytest.fixture(scope="module")
-def server(built_site):  # noqa: F811
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(built_site))
+@contextlib.contextmanager
+def _serving(folder):
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
     handler.log_message = lambda *a, **k: None
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{httpd.server_address[1]}/"
     httpd.shutdown()
+
+
+@pytest.fixture(scope="module")
+def server(built_site):  # noqa: F811
+    with _serving(built_site) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def hostile_server(hostile_site):  # noqa: F811
+    with _serving(hostile_site) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -102,3 +117,31 @@ def test_resnet_pages_and_landing(browser, server):
     page, errors2 = open_page(browser, server + "resnet50/conv3_block1_out/1/")
     assert page.get_by_text("ResNet50 conv3_block1_out:1", exact=True).first.is_visible()
     assert not errors + errors2
+
+
+SCHEMES = "[...document.querySelectorAll('[href],[src],[action]')].map(e => e.getAttribute('href') || " \
+          "e.getAttribute('src') || e.getAttribute('action')).filter(u => /^\\s*(javascript|data|vbscript):/i.test(u))"
+
+
+def test_hostile_strings_run_no_script_and_show_as_text(browser, hostile_server):
+    """Every page that shows a user-given string: no dialog opens, window.__pwned stays undefined (the
+    strings try to set it), no javascript: link, no handler attribute; the strings read as they are."""
+    urls = ["", "method/", "vgg16/", "vgg16/block1_conv1/", "vgg16/block2_conv1/",
+            *[f"vgg16/{layer}/{f}/" for layer in ("block1_conv1", "block2_conv1") for f in range(8)]]
+    for url in urls:
+        page, errors = open_page(browser, hostile_server + url)
+        dialogs = []
+        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        page.evaluate("() => window.scrollTo(0, document.body.scrollHeight)")  # lazy crops load (onerror would fire)
+        page.wait_for_timeout(200)
+        for tab in page.locator(".tabbed-labels label").all():  # the layer page's second tab
+            tab.click()
+        assert page.evaluate("() => typeof window.__pwned") == "undefined", url
+        assert page.evaluate(f"() => {SCHEMES}") == [], url
+        assert page.evaluate("() => [...document.querySelectorAll('*')].flatMap(e => [...e.attributes])"
+                             ".filter(a => a.name.startsWith('on')).length") == 0, url
+        assert not dialogs and not errors, (url, dialogs, errors)
+        if url.startswith("vgg16/block2_conv1/") and url != "vgg16/block2_conv1/":
+            text = " ".join(page.inner_text("article").split())
+            assert " ".join(f"of {HOSTILE_NAME} ({HOSTILE_LICENSE})".split()) in text, url
+        page.close()

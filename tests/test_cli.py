@@ -1,9 +1,14 @@
-"""The command line as documented: every option of every command appears in the README; quiet."""
+"""The command line as documented: every option of every command appears in the README; quiet; a file
+system's refusal is one line."""
 
+import errno
 import re
 
+import pytest
+
+from generator import cli
 from generator.cli import build_parser
-from tests.conftest import ROOT, run_atlas
+from tests.conftest import ROOT, error_line, run_atlas
 
 
 def test_every_option_is_documented():
@@ -32,3 +37,27 @@ def test_a_run_says_its_device_and_nothing_else_on_stderr(tmp_path):
     lines = proc.stderr.strip().splitlines()
     assert lines[0] == "tensorflow on CPU (" + lines[0].split("(", 1)[1] and lines[0].endswith(", float32")
     assert all(line.startswith("block1_conv1 channel") for line in lines[1:]), lines
+
+
+@pytest.mark.parametrize("error, hint", [
+    (OSError(errno.ENOSPC, "No space left on device", "/data/atlas/vgg16/block1_conv1/0003.examples.webp"),
+     "free some space and rerun the same command"),
+    (PermissionError(errno.EACCES, "Permission denied", "/data/atlas/vgg16/manifest.json"), "make it writable"),
+    (OSError(errno.EROFS, "Read-only file system", "/data/atlas/vgg16/.lock"), "make it writable"),
+    (OSError(errno.EIO, "Input/output error"), "rerun the same command once that is fixed"),
+])
+def test_a_file_system_error_is_one_line_naming_the_file(monkeypatch, capsys, error, hint):
+    def fail(args):
+        raise error
+
+    monkeypatch.setitem(cli.COMMANDS, "site", fail)
+    assert cli.main(["site", "--out", "x"]) == cli.EXIT_ERROR
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("atlas site: error: ")
+    assert (error.filename or "a file") in lines[0] and error.strerror in lines[0] and hint in lines[0]
+
+
+def test_site_out_that_is_a_file_is_one_line(tmp_path):
+    (tmp_path / "file").write_text("not a folder")
+    line = error_line(run_atlas("site", "--data", str(tmp_path), "--out", str(tmp_path / "file")))
+    assert "--out" in line and "not a writable folder" in line

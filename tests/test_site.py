@@ -1,5 +1,6 @@
 """The site: pages of every model from a stored atlas, MkDocs strict build, nav from the data, links
-inside the raw-HTML grids, evidence on filter pages, the swap and the asset cache, bad atlases."""
+inside the raw-HTML grids, evidence on filter pages, the swap and the asset cache, bad atlases, and
+user-given strings that mean something to Markdown or HTML shown as the text they are."""
 
 from __future__ import annotations
 
@@ -17,8 +18,10 @@ import pytest
 
 from generator import paths
 from generator.errors import AtlasError
-from generator.site import DEFAULT_SITE_URL, build_site, relative, stage_project
+from generator.escape import bibtex_text
+from generator.site import DEFAULT_SITE_URL, build_site, downloads_url, relative, site_url, stage_project
 from tests.conftest import ROOT, error_line, run_atlas
+from tests.hostile import HOSTILE_FILES, HOSTILE_LICENSE, HOSTILE_NAME, HOSTILE_WEIGHTS
 
 LAYERS = ["block1_conv1", "block3_conv3", "block5_conv3"]
 
@@ -90,7 +93,7 @@ def test_nav_comes_from_the_data(built_site):
 
 def test_method_page_reads_the_manifests(built_site):
     html = (built_site / "method/index.html").read_text()
-    assert "Side by side" in html or "Top row of each layer" in html
+    assert "Top row of each layer" in html
     assert html.count(".naive.webp") == 6  # 2 filters x 3 layers
     assert "<strong>float32</strong>" in html and "2 steps of learning rate 10.0" in " ".join(html.split())
 
@@ -107,7 +110,8 @@ def test_filter_page_content(built_site):
     assert html.count("0001.diversity-") == 4 and "0001.neuron.avif" in html
     assert "<code>atlas/vgg16/block3_conv3/0001.json</code>" in html  # where the numbers and loss curves are
     assert html.count('class="atlas-crops"') == 2 and "0001.examples.webp" in html and "tiles" in html
-    assert 'class="mark"' in html and "the strongest real image" in html or "No real image turns" in html
+    assert 'class="mark"' in html  # where this filter's own picture falls among the images
+    assert "the strongest real image" in html or "No real image turns" in html
     assert "Strongest positive inputs" in html and 'href="../../block3_conv2/' not in html  # not rendered: no link
     assert "atlas-kernel" in (built_site / "vgg16/block1_conv1/0/index.html").read_text()
     resnet = (built_site / "resnet50/conv3_block1_out/1/index.html").read_text()
@@ -206,6 +210,10 @@ def test_missing_image_or_json_is_one_line(tiny_atlas, tmp_path):
     (atlas2 / "vgg16/block5_conv3/0000.json").unlink()
     with pytest.raises(AtlasError, match="0000.json: missing loss JSON of block5_conv3:0"):
         build_site(atlas2, tmp_path / "out2")
+    atlas3 = _copy_atlas(tiny_atlas, tmp_path / "c")
+    (atlas3 / "vgg16/block3_conv3/0002.json").write_text('{"filter": 2, "loss": [0.5, ')  # a cut copy
+    line = error_line(run_atlas("site", "--data", str(atlas3), "--out", str(tmp_path / "out3")))
+    assert "0002.json: unreadable loss JSON of block3_conv3:2" in line and "atlas generate" in line
     (atlas2 / "vgg16/manifest.json").write_text("{broken")
     assert "manifest.json: unreadable manifest" in error_line(run_atlas("site", "--data", str(atlas2), "--out", str(tmp_path / "o")))
 
@@ -237,3 +245,108 @@ def test_site_needs_no_deep_learning_library(tiny_atlas, tmp_path):
     proc = subprocess.run([sys.executable, "-c", code, "site", "--data", str(tiny_atlas), "--out", str(tmp_path / "o")],
                           capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
+
+
+# --- user-given strings ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def hostile_site(hostile_atlas, tmp_path_factory) -> Path:
+    """The site of the atlas made from the hostile folder, with hostile names everywhere, built strict."""
+    project = stage_project(tmp_path_factory.mktemp("hostile-site"))
+    build_site(hostile_atlas[0], project / "site_src")
+    proc = mkdocs_build(project)
+    assert proc.returncode == 0, proc.stderr
+    assert "WARNING" not in proc.stderr, proc.stderr
+    return project / "site"
+
+
+class _Page(HTMLParser):
+    """A page's visible text (character references decoded), its links, script bodies and handlers."""
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.text, self.links, self.scripts, self.handlers, self.code, self.alts = [], [], [], [], [], []
+        self._in = []
+
+    def handle_starttag(self, tag, attrs):
+        self._in.append(tag)
+        for name, value in attrs:
+            if name in ("href", "src", "action", "formaction", "xlink:href") and value:
+                self.links.append(value)
+            if name.startswith("on"):
+                self.handlers.append(f"{tag} {name}={value}")
+            if name == "alt":
+                self.alts.append(value)
+
+    def handle_endtag(self, tag):
+        while self._in and self._in.pop() != tag:
+            pass
+
+    def handle_data(self, data):
+        if "script" in self._in:
+            self.scripts.append(data)
+        elif "style" not in self._in and "title" not in self._in:
+            self.text.append(data)
+            if "code" in self._in:
+                self.code.append(data)
+
+
+def _page(path: Path) -> _Page:
+    page = _Page()
+    page.feed(path.read_text())
+    page.visible = " ".join("".join(page.text).split())
+    return page
+
+
+def _as_shown(value: str) -> str:
+    return " ".join(value.split())
+
+
+def test_no_page_has_a_script_link_or_handler_from_user_strings(hostile_site):
+    pages = list(hostile_site.rglob("*.html"))
+    assert len(pages) > 20
+    for path in pages:
+        page = _page(path)
+        assert not [u for u in page.links if u.strip().lower().startswith(("javascript:", "data:", "vbscript:"))], path
+        assert not [s for s in page.scripts if "__pwned" in s], path
+        assert not [h for h in page.handlers if "__pwned" in h], path
+
+
+def test_user_strings_show_as_the_text_they_are(hostile_site, hostile_atlas):
+    """The image set's name and licence, the weights file's name and the image file names: each shown
+    whole, character for character (whitespace as one space), never as Markdown or HTML."""
+    filters = [_page(p) for p in hostile_site.glob("vgg16/block1_conv1/[0-9]*/index.html")]
+    assert filters and all(_as_shown(f"of {HOSTILE_NAME} ({HOSTILE_LICENSE})") in f.visible for f in filters)
+    layer = _page(hostile_site / "vgg16/block2_conv1/index.html")
+    assert _as_shown(HOSTILE_NAME) in layer.visible and _as_shown(HOSTILE_LICENSE) in layer.visible
+    for page in (_page(hostile_site / "index.html"), _page(hostile_site / "method/index.html")):
+        assert _as_shown(HOSTILE_WEIGHTS) in page.code, page.code  # in <code>, & as &, not &amp;amp;
+    bib = "".join(filters[0].code)
+    assert f"weights {bibtex_text(HOSTILE_WEIGHTS)}, sha256" in bib and "&amp;amp;" not in bib
+    shown = set()
+    for path in hostile_site.glob("vgg16/*/[0-9]*/index.html"):  # the crops' file names, as they are
+        layer, f = path.parent.parent.name, int(path.parent.name)
+        record = json.loads((hostile_atlas[0] / f"vgg16/{layer}/{f:04d}.examples.json").read_text())
+        names = {e["image"] for e in record["top"] + record["bottom"]}
+        assert names <= set(_page(path).alts), path
+        shown |= names
+    assert {f"names/{name}" for name in HOSTILE_FILES} & shown and "special/caf\\xe9.png" in shown
+
+
+def test_the_site_shows_no_local_path(hostile_site, hostile_weights):
+    folder = str(hostile_weights.parent)
+    for path in hostile_site.rglob("*"):
+        if path.is_file() and path.suffix in (".html", ".json", ".xml", ".txt", ".js"):
+            assert folder not in path.read_text(errors="replace"), path
+
+
+def test_site_and_download_addresses_must_be_web_addresses(monkeypatch):
+    monkeypatch.setenv("ATLAS_SITE_URL", "javascript:alert(1)//")
+    with pytest.raises(AtlasError, match="ATLAS_SITE_URL"):
+        site_url()
+    monkeypatch.setenv("ATLAS_SITE_URL", "https://example.org/atlas")
+    assert site_url() == "https://example.org/atlas/"
+    monkeypatch.setenv("ATLAS_DOWNLOADS_URL", "https://x.org/a) [y](javascript:alert(1)")
+    with pytest.raises(AtlasError, match="ATLAS_DOWNLOADS_URL"):
+        downloads_url()

@@ -43,17 +43,56 @@ def test_first_layer_shows_its_kernel_in_rgb(vgg_wiring, hed_model):
     np.testing.assert_allclose(kernel, bgr[:, :, ::-1], atol=1e-5)
 
 
+def _trained_batchnorms(loaded, seed: int = 3) -> dict[str, np.ndarray]:
+    """Give every BatchNorm of a random ResNet the statistics of a trained one (random weights make them
+    the identity, which no scaling bug would show); returns each one's scale gamma / sqrt(var + eps)."""
+    rng = np.random.default_rng(seed)
+    scales = {}
+    for layer in loaded.model.layers:
+        if type(layer).__name__ != "BatchNormalization":
+            continue
+        gamma, beta, mean, variance = layer.get_weights()
+        gamma = rng.uniform(0.2, 3.0, gamma.shape).astype(np.float32) * rng.choice([-1, 1], gamma.shape)
+        variance = rng.uniform(0.05, 4.0, variance.shape).astype(np.float32)
+        layer.set_weights([gamma, rng.normal(size=beta.shape).astype(np.float32), mean, variance])
+        scales[layer.name] = gamma / np.sqrt(variance + layer.epsilon)
+    return scales
+
+
+def _ranked_like(entry: dict, source: str, weights: np.ndarray) -> None:
+    """``entry``'s strongest inputs from ``source`` are ``weights``' largest and most negative, with their values."""
+    up = [e for e in entry["excite"] if e["layer"] == source]
+    down = [e for e in entry["inhibit"] if e["layer"] == source]
+    assert up or down
+    if up:
+        assert up[0]["filter"] == int(np.argmax(weights)) and up[0]["weight"] == pytest.approx(float(weights.max()), rel=1e-4)
+    if down:
+        assert down[0]["filter"] == int(np.argmin(weights)) and down[0]["weight"] == pytest.approx(float(weights.min()), rel=1e-4)
+
+
 def test_resnet_wiring_across_the_residual_add():
     loaded = load_model("resnet50", "random", seed=2)
+    scale = _trained_batchnorms(loaded)
     tables = wiring_tables(loaded)
     out = tables["conv2_block2_out"]
     assert out["inputs"] == ["conv2_block1_out", "conv2_block2_2_relu"]
     # identity shortcut: filter f of the previous block output feeds filter f with weight 1
     entry = out["filters"]["7"]
     assert {"layer": "conv2_block1_out", "filter": 7, "weight": 1.0} in entry["excite"]
-    # the branch: the 1x1 kernel times the BatchNorm scale (identity BatchNorms here: the kernel itself)
-    k3 = loaded.layer_weights("conv2_block2_3_conv")[0][0, 0, :, 7]
-    branch = [e for e in entry["excite"] if e["layer"] == "conv2_block2_2_relu"]
-    assert branch[0]["filter"] == int(np.argmax(k3)) and branch[0]["weight"] == pytest.approx(float(k3.max()), rel=1e-4)
+    # the branch: the 1x1 kernel times the BatchNorm scale of its output channel
+    k3 = loaded.layer_weights("conv2_block2_3_conv")[0][0, 0, :, 7] * scale["conv2_block2_3_bn"][7]
+    _ranked_like(entry, "conv2_block2_2_relu", k3)
+    # the outputs of a filter are ranked across the next layer's filters, each scaled by its own BatchNorm:
+    # a per-channel scale reorders them (the identity would not)
+    kernel = loaded.layer_weights("conv2_block2_2_conv")[0][:, :, 5, :].sum(axis=(0, 1))
+    feeds = kernel * scale["conv2_block2_2_bn"]
+    reader = tables["conv2_block2_1_relu"]["filters"]["5"]
+    excites = [e["filter"] for e in reader["excites"] if e["layer"] == "conv2_block2_2_relu"]
+    assert excites
+    assert excites == [int(f) for f in np.argsort(-feeds, kind="stable") if feeds[f] > 0][: len(excites)]
+    assert excites != [int(f) for f in np.argsort(-kernel, kind="stable")[: len(excites)]]
+    # a projection shortcut: its 1x1 kernel times its own BatchNorm
+    shortcut = loaded.layer_weights("conv2_block1_0_conv")[0][0, 0, :, 3] * scale["conv2_block1_0_bn"][3]
+    _ranked_like(tables["conv2_block1_out"]["filters"]["3"], "conv1_relu", shortcut)
     assert "identity" in out["rule"]
     assert np.asarray(tables["conv1_relu"]["filters"]["0"]["kernel"]).shape == (7, 7, 3)
