@@ -18,6 +18,7 @@ from generator.layers import Layer
 from generator.models import LoadedModel
 from generator.progress import Progress
 from generator.render import LayerRenderer, auto_batch
+from generator.shards import GenerateJob, Shard, ShardStore
 from generator.store import AtlasStore, layer_row
 from generator.views import CHANNEL, View
 
@@ -43,13 +44,20 @@ def generate(
     force: bool = False,
     progress: Progress | None = None,
     facts: backend.DeviceFacts | None = None,
+    shard: Shard | None = None,
 ) -> GenerateSummary:
-    """Render every view of every (layer, filters) of ``work`` into ``out`` under ``config``."""
+    """Render every view of every (layer, filters) of ``work`` into ``out`` under ``config``; with
+    ``shard``, only that part of the work, beside the other shards (``generator.shards``)."""
     start = time.monotonic()
     for layer, _ in work:
         config.check_layer(layer)
     facts = facts or backend.device_facts()
-    store = AtlasStore(out, config.model)
+    if shard is None:
+        store = AtlasStore(out, config.model)
+    else:
+        job = GenerateJob(tuple((layer, tuple(f)) for layer, f in work), tuple(views), config, shard.count)
+        work = job.share(shard.index)
+        store = ShardStore(out, config.model, job, shard)
     summary = GenerateSummary(0, 0, False, 0, 0, 0.0)
     with store.lock():
         store.prepare(config, loaded, force)
@@ -95,7 +103,11 @@ def generate(
                     store.write_layer(layer, rows[layer.name], config)
                     progress.update(len(chunk), f"{layer.name} {view.name}")
             summary.interrupted = flag.stop
-        store.write_manifest(config, loaded)
+        if shard is None:
+            store.write_manifest(config, loaded)
+        elif not (summary.interrupted or summary.failed):
+            store.write_record(finished=True, result={"rendered": summary.rendered, "skipped": summary.skipped,
+                                                      "dead": summary.dead, "retried": summary.retried})
     progress.close()
     summary.seconds = time.monotonic() - start
     return summary
