@@ -149,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="an atlas of the same filters by the original method (--method naive), for the Method page")
 
     bench = sub.add_parser("bench", help="speed, quality, examples, GPU and site-build benchmarks")
-    bench.add_argument("what", choices=("speed", "quality", "site", "layers", "examples", "gpu"))
+    bench.add_argument("what", choices=("speed", "quality", "site", "layers", "examples", "gpu", "shards"))
     bench.add_argument("--model", default="vgg16", choices=tuple(MODELS))
     bench.add_argument("--weights", default=None, help="default: hed-bsds500 for vgg16, random otherwise")
     bench.add_argument("--backend", default=None, choices=("tensorflow", "jax"))

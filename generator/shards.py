@@ -133,19 +133,19 @@ def layer_model(layer: Layer) -> str:
     raise AtlasError(f"{layer.name}: not a layer of a known model")
 
 
-def filter_view_cost(layer: Layer, size: int, views) -> float:
+def filter_view_cost(layer: Layer, size: int, views, cost=picture_cost) -> float:
     """Cost of one filter of ``layer`` with all of ``views``: its pictures."""
-    return picture_cost(layer, size) * sum(view.images for view in views)
+    return cost(layer, size) * sum(view.images for view in views)
 
 
-def reference_cost(layer: Layer, views, config: RenderConfig) -> float:
+def reference_cost(layer: Layer, views, config: RenderConfig, cost=picture_cost) -> float:
     """What a shard pays once for a layer whose pictures carry the contrast term: the reference
     pictures it renders first (see ``render.LayerRenderer.reference``)."""
     from generator.render import REFERENCE_FILTERS
 
     contrasted = (config.method == "lucid" and config.contrast > 0 and layer.receptive_field <= config.contrast_field
                   and any(view in (CHANNEL, DIVERSITY) for view in views))
-    return picture_cost(layer, config.size) * min(REFERENCE_FILTERS, layer.filters) if contrasted else 0.0
+    return cost(layer, config.size) * min(REFERENCE_FILTERS, layer.filters) if contrasted else 0.0
 
 
 @dataclass
@@ -162,14 +162,16 @@ class Split:
         return max(self.loads) / mean if mean else 1.0
 
 
-def split_generate(work: list[tuple[Layer, list[int]]], views, config: RenderConfig, count: int) -> Split:
+def split_generate(work: list[tuple[Layer, list[int]]], views, config: RenderConfig, count: int,
+                   cost=picture_cost) -> Split:
     """Cut ``work``'s filters, in layer order, into ``count`` contiguous runs: the cuts that make the
     slowest run cheapest (a binary search on its cost, each try dealt greedily), every shard holding
     at least one filter when there are enough. Contiguous runs keep each shard to few layers, so it
-    renders full batches and compiles few programs."""
+    renders full batches and compiles few programs. ``cost(layer, size)``: one picture's (the bench
+    compares others)."""
     items = [(layer, f) for layer, filters in work for f in filters]
-    unit = {layer.name: filter_view_cost(layer, config.size, views) for layer, _ in work}
-    overhead = {layer.name: reference_cost(layer, views, config) for layer, _ in work}
+    unit = {layer.name: filter_view_cost(layer, config.size, views, cost) for layer, _ in work}
+    overhead = {layer.name: reference_cost(layer, views, config, cost) for layer, _ in work}
 
     def deal(cap: float) -> tuple[list[list[int]], list[float]]:
         parts, loads, held = [[]], [0.0], set()
