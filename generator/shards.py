@@ -378,7 +378,8 @@ class ShardStore(AtlasStore):
                     f"{self.paths.model_dir} holds shards of another {self.job.command} job (split "
                     f"{record['count']} ways, {' '.join(record.get('command_line', []))[:120]}); finish it and run "
                     f"`atlas merge --out {self.paths.root}`, or add --force to drop its records")
-            remove_job_files(self.paths, record["command"], record["count"])
+            for suffix in (".json", ".npz", ".state.npz"):  # its record and results; lock files stay (ours may share a name)
+                self.paths.shard_file(record["command"], record["shard"], record["count"], suffix).unlink(missing_ok=True)
 
     def begin(self, force: bool) -> bool:
         """Check the folder holds no other job's shards and sign this one in; True if this shard had
@@ -470,6 +471,7 @@ def read_records(store: AtlasStore) -> list[tuple[Path, dict]]:
 
 
 def remove_job_files(paths: AtlasPaths, command: str, count: int) -> None:
+    """Every file of a merged job's shards (call holding the model folder alone)."""
     for path in paths.shards_dir.glob(f"{command}-*-of-{count}.*"):
         path.unlink(missing_ok=True)
 
