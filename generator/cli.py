@@ -283,15 +283,15 @@ def cmd_generate(args: argparse.Namespace) -> int:
     chosen, facts, precision = _start_backend(args)
     config = dataclasses.replace(config, precision=precision, backend=chosen)
     if facts.kind == "cpu" and args.device == "auto":
+        mine = work
         if args.shard is not None:
             from generator.shards import split_generate
 
-            hours = _cpu_hours(split_generate(work, views, config, args.shard.count).shares[args.shard.index], views, config)
-        else:
-            hours = _cpu_hours(work, views, config)
+            mine = split_generate(work, views, config, args.shard.count).shares[args.shard.index]
+        hours = _cpu_hours(mine, views, config)
         if hours > CPU_HOURS_LIMIT:
             raise AtlasError(
-                f"no GPU found: this run ({sum(len(f) for _, f in work) * len(views):,} filter views at "
+                f"no GPU found: this run ({sum(len(f) for _, f in mine) * len(views):,} filter views at "
                 f"{config.size} px, {config.steps} steps) would take about {hours:.0f} hours on a CPU like "
                 "this project's 2-core machines; add --device cpu to run it here anyway, or run on a GPU "
                 "(make install sets one up on NVIDIA machines)"
@@ -308,7 +308,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         f"{summary.retried} redone in float32, {summary.seconds:.1f} s; atlas in {args.out}/{args.model} "
         f"(config {config.hash}, {config.precision}, {chosen})"
     )
-    _say_shard(args)
+    _say_shard(args, finished=not (summary.interrupted or summary.failed))
     if summary.failed:
         shown = ", ".join(summary.failed[:5]) + (" …" if len(summary.failed) > 5 else "")
         print(f"atlas generate: error: {len(summary.failed)} filter views went non-finite even in float32 and were "
@@ -355,15 +355,15 @@ def cmd_examples(args: argparse.Namespace) -> int:
     summary = run_examples(loaded, layers, config, args.out, batch=args.batch, force=args.force, facts=facts,
                            checkpoint=args.checkpoint, shard=args.shard)
     print(summary.line())
-    _say_shard(args)
+    _say_shard(args, finished=not summary.interrupted)
     if summary.interrupted:
         print("interrupted: the pass is checkpointed; run the same command again to resume", file=sys.stderr)
         return EXIT_INTERRUPTED
     return 0
 
 
-def _say_shard(args: argparse.Namespace) -> None:
-    if args.shard is not None:
+def _say_shard(args: argparse.Namespace, finished: bool) -> None:
+    if args.shard is not None and finished:
         print(f"shard {args.shard} recorded in {args.out}/{args.model}/.shards/; once every shard has run: "
               f"atlas merge --out {args.out}")
 
