@@ -9,6 +9,8 @@ VIEWS ?= all
 DEVICE ?= auto
 IMAGES ?=
 IMAGES_NAME ?=
+SHARDS ?=
+SLURM_ARGS ?=
 PREVIEW_WEIGHTS ?= hed-bsds500
 ATLAS ?= atlas
 PREVIEW ?= atlas-preview
@@ -35,6 +37,14 @@ install: $(STAMP)
 
 # The full atlas: every view of every filter (a GPU run: a CPU asks for DEVICE=cpu), the original
 # method for comparison, wiring, dataset examples when IMAGES is a folder of images, then the site.
+# With SHARDS=N, on a Slurm login node: the same through Slurm, each render a job array of N tasks whose
+# merge job writes the wiring and (last) the site; SLURM_ARGS adds atlas slurm's --partition, --time ...
+ifneq ($(SHARDS),)
+atlas: $(STAMP)
+	$(BIN)/atlas slurm generate --model $(MODEL) --weights $(WEIGHTS) --method naive --filters 0-7 --size 96 --steps 50 --device $(DEVICE) --out $(ATLAS)-naive --shards 1 --no-site --wait $(SLURM_ARGS)
+	$(BIN)/atlas slurm generate --model $(MODEL) --weights $(WEIGHTS) --views $(VIEWS) --device $(DEVICE) --out $(ATLAS) --shards $(SHARDS) $(if $(IMAGES),--no-site,--compare $(ATLAS)-naive) --wait $(SLURM_ARGS)
+	$(if $(IMAGES),$(BIN)/atlas slurm examples --model $(MODEL) --weights $(WEIGHTS) --images $(IMAGES) $(if $(IMAGES_NAME),--images-name "$(IMAGES_NAME)") --device $(DEVICE) --out $(ATLAS) --shards $(SHARDS) --compare $(ATLAS)-naive --wait $(SLURM_ARGS))
+else
 atlas: $(STAMP)
 	$(BIN)/atlas generate --model $(MODEL) --weights $(WEIGHTS) --views $(VIEWS) --device $(DEVICE) --out $(ATLAS)
 	$(BIN)/atlas generate --model $(MODEL) --weights $(WEIGHTS) --method naive --filters 0-7 --size 96 --steps 50 --device $(DEVICE) --out $(ATLAS)-naive
@@ -42,6 +52,7 @@ atlas: $(STAMP)
 	$(if $(IMAGES),$(BIN)/atlas examples --model $(MODEL) --weights $(WEIGHTS) --images $(IMAGES) $(if $(IMAGES_NAME),--images-name "$(IMAGES_NAME)") --device $(DEVICE) --out $(ATLAS),@echo "no IMAGES: the atlas is built without dataset examples (make atlas IMAGES=/path/to/imagenet/val adds them)")
 	$(BIN)/atlas site --data $(ATLAS) --compare $(ATLAS)-naive --out site_src
 	$(MKDOCS) build --strict
+endif
 
 # A CPU-sized atlas: 8 filters of every layer, 96 px, 64 steps, offline weights and images; minutes.
 preview: $(STAMP)
@@ -78,6 +89,7 @@ bench: $(STAMP)
 	$(BIN)/atlas bench examples
 	$(BIN)/atlas bench site
 	$(BIN)/atlas bench site --model resnet50
+	$(BIN)/atlas bench shards
 
 # The whole GPU check in one command (JAX, no TensorFlow), under 8 minutes on one H100.
 bench-gpu:

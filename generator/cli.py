@@ -1,5 +1,5 @@
 """The ``atlas`` command: ``layers``, ``generate``, ``examples``, ``wiring``, ``sample-images``,
-``site``, ``bench``.
+``site``, ``bench``, ``merge``, ``slurm``.
 
 Every problem with the input ends in one line on stderr and a non-zero exit, never a traceback; the
 arguments are checked before TensorFlow or JAX is imported, so a bad one is refused at once. A file
@@ -64,6 +64,19 @@ def _batch(text: str) -> int | None:
     return None if text == "auto" else _positive_int(text)
 
 
+def _shard(text: str):
+    from generator.shards import parse_shard
+
+    try:
+        return parse_shard(text)
+    except AtlasError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _gpus(text: str) -> int | None:
+    return None if text == "auto" else _whole(text)
+
+
 class OneLineParser(argparse.ArgumentParser):
     """Argument errors as one line (the usage is one ``--help`` away), exit code 2."""
 
@@ -108,6 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--seed", type=_seed, default=0)
     gen.add_argument("--out", default="atlas")
     gen.add_argument("--force", action="store_true", help="replace an atlas made with other settings or weights")
+    gen.add_argument("--shard", type=_shard, default=None, metavar="K/N",
+                     help="render part K of N (from 0) of this job, beside the other parts; then atlas merge")
 
     ex = sub.add_parser("examples", help="find the real image patches that drive each filter up and down")
     ex.add_argument("--images", required=True, help="a folder of JPEG/PNG/WebP/BMP/GIF/TIFF images (searched recursively)")
@@ -122,6 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--out", default="atlas")
     ex.add_argument("--force", action="store_true",
                     help="replace examples made from another image set or size, or an atlas of other weights")
+    ex.add_argument("--shard", type=_shard, default=None, metavar="K/N",
+                    help="stream part K of N (from 0) of the images, beside the other parts; then atlas merge")
 
     wiring = sub.add_parser("wiring", help="each filter's strongest inputs and outputs, from the weights")
     _model_args(wiring)
@@ -139,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="an atlas of the same filters by the original method (--method naive), for the Method page")
 
     bench = sub.add_parser("bench", help="speed, quality, examples, GPU and site-build benchmarks")
-    bench.add_argument("what", choices=("speed", "quality", "site", "layers", "examples", "gpu"))
+    bench.add_argument("what", choices=("speed", "quality", "site", "layers", "examples", "gpu", "shards"))
     bench.add_argument("--model", default="vgg16", choices=tuple(MODELS))
     bench.add_argument("--weights", default=None, help="default: hed-bsds500 for vgg16, random otherwise")
     bench.add_argument("--backend", default=None, choices=("tensorflow", "jax"))
@@ -159,6 +176,26 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--keep", default=None, metavar="DIR",
                        help="site: keep the synthetic atlas in DIR and reuse it next time (writing it is most of the ResNet50 run)")
     bench.add_argument("--out", default="BENCHMARKS.md")
+
+    merge = sub.add_parser("merge", help="join the finished shards of a job into the atlas (after --shard K/N runs)")
+    merge.add_argument("--out", default="atlas", help="the atlas folder the shards wrote into")
+
+    # Built last, from the finished generate and examples parsers: every option they have travels to the tasks.
+    slurm = sub.add_parser("slurm", help="run atlas generate or examples as a Slurm job array, then merge and build the site")
+    jobs = slurm.add_subparsers(dest="slurm_command", required=True, metavar="{generate,examples}")
+    for name, command in (("generate", gen), ("examples", ex)):
+        job = jobs.add_parser(name, parents=[command], add_help=False, allow_abbrev=False,
+                              help=f"atlas {name} split into --shards tasks of one job array")
+        job.add_argument("--shards", type=_positive_int, required=True, help="tasks of the job array (shards)")
+        job.add_argument("--partition", default=None, help="the Slurm partition (default: the cluster's)")
+        job.add_argument("--gpus-per-task", type=_gpus, default=None,
+                         help="auto: 1 where the cluster's nodes have GPUs and the run is not --device cpu, else 0")
+        job.add_argument("--cpus-per-task", type=_positive_int, default=None, help="default: the cluster's (1)")
+        job.add_argument("--time", default=None, help="time limit of each task, as sbatch takes it (4:00:00)")
+        job.add_argument("--compare", default=None, help="the site job's atlas site --compare (the Method page's baseline)")
+        job.add_argument("--no-site", action="store_true", help="the last job merges (and wires) only; no site")
+        job.add_argument("--wait", action="store_true", help="wait for the jobs; exit non-zero if a task failed")
+        job.add_argument("--dry-run", action="store_true", help="print the scripts, submit nothing")
     return parser
 
 
@@ -227,7 +264,8 @@ def _start_backend(args: argparse.Namespace):
     return chosen, facts, precision, devices
 
 
-def cmd_generate(args: argparse.Namespace) -> int:
+def _generate_job(args: argparse.Namespace):
+    """What ``atlas generate`` would render, checked: (work, views, config before the backend)."""
     from generator.config import DEFAULT_LR, RenderConfig
     from generator.selection import parse_filters, parse_layers
     from generator.store import weights_name
@@ -246,13 +284,23 @@ def cmd_generate(args: argparse.Namespace) -> int:
         config.check_layer(layer)
     _check_weights(args.weights, args.model)
     _check_out(args.out)
+    return work, views, config
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    work, views, config = _generate_job(args)
     chosen, facts, precision, devices = _start_backend(args)
     config = dataclasses.replace(config, precision=precision, backend=chosen)
     if facts.kind == "cpu" and args.device == "auto":
-        hours = _cpu_hours(work, views, config)
+        mine = work
+        if args.shard is not None:
+            from generator.shards import split_generate
+
+            mine = split_generate(work, views, config, args.shard.count).shares[args.shard.index]
+        hours = _cpu_hours(mine, views, config)
         if hours > CPU_HOURS_LIMIT:
             raise AtlasError(
-                f"no GPU found: this run ({sum(len(f) for _, f in work) * len(views):,} filter views at "
+                f"no GPU found: this run ({sum(len(f) for _, f in mine) * len(views):,} filter views at "
                 f"{config.size} px, {config.steps} steps) would take about {hours:.0f} hours on a CPU like "
                 "this project's 2-core machines; add --device cpu to run it here anyway, or run on a GPU "
                 "(make install sets one up on NVIDIA machines)"
@@ -263,12 +311,13 @@ def cmd_generate(args: argparse.Namespace) -> int:
     loaded = load_model(args.model, args.weights, seed=args.seed)
     config = dataclasses.replace(config, weights_sha256=loaded.weights_sha256)
     summary = generate(loaded, config, work, args.out, views=views, batch=args.batch, force=args.force,
-                       devices=devices)
+                       devices=devices, shard=args.shard)
     print(
         f"{summary.rendered} filter views rendered, {summary.skipped} already done, {summary.dead} dead, "
         f"{summary.retried} redone in float32, {summary.seconds:.1f} s; atlas in {args.out}/{args.model} "
         f"(config {config.hash}, {config.precision}, {chosen})"
     )
+    _say_shard(args, finished=not (summary.interrupted or summary.failed))
     if summary.failed:
         shown = ", ".join(summary.failed[:5]) + (" …" if len(summary.failed) > 5 else "")
         print(f"atlas generate: error: {len(summary.failed)} filter views went non-finite even in float32 and were "
@@ -287,8 +336,8 @@ def _cpu_hours(work, views, config) -> float:
     return flop / CPU_FLOP_RATE / 3600 if pictures else 0.0
 
 
-def cmd_examples(args: argparse.Namespace) -> int:
-    from generator.examples import ExamplesConfig, run_examples
+def _examples_job(args: argparse.Namespace):
+    """What ``atlas examples`` would read, checked: (layers, image set)."""
     from generator.imagesets import list_images
     from generator.selection import parse_layers
 
@@ -298,6 +347,13 @@ def cmd_examples(args: argparse.Namespace) -> int:
     images = list_images(args.images)
     _check_weights(args.weights, args.model)
     _check_out(args.out)
+    return layers, images
+
+
+def cmd_examples(args: argparse.Namespace) -> int:
+    from generator.examples import ExamplesConfig, run_examples
+
+    layers, images = _examples_job(args)
     chosen, facts, precision, devices = _start_backend(args)
     from generator.models import load_model
 
@@ -306,12 +362,78 @@ def cmd_examples(args: argparse.Namespace) -> int:
                             images=images, name=args.images_name, license=args.images_license,
                             precision=precision, backend=chosen)
     summary = run_examples(loaded, layers, config, args.out, batch=args.batch, force=args.force, facts=facts,
-                           checkpoint=args.checkpoint)
+                           checkpoint=args.checkpoint, shard=args.shard)
     print(summary.line())
+    _say_shard(args, finished=not summary.interrupted)
     if summary.interrupted:
         print("interrupted: the pass is checkpointed; run the same command again to resume", file=sys.stderr)
         return EXIT_INTERRUPTED
     return 0
+
+
+def _say_shard(args: argparse.Namespace, finished: bool) -> None:
+    if args.shard is not None and finished:
+        print(f"shard {args.shard} recorded in {args.out}/{args.model}/.shards/; once every shard has run: "
+              f"atlas merge --out {args.out}")
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    from generator.shards import merge
+
+    if not os.path.isdir(args.out):
+        raise AtlasError(f"--out {args.out}: no such folder; give the atlas folder the shards wrote into")
+    lines = merge(args.out)
+    print("\n".join(lines) if lines else f"nothing to merge in {args.out}: no shards waiting")
+    return 0
+
+
+def _as_options(parser: argparse.ArgumentParser, args: argparse.Namespace, leave: tuple[str, ...]) -> list[str]:
+    """The options of ``parser`` that ``args`` sets to other than their defaults, as a command line
+    (whatever option a command gains travels without code here)."""
+    out = []
+    for action in parser._actions:
+        if not action.option_strings or action.dest in leave or isinstance(action, argparse._HelpAction):
+            continue
+        value, flag = getattr(args, action.dest, action.default), action.option_strings[-1]
+        if value == action.default:
+            continue
+        if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction, argparse._StoreConstAction)):
+            out.append(flag)
+        elif isinstance(action, argparse._CountAction):
+            out.extend([flag] * value)
+        elif isinstance(action, argparse._AppendAction):
+            for item in value:
+                out.extend([flag, *(map(str, item) if isinstance(item, list) else [str(item)])])
+        elif isinstance(value, (list, tuple)):
+            out.extend([flag, *map(str, value)])
+        else:
+            out.extend([flag, str(value)])
+    return out
+
+
+def cmd_slurm(args: argparse.Namespace) -> int:
+    from generator import shards, slurm
+
+    command = args.slurm_command
+    if args.shard is not None:
+        raise AtlasError("--shard: atlas slurm gives each task its own shard; say how many with --shards N")
+    if command == "generate":
+        work, _, _ = _generate_job(args)
+        units, what = shards.generate_units(work), "filters"
+    else:
+        _, images = _examples_job(args)
+        units, what = shards.examples_units(len(images.files)), f"runs of {shards.EXAMPLES_GRAIN} images"
+    if args.shards > units:
+        raise AtlasError(f"--shards {args.shards}: this job is only {units} {what}; give --shards {units} or fewer")
+    parser = next(a for a in build_parser()._actions if a.dest == "command").choices[command]
+    options = [command, *_as_options(parser, args, leave=("shard",))]
+    request = slurm.Request(
+        command=command, options=tuple(options), shards=args.shards, out=args.out, model=args.model,
+        weights=str(args.weights), device=args.device, partition=args.partition, time=args.time,
+        gpus_per_task=args.gpus_per_task, cpus_per_task=args.cpus_per_task, compare=args.compare,
+        site=not args.no_site, python=sys.executable, workdir=os.getcwd(),
+    )
+    return slurm.run(request, wait=args.wait, dry_run=args.dry_run)
 
 
 def cmd_wiring(args: argparse.Namespace) -> int:
@@ -353,7 +475,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"layers": cmd_layers, "generate": cmd_generate, "examples": cmd_examples, "wiring": cmd_wiring,
-            "sample-images": cmd_sample_images, "site": cmd_site, "bench": cmd_bench}
+            "sample-images": cmd_sample_images, "site": cmd_site, "bench": cmd_bench, "merge": cmd_merge,
+            "slurm": cmd_slurm}
 
 
 def os_error_line(exc: OSError) -> str:

@@ -38,6 +38,7 @@ from generator.interrupt import StopFlag
 from generator.layers import Layer
 from generator.models import LoadedModel
 from generator.progress import Progress
+from generator.shards import ExamplesJob, Shard, ShardStore
 from generator.store import AtlasStore, atomic_write_bytes, atomic_write_json, read_json, weights_name
 
 HIST_BINS = 120  # uniform in sign(v) log10(1 + |v|) over +-HIST_DECADES: 0.1 decade per bin
@@ -199,6 +200,28 @@ class Tracker:
                             ops.convert_to_tensor(np.int32(first)), self.net.variables)
 
 
+def merge_tracker_states(states: list[list[dict]]) -> list[dict]:
+    """One tracker state from several taken over disjoint images (shards, devices), image indices
+    counted in the whole set: per filter the ``k`` best entries of them all by value, descending, ties to
+    the lower image index (the order one uninterrupted pass keeps, so the merge equals it), and the
+    histograms summed."""
+    merged = []
+    for parts in zip(*states):
+        k = parts[0]["top_val"].shape[0]
+        out = {"hist": np.sum([p["hist"] for p in parts], axis=0).astype(np.int32)}
+        for side in ("top", "bot"):
+            values = np.concatenate([np.asarray(p[f"{side}_val"], np.float32) for p in parts])  # (parts x k, C)
+            images = np.concatenate([np.asarray(p[f"{side}_img"], np.int32) for p in parts])
+            positions = np.concatenate([np.asarray(p[f"{side}_pos"], np.int32) for p in parts])
+            empty_last = np.where(images < 0, np.iinfo(np.int32).max, images)
+            order = np.lexsort((empty_last, -values), axis=0)[:k]  # by value descending, then image index
+            out[f"{side}_val"] = np.take_along_axis(values, order, axis=0)
+            out[f"{side}_img"] = np.take_along_axis(images, order, axis=0)
+            out[f"{side}_pos"] = np.take_along_axis(positions, order, axis=0)
+        merged.append(out)
+    return merged
+
+
 def auto_examples_batch(layers: list[Layer], model_layers: tuple[Layer, ...], size: int,
                         facts: backend.DeviceFacts) -> int:
     """Images per batch: 32 on a CPU; on a GPU what half the free memory holds (the maps of every
@@ -313,19 +336,30 @@ def _check_atlas(store: AtlasStore, loaded: LoadedModel, config: ExamplesConfig,
 
 def run_examples(loaded: LoadedModel, layers: list[Layer], config: ExamplesConfig, out: str,
                  batch: int | None = None, force: bool = False, facts: backend.DeviceFacts | None = None,
-                 checkpoint: int = 1024, progress: Progress | None = None) -> ExamplesSummary:
-    """The whole pass: resume or start, stream every image through, write the examples."""
+                 checkpoint: int = 1024, progress: Progress | None = None, shard: Shard | None = None) -> ExamplesSummary:
+    """The whole pass: resume or start, stream every image through, write the examples. A ``shard``
+    streams its part of the images and keeps its tracker state for ``atlas merge``."""
     start_time = time.monotonic()
     facts = facts or backend.device_facts()
-    store = AtlasStore(out, config.model)
     auto = batch is None
+    whole, job = config, None
+    if shard is None:
+        store = AtlasStore(out, config.model)
+    else:
+        job = ExamplesJob(config, tuple(layers), shard.count, weights=loaded.weights)
+        store, config = ShardStore(out, config.model, job, shard), job.share(shard.index)
     batch = batch or auto_examples_batch(layers, loaded.layers, config.size, facts)
     count = len(config.images.files)
     summary = ExamplesSummary(count, 0, len(layers), sum(layer.filters for layer in layers), 0.0,
                               out=f"{out}/{config.model}")
     with store.lock():
         store.remove_stale_temporaries()
-        _check_atlas(store, loaded, config, force)
+        with store.manifest_lock():
+            _check_atlas(store, loaded, whole, force)
+            finished = job is not None and store.begin(force)
+        if finished:  # this shard's part was done before: nothing to redo
+            summary.resumed_at = count
+            return summary
         tracker = Tracker(loaded, layers, config.top, config.precision, loaded.spec.preprocessing)
         resumed, note = _load_state(store, config, layers, batch, auto)
         if note:
@@ -365,19 +399,29 @@ def run_examples(loaded: LoadedModel, layers: list[Layer], config: ExamplesConfi
                 return summary
             progress.close()
             summary.timings["pass"] = time.monotonic() - start_time
-            if summary.resumed_at < count:  # saved before the files: a failure there (a full disk) keeps the pass
-                _save_state(store, state, fingerprint, position, skips)
-            _write_examples(store, layers, state, config, pool)
-        store.write_manifest(None, loaded, extra={"examples": {
-            "images": config.image_set(skips), "top": config.top,
-            "layers": sorted(set(_manifest_layers(store)) | {layer.name for layer in layers},
-                             key=lambda name: [x.name for x in loaded.layers].index(name)),
-            "precision": config.precision, "backend": config.backend,
-            "of": "the spatial maximum (top) and minimum (bottom) of each filter's map before its activation",
-        }})
+            if job is not None:
+                store.finish_examples(state, skips)
+            else:
+                if summary.resumed_at < count:  # saved before the files: a failure there (a full disk) keeps the pass
+                    _save_state(store, state, fingerprint, position, skips)
+                write_examples(store, loaded, layers, state, config, skips, pool)
         store.paths.examples_state.unlink(missing_ok=True)
     summary.seconds = time.monotonic() - start_time
     return summary
+
+
+def write_examples(store: AtlasStore, loaded: LoadedModel, layers: list[Layer], state: list[dict],
+                   config: ExamplesConfig, skips: list[tuple[int, str]], pool: ThreadPoolExecutor) -> None:
+    """The end of a pass over the whole image set (or of ``atlas merge``): every filter's examples
+    and sprite, then the manifest."""
+    _write_examples(store, layers, state, config, pool)
+    store.write_manifest(None, loaded, extra={"examples": {
+        "images": config.image_set(skips), "top": config.top,
+        "layers": sorted(set(_manifest_layers(store)) | {layer.name for layer in layers},
+                         key=lambda name: [x.name for x in loaded.layers].index(name)),
+        "precision": config.precision, "backend": config.backend,
+        "of": "the spatial maximum (top) and minimum (bottom) of each filter's map before its activation",
+    }})
 
 
 def _manifest_layers(store: AtlasStore) -> list[str]:

@@ -31,6 +31,7 @@ from generator.layers import Layer
 from generator.models import LoadedModel
 from generator.progress import Progress
 from generator.render import LayerRenderer, RenderedView, auto_batch
+from generator.shards import GenerateJob, Shard, ShardStore
 from generator.store import AtlasStore, layer_row
 from generator.views import CHANNEL, View
 
@@ -67,9 +68,11 @@ def generate(
     progress: Progress | None = None,
     facts: backend.DeviceFacts | None = None,
     devices: list[backend.Device] | None = None,
+    shard: Shard | None = None,
 ) -> GenerateSummary:
     """Render every view of every (layer, filters) of ``work`` into ``out`` under ``config``, on
-    ``devices`` (default: the backend's default device alone)."""
+    ``devices`` (default: the backend's default device alone); with ``shard``, only that part of the
+    work, beside the other shards (``generator.shards``)."""
     start = time.monotonic()
     for layer, _ in work:
         config.check_layer(layer)
@@ -77,7 +80,13 @@ def generate(
     if facts is None:  # batches sized by the device with the least free memory
         known = [d.facts for d in devices if d is not None]
         facts = min(known, key=lambda f: f.free_bytes or 0) if known else backend.device_facts()
-    store = AtlasStore(out, config.model)
+    if shard is None:
+        store = AtlasStore(out, config.model)
+    else:
+        job = GenerateJob(tuple((layer, tuple(f)) for layer, f in work), tuple(views), config, shard.count,
+                          weights=loaded.weights)
+        work = job.share(shard.index)
+        store = ShardStore(out, config.model, job, shard)
     summary = GenerateSummary(0, 0, False, 0, 0, 0.0)
     with store.lock():
         store.prepare(config, loaded, force)
@@ -122,7 +131,11 @@ def generate(
                            for i in range(0, len(queue), size)]
                 _render_parallel(batches, LayerRenderers(loaded, config, devices), flag, write)
             summary.interrupted = flag.stop
-        store.write_manifest(config, loaded)
+        if shard is None:
+            store.write_manifest(config, loaded)
+        elif not (summary.interrupted or summary.failed):
+            store.write_record(finished=True, result={"rendered": summary.rendered, "skipped": summary.skipped,
+                                                      "dead": summary.dead, "retried": summary.retried})
     progress.close()
     summary.seconds = time.monotonic() - start
     return summary

@@ -12,6 +12,7 @@ Change them here or nowhere.
     atlas/<model>/<layer>/0080.neuron.png, .negative.png, .diversity-1.png ... -4.png (other views)
     atlas/<model>/<layer>/0080.examples.json      top and bottom dataset examples
     atlas/<model>/<layer>/0080.examples.webp      their crops, one sprite
+    atlas/logs/                                   one log per Slurm task
     /  /vgg16/  /vgg16/block3/  /vgg16/block3_conv3/  /vgg16/block3_conv3/80/
     /resnet50/  /resnet50/conv4/  /resnet50/conv4_block3_out/  /resnet50/conv4_block3_out/17/
 """
@@ -62,6 +63,21 @@ class AtlasPaths:
         """The examples pass's checkpoint (running top-k, histograms, position)."""
         return self.model_dir / ".examples-state.npz"
 
+    @property
+    def manifest_lock(self) -> Path:
+        """Held for a moment around each read-modify-write of the manifest by a shard."""
+        return self.model_dir / ".manifest.lock"
+
+    @property
+    def shards_dir(self) -> Path:
+        """What each shard of a job split N ways has finished (``atlas merge`` reads and removes it)."""
+        return self.model_dir / ".shards"
+
+    def shard_file(self, command: str, index: int, count: int, suffix: str) -> Path:
+        """A shard's record (``.json``), lock (``.lock``), final examples state (``.npz``) or examples
+        checkpoint (``.state.npz``): ``.shards/generate-1-of-3.json``."""
+        return self.shards_dir / f"{command}-{int(index)}-of-{int(count)}{suffix}"
+
     def layer_dir(self, layer: str) -> Path:
         return self.model_dir / safe_name("layer", layer)
 
@@ -83,6 +99,11 @@ class AtlasPaths:
 
     def examples_sprite(self, layer: str, filter_index: int) -> Path:
         return self.layer_dir(layer) / f"{filter_stem(filter_index)}.examples.webp"
+
+
+def logs_dir(root: Path | str) -> Path:
+    """One log per Slurm task, and the scripts that were submitted (``atlas/logs/``)."""
+    return Path(root) / "logs"
 
 
 # --- site URLs (relative to the site root, no leading slash, as MkDocs wants them) ---------------

@@ -25,6 +25,7 @@ from generator import paths, plots
 from generator.errors import AtlasError
 from generator.escape import bibtex_text, fenced_code, markdown_text
 from generator.layers import Layer, groups, model_layers
+from generator.shards import check_merged
 from generator.store import AtlasStore, atlas_models, read_json, read_json_or_none, weights_name
 from generator.views import VIEWS
 from generator.zoo import MODELS, model_spec
@@ -279,6 +280,7 @@ class ModelSite:
         self.spec = model_spec(model)
         self.store = AtlasStore(builder.data, model)
         self.manifest = self.store.read_manifest()
+        check_merged(self.store)  # a sharded job's tables are whole only once merged
         if "config_hash" not in self.manifest:
             raise AtlasError(f"{self.store.paths.manifest}: the atlas has no pictures yet; run `atlas generate "
                              f"--model {model} --out {builder.data}`")

@@ -85,12 +85,16 @@ def sample_tiles(tmp_path_factory) -> Path:
 
 
 def pytest_terminal_summary(terminalreporter):
-    """Skipped browser tests are easy to miss in a long log: say it in capitals at the end."""
+    """Skipped browser and Slurm tests are easy to miss in a long log: say it in capitals at the end."""
     skipped = [r for r in terminalreporter.stats.get("skipped", []) if "browser" in str(getattr(r, "keywords", {}))
                or "chromium" in str(r.longrepr)]
     if skipped:
         terminalreporter.write_sep("!", f"BROWSER TESTS SKIPPED ({len(skipped)}): Debian chromium is not installed; "
                                         "run `make browser` as root", red=True, bold=True)
+    slurm = [r for r in terminalreporter.stats.get("skipped", []) if "Slurm tests:" in str(r.longrepr)]
+    if slurm:
+        reason = str(slurm[0].longrepr).split("Slurm tests:", 1)[1].strip(" ')\"")
+        terminalreporter.write_sep("!", f"SLURM TESTS SKIPPED ({len(slurm)}): {reason}", red=True, bold=True)
 
 
 @pytest.fixture(scope="session")

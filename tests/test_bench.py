@@ -76,3 +76,16 @@ def test_a_negative_offset_is_one_line():
     proc = run_atlas("bench", "quality", "--offset", "-1")
     assert proc.returncode == 2
     assert proc.stderr.strip() == "atlas bench: error: argument --offset: '-1' must be 0 or more (see atlas bench --help)"
+
+
+def test_bench_shards_writes_the_splits_spread_without_rendering(tmp_path):
+    from tests.conftest import run_atlas
+
+    out = tmp_path / "BENCH.md"
+    proc = run_atlas("bench", "shards", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    text = out.read_text()
+    assert "<!-- bench:shards:start -->" in text and "| N = 2 | N = 8 | N = 64 |" in text
+    for row in ("| vgg16 (4,224 filters) | channel |", "| resnet50 (22,720 filters) | all 4 views |",
+                "| this cost model |", "| FLOP of the truncated network |"):
+        assert row in text, row

@@ -15,8 +15,11 @@ def test_every_option_is_documented():
     readme = (ROOT / "README.md").read_text()
     parser = build_parser()
     sub = next(a for a in parser._actions if a.dest == "command")
-    for name, command in sub.choices.items():
+    commands = list(sub.choices.items())
+    for name, command in commands:
         assert re.search(rf"atlas {re.escape(name)}\b", readme), f"atlas {name} is not in README.md"
+        nested = [a for a in command._actions if isinstance(a, type(sub))]  # atlas slurm generate|examples
+        commands += [(f"{name} {n}", c) for a in nested for n, c in a.choices.items()]
         for action in command._actions:
             for flag in action.option_strings:
                 if flag.startswith("--") and flag != "--help":

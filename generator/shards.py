@@ -1,0 +1,655 @@
+"""Shards: one atlas job cut into N disjoint parts that run at once, on one machine or many, into one
+atlas folder, and the merge that joins them into the atlas one machine would have made.
+
+**The split** depends only on the settings and N, never on the machine. ``atlas generate`` cuts the
+job's filters, in layer order, into N contiguous runs of about equal cost (``split_generate``): a
+deep filter weighs what it costs, and a shard holds whole runs of few layers, so it renders full
+batches and compiles few programs. The cost model (``picture_cost``): a filter costs its views'
+pictures, each the activation values the network cut at its layer computes plus a share per image
+pixel, which is what a GPU's time follows (FLOP do not: block5 has 177 times block1_conv1's FLOP and
+takes 2.5 times its time on an H100); a shard that renders any filter of a layer with the contrast
+term (the first layers) also pays once for that layer's reference pictures. ``atlas examples`` cuts the image list into contiguous runs at multiples of
+``EXAMPLES_GRAIN`` images (a multiple of the CPU batch, so a shard's batches are the one-machine
+run's batches); every image costs the same.
+
+**Sharing one folder.** A shard holds the model folder shared and itself exclusively
+(``store.ShardLock``); it writes only its own filters' files, leaves the tables every shard would race
+on (``layer.json``, the manifest's counts) to the merge, and when it has finished its part it leaves a
+record in ``<model>/.shards/`` (settings, weights, its part and its counts). An examples shard's
+result is its final tracker state.
+
+**The merge** (``atlas merge``) holds the folder alone, checks that every shard of the job finished
+with the same settings and weights, rebuilds the layer tables and the manifest, merges the examples
+states (``examples.merge_tracker_states``) and writes their files, and removes the records. Until
+then ``atlas site`` refuses the atlas (``check_merged``).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import io
+import json
+import math
+import os
+import platform
+import sys
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from generator.config import RenderConfig
+from generator.errors import AtlasError
+from generator.layers import Layer, find_layer
+from generator.paths import AtlasPaths
+from generator.store import AtlasStore, ShardLock, atomic_write_bytes, atomic_write_json, lock_holder, read_json
+from generator.views import CHANNEL, DIVERSITY, VIEWS, View
+
+EXAMPLES_GRAIN = 64  # images: shards of the examples pass start at multiples of this
+COMMANDS = ("generate", "examples")
+
+
+# --- K/N ----------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Part ``index`` of ``count`` (from 0)."""
+
+    index: int
+    count: int
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+
+def parse_shard(text: str) -> Shard:
+    """``K/N`` -> Shard; anything else is one line saying what a shard looks like."""
+    parts = text.split("/")
+    try:
+        index, count = (int(p) for p in parts) if len(parts) == 2 else (None, None)
+    except ValueError:
+        index = count = None
+    if index is None:
+        raise AtlasError(f"{text!r} is not K/N: part K of N parts, counted from 0 (0/4, 1/4, 2/4, 3/4)")
+    if count < 1:
+        raise AtlasError(f"{text!r}: N must be 1 or more")
+    if not 0 <= index < count:
+        raise AtlasError(f"{text!r}: K counts from 0 to N-1 (0/{count} … {count - 1}/{count})")
+    return Shard(index, count)
+
+
+def ranges(values) -> str:
+    """``[0, 1, 2, 5]`` -> ``0-2,5`` (the --filters syntax)."""
+    out, values = [], sorted(values)
+    i = 0
+    while i < len(values):
+        j = i
+        while j + 1 < len(values) and values[j + 1] == values[j] + 1:
+            j += 1
+        out.append(str(values[i]) if i == j else f"{values[i]}-{values[j]}")
+        i = j + 1
+    return ",".join(out)
+
+
+def expand_ranges(spec: str) -> list[int]:
+    """``0-2,5`` -> ``[0, 1, 2, 5]``."""
+    out = []
+    for part in filter(None, spec.split(",")):
+        lo, _, hi = part.partition("-")
+        out.extend(range(int(lo), int(hi or lo) + 1))
+    return out
+
+
+# --- the split of atlas generate ----------------------------------------------------------------------------
+
+
+PIXEL_COST = 14.0  # activation values' worth of work per image pixel: the picture's own parameterization and transforms
+
+
+def picture_cost(layer: Layer, size: int) -> float:
+    """Cost of one picture of a filter of ``layer`` (per step), in activation values: every value of
+    every map the network cut at the layer computes, plus ``PIXEL_COST`` per image pixel. On a GPU the
+    render is bound by moving those values, not by FLOP: fit to the per-layer times of one H100
+    (BENCHMARKS.md, GPU check), it is within 12% for every VGG16 layer but block1_conv2 (which runs
+    faster), where FLOP put block5 at 177 times block1_conv1 and the H100 at 2.5 times."""
+    from generator.layers import model_layers
+
+    upstream = model_layers(layer_model(layer))[: layer.index + 1]
+    return float(sum(x.output_size(size) ** 2 * x.filters for x in upstream)) + PIXEL_COST * size * size
+
+
+def layer_model(layer: Layer) -> str:
+    """The model whose table holds ``layer``."""
+    from generator.layers import model_layers
+    from generator.zoo import MODELS
+
+    for name in MODELS:
+        table = model_layers(name)
+        if layer.index < len(table) and table[layer.index] == layer:
+            return name
+    raise AtlasError(f"{layer.name}: not a layer of a known model")
+
+
+def filter_view_cost(layer: Layer, size: int, views, cost=picture_cost) -> float:
+    """Cost of one filter of ``layer`` with all of ``views``: its pictures."""
+    return cost(layer, size) * sum(view.images for view in views)
+
+
+def reference_cost(layer: Layer, views, config: RenderConfig, cost=picture_cost) -> float:
+    """What a shard pays once for a layer whose pictures carry the contrast term: the reference
+    pictures it renders first (see ``render.LayerRenderer.reference``)."""
+    from generator.render import REFERENCE_FILTERS
+
+    contrasted = (config.method == "lucid" and config.contrast > 0 and layer.receptive_field <= config.contrast_field
+                  and any(view in (CHANNEL, DIVERSITY) for view in views))
+    return cost(layer, config.size) * min(REFERENCE_FILTERS, layer.filters) if contrasted else 0.0
+
+
+@dataclass
+class Split:
+    """The parts of a job: ``shares[k]`` is shard k's (layer, filters) in layer order; ``loads[k]`` its cost."""
+
+    shares: list[list[tuple[Layer, list[int]]]]
+    loads: list[float]
+
+    @property
+    def spread(self) -> float:
+        """The slowest shard against the mean (1.0: perfectly even)."""
+        mean = sum(self.loads) / len(self.loads)
+        return max(self.loads) / mean if mean else 1.0
+
+
+def split_generate(work: list[tuple[Layer, list[int]]], views, config: RenderConfig, count: int,
+                   cost=picture_cost) -> Split:
+    """Cut ``work``'s filters, in layer order, into ``count`` contiguous runs: the cuts that make the
+    slowest run cheapest (a binary search on its cost, each try dealt greedily), every shard holding
+    at least one filter when there are enough. Contiguous runs keep each shard to few layers, so it
+    renders full batches and compiles few programs. ``cost(layer, size)``: one picture's (the bench
+    compares others)."""
+    items = [(layer, f) for layer, filters in work for f in filters]
+    unit = {layer.name: filter_view_cost(layer, config.size, views, cost) for layer, _ in work}
+    overhead = {layer.name: reference_cost(layer, views, config, cost) for layer, _ in work}
+
+    def deal(cap: float) -> tuple[list[list[int]], list[float]]:
+        parts, loads, held = [[]], [0.0], set()
+        for i, (layer, _) in enumerate(items):
+            cost = unit[layer.name] + (0.0 if layer.name in held else overhead[layer.name])
+            one_each = len(items) - i <= count - len(parts)  # as many filters left as shards still empty
+            if parts[-1] and (loads[-1] + cost > cap or one_each):
+                parts.append([])
+                loads.append(0.0)
+                held = set()
+                cost = unit[layer.name] + overhead[layer.name]
+            parts[-1].append(i)
+            loads[-1] += cost
+            held.add(layer.name)
+        return parts, loads
+
+    if not items:
+        return Split([[] for _ in range(count)], [0.0] * count)
+    lo = max(unit[name] + overhead[name] for name in unit)  # no cap below the dearest single filter
+    hi = sum(unit[layer.name] for layer, _ in items) + sum(overhead.values())
+    for _ in range(64):  # the same float steps everywhere: the split does not depend on the machine
+        mid = (lo + hi) / 2
+        if len(deal(mid)[0]) <= count:
+            hi = mid
+        else:
+            lo = mid
+    parts, loads = deal(hi)
+    parts += [[] for _ in range(count - len(parts))]
+    loads += [0.0] * (count - len(loads))
+    shares = []
+    for part in parts:
+        held: dict[str, list[int]] = {}
+        for i in part:
+            held.setdefault(items[i][0].name, []).append(items[i][1])
+        shares.append([(layer, held[layer.name]) for layer, _ in work if layer.name in held])
+    return Split(shares, loads)
+
+
+# --- jobs: what a shard belongs to --------------------------------------------------------------------------
+
+
+def _digest(payload: dict) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class GenerateJob:
+    """An ``atlas generate`` run split ``count`` ways."""
+
+    work: tuple
+    views: tuple
+    config: RenderConfig
+    count: int
+    weights: str = ""  # the weight source as given (a file's path), for the merge to load the model by
+    command: str = "generate"
+    _split: list = field(default_factory=list, compare=False, repr=False)
+
+    def describe(self) -> dict:
+        return {"command": self.command, "count": self.count, "config_hash": self.config.hash,
+                "views": [v.name for v in self.views], "work": {layer.name: ranges(f) for layer, f in self.work}}
+
+    @property
+    def id(self) -> str:
+        return _digest(self.describe())
+
+    def split(self) -> Split:
+        if not self._split:
+            self._split.append(split_generate(list(self.work), self.views, self.config, self.count))
+        return self._split[0]
+
+    def share(self, index: int) -> list[tuple[Layer, list[int]]]:
+        return self.split().shares[index]
+
+    def settings(self) -> dict:
+        return {"config": self.config.to_dict(), "weights": {"name": self.weights or self.config.weights,
+                                                               "sha256": self.config.weights_sha256}}
+
+
+def image_range(images: int, shard: Shard) -> tuple[int, int]:
+    """The contiguous images [lo, hi) of ``shard``, cut at multiples of ``EXAMPLES_GRAIN``."""
+    units = math.ceil(images / EXAMPLES_GRAIN)
+    lo = units * shard.index // shard.count * EXAMPLES_GRAIN
+    hi = units * (shard.index + 1) // shard.count * EXAMPLES_GRAIN
+    return min(lo, images), min(hi, images)
+
+
+@dataclass(frozen=True)
+class ExamplesJob:
+    """An ``atlas examples`` pass split ``count`` ways."""
+
+    config: object  # examples.ExamplesConfig of the whole image set
+    layers: tuple
+    count: int
+    weights: str = ""  # the weight source's name, for the merge to load the model by
+    command: str = "examples"
+
+    def describe(self) -> dict:
+        c = self.config
+        return {"command": self.command, "count": self.count, "model": c.model, "weights_sha256": c.weights_sha256,
+                "list_sha256": c.images.sha256, "images": len(c.images.files), "size": c.size, "top": c.top,
+                "layers": [layer.name for layer in self.layers], "precision": c.precision, "backend": c.backend}
+
+    @property
+    def id(self) -> str:
+        return _digest(self.describe())
+
+    def range(self, index: int) -> tuple[int, int]:
+        return image_range(len(self.config.images.files), Shard(index, self.count))
+
+    def share(self, index: int):
+        """The ExamplesConfig of shard ``index``: its images only (indices counted from its first)."""
+        lo, hi = self.range(index)
+        images = replace(self.config.images, files=self.config.images.files[lo:hi])
+        return replace(self.config, images=images)
+
+    def settings(self) -> dict:
+        c = self.config
+        return {"examples": {"images_root": str(Path(c.images.root).resolve()), "size": c.size, "top": c.top,
+                             "name": c.name, "license": c.license, "precision": c.precision, "backend": c.backend,
+                             "layers": [layer.name for layer in self.layers]},
+                "weights": {"name": self.weights, "sha256": c.weights_sha256}}
+
+
+def generate_units(work: list[tuple[Layer, list[int]]]) -> int:
+    """Filters of a generate job: more shards than this would leave some empty."""
+    return sum(len(f) for _, f in work)
+
+
+def examples_units(images: int) -> int:
+    """Runs of images an examples pass is cut into."""
+    return math.ceil(images / EXAMPLES_GRAIN)
+
+
+# --- a shard's store ------------------------------------------------------------------------------------------
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
+
+
+def command_line() -> list[str]:
+    """This process's atlas arguments without ``--shard``: what every shard of a job shares."""
+    args, out, skip = sys.argv[1:], [], False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg == "--shard":
+            skip = True
+        elif not arg.startswith("--shard="):
+            out.append(arg)
+    return out
+
+
+class ShardPaths(AtlasPaths):
+    """The layout as one examples shard sees it: its checkpoint is its own."""
+
+    def __init__(self, root: Path, model: str, command: str, shard: Shard) -> None:
+        super().__init__(root, model)
+        object.__setattr__(self, "_own", (command, shard))
+
+    @property
+    def examples_state(self) -> Path:
+        command, shard = self._own
+        return self.shard_file(command, shard.index, shard.count, ".state.npz")
+
+
+class ShardStore(AtlasStore):
+    """The atlas as one shard of a job writes it, beside the job's other shards at the same time.
+
+    It holds the model folder shared and itself alone (``ShardLock``); it reads and writes the manifest
+    only under the manifest lock, and writes it only when it is missing or being replaced; it leaves
+    ``layer.json`` to the merge (``refresh_layer`` only reads, ``write_layer`` does nothing); it removes
+    no temporary files (another shard may be writing them: the merge, alone in the folder, does); and
+    it records what it finished in ``.shards/``.
+    """
+
+    def __init__(self, root: Path | str, model: str, job, shard: Shard) -> None:
+        super().__init__(root, model)
+        self.job, self.shard = job, shard
+        self.paths = ShardPaths(Path(root), model, job.command, shard)
+        self.started = _now()
+        self.clock = time.monotonic()
+
+    def file(self, suffix: str) -> Path:
+        return self.paths.shard_file(self.job.command, self.shard.index, self.shard.count, suffix)
+
+    def lock(self) -> ShardLock:
+        return ShardLock(self.paths, self.job.command, self.shard.index, self.shard.count)
+
+    def remove_stale_temporaries(self) -> None:
+        pass
+
+    def check_job(self, force: bool) -> None:
+        """Refuse (or with ``force`` remove) the records of another job of this command: two jobs'
+        shards at once could write one filter's file together. Call under the manifest lock."""
+        for path, record in read_records(self):
+            if record.get("command") != self.job.command or record.get("job") == self.job.id:
+                continue
+            holder = lock_holder(self.paths.shard_file(record["command"], record["shard"], record["count"], ".lock"))
+            if holder:
+                raise AtlasError(f"{self.paths.model_dir} is being written by a shard of another {self.job.command} "
+                                 f"job ({holder}); wait for it to end or use another --out")
+            if not force:
+                raise AtlasError(
+                    f"{self.paths.model_dir} holds shards of another {self.job.command} job (split "
+                    f"{record['count']} ways, {' '.join(record.get('command_line', []))[:120]}); finish it and run "
+                    f"`atlas merge --out {self.paths.root}`, or add --force to drop its records")
+            for suffix in (".json", ".npz", ".state.npz"):  # its record and results; lock files stay (ours may share a name)
+                self.paths.shard_file(record["command"], record["shard"], record["count"], suffix).unlink(missing_ok=True)
+
+    def begin(self, force: bool) -> bool:
+        """Check the folder holds no other job's shards and sign this one in; True if this shard had
+        already finished its part (its record and result are kept). Call under the manifest lock."""
+        self.check_job(force)
+        path = self.file(".json")
+        if path.exists():
+            old = read_json(path, "shard record")
+            if (old.get("job") == self.job.id and old.get("finished")
+                    and (self.job.command != "examples" or self.file(".npz").exists())):
+                return True
+        self.write_record(finished=False)
+        return False
+
+    def prepare(self, config: RenderConfig, loaded, force: bool) -> None:
+        with self.manifest_lock():
+            old = read_json(self.paths.manifest, "manifest") if self.paths.manifest.exists() else {}
+            if old.get("config_hash") != config.hash:
+                super().prepare(config, loaded, force)
+            self.begin(force)
+
+    def refresh_layer(self, layer: Layer, config: RenderConfig) -> dict[int, dict]:
+        return self.rows(layer, config.hash)
+
+    def write_layer(self, layer: Layer, rows: dict[int, dict], config: RenderConfig) -> None:
+        pass
+
+    def write_record(self, finished: bool, result: dict | None = None) -> None:
+        """What this shard is and, once ``finished``, what it did."""
+        record = {
+            "command": self.job.command, "shard": self.shard.index, "count": self.shard.count, "job": self.job.id,
+            "finished": finished, "command_line": command_line(), "model": self.model, **self.job.settings(),
+            "share": self.share_description(), "result": result or {}, "host": platform.node(),
+            "started": self.started, "ended": _now() if finished else None,
+            "seconds": round(time.monotonic() - self.clock, 1) if finished else None,
+        }
+        atomic_write_json(self.file(".json"), record)
+
+    def share_description(self) -> dict:
+        if self.job.command == "generate":
+            return {"work": {layer.name: ranges(f) for layer, f in self.job.share(self.shard.index)},
+                    "views": [v.name for v in self.job.views], "cost": self.job.split().loads[self.shard.index]}
+        lo, hi = self.job.range(self.shard.index)
+        return {"images": [lo, hi]}
+
+    def finish_examples(self, state: list[dict], skips: list[tuple[int, str]]) -> None:
+        """Keep this shard's final tracker state and the files it skipped, with their reasons (image
+        indices of the whole set), for the merge."""
+        lo, _ = self.job.range(self.shard.index)
+        shifted = []
+        for s in state:
+            s = dict(s)
+            for key in ("top_img", "bot_img"):
+                s[key] = np.where(s[key] >= 0, s[key] + lo, s[key]).astype(np.int32)
+            shifted.append(s)
+        save_state(self.file(".npz"), shifted)
+        self.write_record(finished=True, result={"skipped": len(skips),
+                                                 "skips": [[int(i) + lo, reason] for i, reason in skips]})
+        self.paths.examples_state.unlink(missing_ok=True)
+
+
+def save_state(path: Path, state: list[dict]) -> None:
+    arrays = {f"{i}:{key}": np.asarray(value) for i, s in enumerate(state) for key, value in s.items()}
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def load_state(path: Path, layers: int) -> list[dict]:
+    try:
+        with np.load(path) as data:
+            keys = {name.split(":", 1)[1] for name in data.files}
+            return [{key: data[f"{i}:{key}"] for key in keys} for i in range(layers)]
+    except (OSError, ValueError, KeyError):
+        raise AtlasError(f"{path}: unreadable examples state of a finished shard; run that shard again") from None
+
+
+# --- records --------------------------------------------------------------------------------------------------
+
+
+def read_records(store: AtlasStore) -> list[tuple[Path, dict]]:
+    folder = store.paths.shards_dir
+    if not folder.is_dir():
+        return []
+    out = []
+    for path in sorted(folder.glob("*-of-*.json")):
+        record = read_json(path, "shard record")
+        if record.get("command") in COMMANDS:
+            out.append((path, record))
+    return out
+
+
+def remove_job_files(paths: AtlasPaths, command: str, count: int) -> None:
+    """Every file of a merged job's shards (call holding the model folder alone)."""
+    for path in paths.shards_dir.glob(f"{command}-*-of-{count}.*"):
+        path.unlink(missing_ok=True)
+
+
+def finished_shards(out: str, model: str, command: str, count: int, line: list[str]) -> list[int]:
+    """Shards of the job ``atlas <line> --shard K/count`` whose records say they finished."""
+    done = []
+    for _, record in read_records(AtlasStore(out, model)):
+        if (record["command"], record["count"], record.get("command_line"), record.get("finished")) == (
+                command, count, line, True):
+            done.append(record["shard"])
+    return sorted(done)
+
+
+def _progress(records: list[dict], count: int) -> tuple[list[int], list[int], list[int]]:
+    finished = sorted(r["shard"] for r in records if r.get("finished"))
+    started = sorted(r["shard"] for r in records if not r.get("finished"))
+    missing = [k for k in range(count) if k not in finished and k not in started]
+    return finished, started, missing
+
+
+def _describe_missing(command: str, count: int, started: list[int], missing: list[int]) -> str:
+    parts = []
+    if started:
+        parts.append(f"shard{'s' if len(started) > 1 else ''} {ranges(started)} started but did not finish")
+    if missing:
+        parts.append(f"shard{'s' if len(missing) > 1 else ''} {ranges(missing)} never ran")
+    return f"the {command} job split {count} ways is not complete: {' and '.join(parts)}"
+
+
+def check_merged(store: AtlasStore) -> None:
+    """Refuse an atlas whose shards are not merged (for ``atlas site``), in one line."""
+    jobs = {}
+    for _, record in read_records(store):
+        jobs.setdefault((record["command"], record["count"]), []).append(record)
+    for (command, count), records in jobs.items():
+        finished, started, missing = _progress(records, count)
+        if started or missing:
+            raise AtlasError(f"{store.paths.model_dir}: {_describe_missing(command, count, started, missing)}; run "
+                             f"them (--shard K/{count}, or the same atlas slurm command again), then "
+                             f"`atlas merge --out {store.paths.root}`")
+        raise AtlasError(f"{store.paths.model_dir}: the {count} shards of its {command} job are not merged yet; run "
+                         f"`atlas merge --out {store.paths.root}` first")
+
+
+# --- the merge ------------------------------------------------------------------------------------------------
+
+
+def _one_job(store: AtlasStore, command: str, records: list[dict]) -> dict:
+    """The records of one complete job of ``command``, checked; returns one of them."""
+    jobs = {(r["job"], r["count"]) for r in records}
+    if len(jobs) > 1:
+        counts = ", ".join(f"{count} ways" for _, count in sorted(jobs, key=lambda j: j[1]))
+        raise AtlasError(f"{store.paths.model_dir} holds shards of {len(jobs)} different {command} jobs ({counts}); "
+                         f"remove the records of the one to drop ({store.paths.shards_dir}/{command}-*-of-N.*)")
+    count = records[0]["count"]
+    finished, started, missing = _progress(records, count)
+    if started or missing:
+        raise AtlasError(f"{store.paths.model_dir}: {_describe_missing(command, count, started, missing)}; run them "
+                         f"(--shard K/{count}, or the same atlas slurm command again) and merge again")
+    return records[0]
+
+
+def merge(out: str) -> list[str]:
+    """``atlas merge``: join the finished shards of every model under ``out``; one line per model."""
+    from generator.zoo import MODELS
+
+    lines = []
+    for model in MODELS:
+        store = AtlasStore(out, model)
+        if not read_records(store):
+            continue
+        with store.lock():
+            records = [r for _, r in read_records(store)]
+            jobs = {command: _one_job(store, command, [r for r in records if r["command"] == command])
+                    for command in COMMANDS if any(r["command"] == command for r in records)}
+            shas = {r["weights"]["sha256"] for r in jobs.values()}
+            if len(shas) > 1:
+                raise AtlasError(f"{store.paths.model_dir}: its generate and examples shards were made with other "
+                                 "weights; rerun one of them with the other's --weights")
+            loaded = _load(model, jobs)
+            store.remove_stale_temporaries()
+            done = []
+            if "generate" in jobs:
+                done.append(_merge_generate(store, loaded, jobs["generate"]))
+            if "examples" in jobs:
+                done.append(_merge_examples(store, loaded, jobs["examples"]))
+            for command, record in jobs.items():
+                remove_job_files(store.paths, command, record["count"])
+        lines.append(f"{store.paths.model_dir}: merged " + " and ".join(done))
+    return lines
+
+
+def _load(model: str, jobs: dict):
+    """The model with the shards' weights: the manifest is written from it, as one run writes it."""
+    from generator import backend
+
+    backend.select(None)
+    from generator.models import load_model
+
+    record = jobs.get("generate") or jobs["examples"]
+    name = record["weights"]["name"]
+    seed = record.get("config", {}).get("seed", 0)
+    loaded = load_model(model, name, seed=seed)
+    if loaded.weights_sha256 != record["weights"]["sha256"]:
+        raise AtlasError(f"--weights {name}: sha256 {loaded.weights_sha256[:16]} here, but the shards ran with "
+                         f"{record['weights']['sha256'][:16]}; merge where the shards' weights file is")
+    return loaded
+
+
+def _merge_generate(store: AtlasStore, loaded, record: dict) -> str:
+    config = RenderConfig(**record["config"])
+    manifest = read_json(store.paths.manifest, "manifest") if store.paths.manifest.exists() else {}
+    if manifest.get("config_hash") != config.hash:
+        raise AtlasError(f"{store.paths.manifest}: the atlas holds other settings (config {manifest.get('config_hash')}) "
+                         f"than its generate shards ({config.hash}); run the shards again or remove "
+                         f"{store.paths.shards_dir}")
+    work = {name: expand_ranges(spec) for name, spec in _job_work(store, record).items()}
+    views = [VIEWS[name] for name in record["share"]["views"]]
+    views_done = 0
+    for name, filters in work.items():
+        layer = find_layer(name, store.model)
+        records = store.records(layer, config.hash)
+        for f in filters:
+            done = store.done_views(layer, records[f]) if f in records else []
+            lost = [v.name for v in views if v.name not in done]
+            if lost:
+                raise AtlasError(f"{store.paths.layer_dir(name)}: {name}:{f} ({', '.join(lost)}) is missing although "
+                                 f"its shard finished; run that shard again (--shard K/{record['count']}) and merge")
+            views_done += len(views)
+        store.refresh_layer(layer, config)
+    store.write_manifest(config, loaded)
+    return f"the generate job of {record['count']} shards ({views_done} filter views)"
+
+
+def _job_work(store: AtlasStore, record: dict) -> dict[str, str]:
+    """The whole job's work: the union of the shards' parts (every record holds its own)."""
+    work: dict[str, list[int]] = {}
+    for _, r in read_records(store):
+        if r["command"] == "generate" and r["job"] == record["job"]:
+            for name, spec in r["share"]["work"].items():
+                work.setdefault(name, []).extend(expand_ranges(spec))
+    names = [layer.name for layer in _model_layers(store.model) if layer.name in work]
+    return {name: ranges(work[name]) for name in names}
+
+
+def _model_layers(model: str):
+    from generator.layers import model_layers
+
+    return model_layers(model)
+
+
+def _merge_examples(store: AtlasStore, loaded, record: dict) -> str:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from generator.examples import ExamplesConfig, merge_tracker_states, write_examples
+    from generator.imagesets import list_images
+
+    settings = record["examples"]
+    images = list_images(settings["images_root"])
+    config = ExamplesConfig(model=store.model, weights_sha256=record["weights"]["sha256"], size=settings["size"],
+                            top=settings["top"], images=images, name=settings["name"], license=settings["license"],
+                            precision=settings["precision"], backend=settings["backend"])
+    layers = [find_layer(name, store.model) for name in settings["layers"]]
+    job = ExamplesJob(config, tuple(layers), record["count"])
+    if job.id != record["job"]:
+        raise AtlasError(f"--images {settings['images_root']}: the folder changed since the examples shards ran "
+                         "(its list of images differs); run them again")
+    states, skips = [], []
+    for _, r in sorted(read_records(store), key=lambda pr: pr[1]["shard"]):
+        if r["command"] == "examples":
+            states.append(load_state(store.paths.shard_file("examples", r["shard"], r["count"], ".npz"), len(layers)))
+            skips += [(int(i), str(reason)) for i, reason in r["result"]["skips"]]
+    state = merge_tracker_states(states)
+    with ThreadPoolExecutor(max_workers=min(16, os.cpu_count() or 1)) as pool:
+        write_examples(store, loaded, layers, state, config, skips, pool)
+    store.paths.examples_state.unlink(missing_ok=True)
+    return f"the examples job of {record['count']} shards ({len(images.files)} images)"

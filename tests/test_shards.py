@@ -1,0 +1,231 @@
+"""Shards of one job: the split, the locks that let them share one folder, the merge, and the atlas it
+gives, the same as one machine's (pictures byte for byte, JSON but timings)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from generator.config import RenderConfig
+from generator.examples import merge_tracker_states
+from generator.layers import find_layer, model_layers
+from generator.paths import AtlasPaths
+from generator.shards import Shard, image_range, parse_shard, picture_cost, split_generate
+from generator.store import AtlasLock, ShardLock
+from generator.views import VIEWS
+from tests.conftest import ROOT, error_line, run_atlas
+
+TINY = ["--weights", "random", "--size", "32", "--steps", "4", "--layers", "block1_conv2,block4_conv1", "--filters",
+        "0-5", "--batch", "4"]
+GENERATE = [sys.executable, "-m", "generator", "generate", *TINY]
+
+
+def _files(root: Path, pattern: str) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob(pattern))}
+
+
+def _json(root: Path) -> dict[str, dict]:
+    out = {}
+    for path in sorted(root.rglob("*.json")):
+        data = json.loads(path.read_text())
+        for key in ("created", "updated"):  # timings
+            data.pop(key, None)
+        out[path.relative_to(root).as_posix()] = data
+    return out
+
+
+# --- K/N and the split ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text, message", [
+    ("3/2", "K counts from 0 to N-1"), ("0/0", "N must be 1 or more"), ("a/b", "is not K/N"), ("1", "is not K/N"),
+    ("-1/4", "K counts from 0 to N-1"),
+])
+def test_bad_shards_are_one_line_before_any_backend(tmp_path, text, message):
+    out = tmp_path / "atlas"
+    code = ("import sys; from generator.cli import main; rc = main(sys.argv[1:]); "
+            "print('backend imported' if {'tensorflow', 'jax', 'keras'} & set(sys.modules) else 'no backend'); sys.exit(rc)")
+    for command in (["generate", *TINY], ["examples", "--images", str(tmp_path), "--weights", "random"]):
+        proc = subprocess.run([sys.executable, "-c", code, *command, f"--shard={text}", "--out", str(out)],
+                              capture_output=True, text=True, cwd=ROOT)
+        line = error_line(proc)
+        assert "argument --shard" in line and message in line, line
+    assert not out.exists()
+    assert "argument --shard" in error_line(run_atlas("generate", *TINY, "--shard", "-1/4", "--out", str(out)))
+    assert parse_shard("2/3") == Shard(2, 3)
+
+
+def _vgg16_all():
+    return [(layer, list(range(layer.filters))) for layer in model_layers("vgg16")]
+
+
+def test_the_split_is_the_whole_job_in_disjoint_contiguous_runs():
+    work = _vgg16_all()
+    config = RenderConfig(size=128)
+    order = [(layer.name, f) for layer, filters in work for f in filters]
+    for count in (1, 2, 7, 64):
+        split = split_generate(work, [VIEWS["channel"]], config, count)
+        parts = [[(layer.name, f) for layer, filters in share for f in filters] for share in split.shares]
+        assert sum(parts, []) == order  # disjoint, complete, in the job's order: shard k follows shard k-1
+        assert all(parts)
+        assert split_generate(work, [VIEWS["channel"]], config, count).shares == split.shares  # settings and N only
+
+
+def test_the_split_is_balanced_by_cost_not_by_count():
+    assert picture_cost(find_layer("block5_conv3", "vgg16"), 128) > 3 * picture_cost(find_layer("block1_conv1", "vgg16"), 128)
+    for model in ("vgg16", "resnet50"):
+        work = [(layer, list(range(layer.filters))) for layer in model_layers(model)]
+        for count in (2, 8, 64):
+            split = split_generate(work, list(VIEWS.values()), RenderConfig(model=model, size=128), count)
+            assert split.spread < 1.02, (model, count, split.spread)  # BENCHMARKS.md, shards
+    split = split_generate(_vgg16_all(), [VIEWS["channel"]], RenderConfig(size=128), 2)
+    counts = [sum(len(f) for _, f in share) for share in split.shares]
+    assert counts[0] - counts[1] > 200 and split.spread < 1.001  # equal cost: more of the cheap, early filters
+
+
+def test_more_shards_than_filters_leave_some_empty():
+    work = [(find_layer("block1_conv1", "vgg16"), [0, 1])]
+    split = split_generate(work, [VIEWS["channel"]], RenderConfig(size=32), 3)
+    assert [sum(len(f) for _, f in share) for share in split.shares] == [1, 1, 0]
+
+
+def test_image_ranges_are_contiguous_runs_at_multiples_of_64():
+    for images, count in ((292, 2), (292, 3), (50_000, 64), (100, 4)):
+        ranges = [image_range(images, Shard(k, count)) for k in range(count)]
+        assert ranges[0][0] == 0 and ranges[-1][1] == images
+        assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:]))
+        assert all(lo % 64 == 0 for lo, _ in ranges)
+    assert [image_range(100, Shard(k, 4)) for k in range(4)] == [(0, 0), (0, 64), (64, 64), (64, 100)]
+
+
+def test_merged_tracker_states_are_one_uninterrupted_pass():
+    """k best by (value descending, image ascending), histograms summed; ties across shards included."""
+    rng = np.random.default_rng(0)
+    k, channels, images = 5, 7, 90
+    values = rng.integers(0, 6, (images, channels)).astype(np.float32)  # many ties
+    positions = rng.integers(0, 50, (images, channels)).astype(np.int32)
+
+    def state(lo, hi):
+        out = {"hist": rng.integers(0, 3, (channels, 4)).astype(np.int32)}
+        for side, sign in (("top", 1.0), ("bot", -1.0)):
+            val = np.full((k, channels), -np.inf, np.float32)
+            img = np.full((k, channels), -1, np.int32)
+            pos = np.zeros((k, channels), np.int32)
+            for c in range(channels):
+                best = sorted(range(lo, hi), key=lambda i: (-sign * values[i, c], i))[:k]
+                val[: len(best), c] = sign * values[best, c]
+                img[: len(best), c], pos[: len(best), c] = best, positions[best, c]
+            out.update({f"{side}_val": val, f"{side}_img": img, f"{side}_pos": pos})
+        return out
+
+    parts = [state(0, 3), state(3, 64), state(64, 90)]  # one shard holds fewer images than k
+    merged = merge_tracker_states([[p] for p in parts])[0]
+    whole = state(0, 90)
+    for key in ("top_val", "top_img", "top_pos", "bot_val", "bot_img", "bot_pos"):
+        np.testing.assert_array_equal(merged[key], whole[key], err_msg=key)
+    np.testing.assert_array_equal(merged["hist"], sum(p["hist"] for p in parts))
+
+
+# --- shards of atlas generate on one machine ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def one_run(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("one") / "atlas"
+    proc = run_atlas("generate", *TINY, "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    return out
+
+
+@pytest.mark.slow
+def test_two_shards_at_once_in_one_folder_merge_into_the_one_machine_atlas(one_run, tmp_path):
+    out = tmp_path / "atlas"
+    procs = [subprocess.Popen([*GENERATE, "--shard", f"{k}/2", "--out", str(out)], cwd=ROOT, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for k in (0, 1)]
+    for proc in procs:
+        stdout, stderr = proc.communicate(timeout=600)
+        assert proc.returncode == 0 and "Traceback" not in stderr, stderr
+        assert "once every shard has run: atlas merge" in stdout
+    assert not (out / "vgg16/block4_conv1/layer.json").exists()  # shards leave the tables to the merge
+    line = error_line(run_atlas("site", "--data", str(out), "--out", str(tmp_path / "site")))
+    assert "shards of its generate job are not merged" in line and "atlas merge --out" in line
+    merged = run_atlas("merge", "--out", str(out))
+    assert merged.returncode == 0, merged.stderr
+    assert "merged the generate job of 2 shards (12 filter views)" in merged.stdout
+    assert _files(out, "*.png") == _files(one_run, "*.png")
+    assert _json(out) == _json(one_run)
+    assert not list(out.rglob(".tmp-*"))
+    assert run_atlas("merge", "--out", str(out)).stdout.startswith("nothing to merge")
+    assert run_atlas("site", "--data", str(out), "--out", str(tmp_path / "site")).returncode == 0
+
+
+@pytest.mark.slow
+def test_merge_names_the_missing_shards_in_one_line(tmp_path):
+    out = tmp_path / "atlas"
+    assert run_atlas("generate", *TINY, "--shard", "1/4", "--out", str(out)).returncode == 0
+    record = out / "vgg16/.shards/generate-2-of-4.json"
+    record.write_text(json.dumps({**json.loads((out / "vgg16/.shards/generate-1-of-4.json").read_text()),
+                                  "shard": 2, "finished": False}))  # as a shard killed mid-way leaves it
+    line = error_line(run_atlas("merge", "--out", str(out)))
+    assert "the generate job split 4 ways is not complete: shard 2 started but did not finish and shards 0,3 never ran" in line
+    assert "--shard K/4" in line
+    line = error_line(run_atlas("site", "--data", str(out), "--out", str(tmp_path / "site")))
+    assert "shard 2 started but did not finish" in line
+
+
+@pytest.mark.slow
+def test_a_shard_and_a_whole_run_refuse_each_other_while_shards_share(tmp_path):
+    out = tmp_path / "atlas"
+    paths = AtlasPaths(out, "vgg16")
+    with ShardLock(paths, "generate", 0, 2):
+        other = run_atlas("generate", *TINY, "--shard", "1/2", "--out", str(out))
+        assert other.returncode == 0, other.stderr  # another shard of the job writes beside it
+        line = error_line(run_atlas("generate", *TINY, "--out", str(out)))
+        assert "is being written by another run (pid" in line  # the whole run waits for the shards
+        line = error_line(run_atlas("generate", *TINY, "--shard", "0/2", "--out", str(out)))
+        assert "shard 0/2 of" in line and "is being written by another run" in line
+        assert "being written by another run" in error_line(run_atlas("merge", "--out", str(out)))
+    with AtlasLock(paths):
+        line = error_line(run_atlas("generate", *TINY, "--shard", "0/2", "--out", str(out)))
+        assert "is being written by another run (pid" in line
+
+
+@pytest.mark.slow
+def test_a_shard_of_another_job_is_refused_until_forced(tmp_path):
+    out = tmp_path / "atlas"
+    assert run_atlas("generate", *TINY, "--shard", "0/2", "--out", str(out)).returncode == 0
+    line = error_line(run_atlas("generate", *TINY, "--shard", "0/3", "--out", str(out)))
+    assert "holds shards of another generate job (split 2 ways" in line and "--force" in line
+    forced = run_atlas("generate", *TINY, "--shard", "0/3", "--force", "--out", str(out))
+    assert forced.returncode == 0, forced.stderr
+    assert sorted(p.name for p in (out / "vgg16/.shards").glob("*.json")) == ["generate-0-of-3.json"]
+
+
+# --- shards of atlas examples ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_examples_shards_merge_into_the_one_machine_top_k(sample_tiles, tmp_path):
+    args = ["examples", "--images", str(sample_tiles), "--weights", "hed-bsds500", "--layers", "block1_conv2",
+            "--top", "4", "--size", "96"]
+    one = tmp_path / "one"
+    assert run_atlas(*args, "--out", str(one)).returncode == 0
+    out = tmp_path / "atlas"
+    procs = [subprocess.Popen([sys.executable, "-m", "generator", *args, "--shard", f"{k}/3", "--out", str(out)],
+                              cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for k in range(3)]
+    for proc in procs:
+        _, stderr = proc.communicate(timeout=600)
+        assert proc.returncode == 0, stderr
+    assert not list(out.rglob("*.examples.json"))  # written by the merge, from every shard's state
+    again = run_atlas(*args, "--shard", "1/3", "--out", str(out))
+    assert again.returncode == 0 and "resumed at image" in again.stdout  # a finished shard redoes nothing
+    merged = run_atlas("merge", "--out", str(out))
+    assert merged.returncode == 0, merged.stderr
+    assert _files(out / "vgg16", "*.examples.*") == _files(one / "vgg16", "*.examples.*")
+    assert _json(out / "vgg16")["manifest.json"] == _json(one / "vgg16")["manifest.json"]
+    assert not list((out / "vgg16/.shards").glob("*.npz"))
