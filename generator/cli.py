@@ -361,8 +361,8 @@ def cmd_examples(args: argparse.Namespace) -> int:
     config = ExamplesConfig(model=args.model, weights_sha256=loaded.weights_sha256, size=args.size, top=args.top,
                             images=images, name=args.images_name, license=args.images_license,
                             precision=precision, backend=chosen)
-    summary = run_examples(loaded, layers, config, args.out, batch=args.batch, force=args.force, facts=facts,
-                           checkpoint=args.checkpoint, shard=args.shard)
+    summary = run_examples(loaded, layers, config, args.out, batch=args.batch, force=args.force,
+                           checkpoint=args.checkpoint, shard=args.shard, devices=devices)
     print(summary.line())
     _say_shard(args, finished=not summary.interrupted)
     if summary.interrupted:

@@ -103,10 +103,13 @@ class ExamplesSummary:
     out: str = ""
     timings: dict = field(default_factory=dict)
     skipped_by_reason: dict = field(default_factory=dict)
+    done_before: bool = False  # a shard whose part had finished before: nothing was streamed
 
     def line(self) -> str:
         rate = (self.images - self.resumed_at) / self.seconds if self.seconds > 0 else 0.0
-        if self.images and self.resumed_at >= self.images:
+        if self.done_before:
+            resumed = ", done before: nothing redone"
+        elif self.images and self.resumed_at >= self.images:
             resumed = ", the pass itself read from its checkpoint"
         else:
             resumed = f", resumed at image {self.resumed_at}" if self.resumed_at else ""
@@ -137,9 +140,11 @@ HISTOGRAM_EDGES = histogram_edges()
 class Tracker:
     """Running top-k / bottom-k and histograms of every filter of ``layers``, updated per batch."""
 
-    def __init__(self, loaded: LoadedModel, layers: list[Layer], top: int, precision: str, mode: str) -> None:
-        self.layers, self.k, self.mode = layers, top, mode
+    def __init__(self, loaded: LoadedModel, layers: list[Layer], top: int, precision: str, mode: str,
+                 device: backend.Device | None = None) -> None:
+        self.layers, self.k, self.mode, self.device = layers, top, mode, device
         self.net = loaded.tap_net(layers, precision)
+        self.variables = backend.place(self.net.variables, device)  # on its device once
         self._update = backend.compile_fn(self._update_fn)
 
     def initial_state(self) -> list[dict]:
@@ -194,10 +199,20 @@ class Tracker:
         return out
 
     def update(self, state, images: np.ndarray, valid: np.ndarray, first: int):
+        """The state after one batch (on JAX the call returns at once: the device works on while the
+        next batch is decoded, and another device can take it)."""
         from keras import ops
 
-        return self._update(state, ops.convert_to_tensor(images), ops.convert_to_tensor(valid),
-                            ops.convert_to_tensor(np.int32(first)), self.net.variables)
+        args = backend.place((state, ops.convert_to_tensor(images), ops.convert_to_tensor(valid),
+                              ops.convert_to_tensor(np.int32(first))), self.device)
+        with backend.on(self.device):
+            return self._update(*args, self.variables)
+
+
+def _joined(states: list[list[dict]]) -> list[dict]:
+    """The devices' states as one, on the host (one device: its own state as it is)."""
+    host = [[{k: backend.to_numpy(v) for k, v in s.items()} for s in state] for state in states]
+    return host[0] if len(host) == 1 else merge_tracker_states(host)
 
 
 def merge_tracker_states(states: list[list[dict]]) -> list[dict]:
@@ -336,11 +351,15 @@ def _check_atlas(store: AtlasStore, loaded: LoadedModel, config: ExamplesConfig,
 
 def run_examples(loaded: LoadedModel, layers: list[Layer], config: ExamplesConfig, out: str,
                  batch: int | None = None, force: bool = False, facts: backend.DeviceFacts | None = None,
-                 checkpoint: int = 1024, progress: Progress | None = None, shard: Shard | None = None) -> ExamplesSummary:
+                 checkpoint: int = 1024, progress: Progress | None = None, shard: Shard | None = None,
+                 devices: list[backend.Device] | None = None) -> ExamplesSummary:
     """The whole pass: resume or start, stream every image through, write the examples. A ``shard``
-    streams its part of the images and keeps its tracker state for ``atlas merge``."""
+    streams its part of the images and keeps its tracker state for ``atlas merge``; several
+    ``devices`` take the batches in turn."""
     start_time = time.monotonic()
-    facts = facts or backend.device_facts()
+    if facts is None:  # batches sized by the device with the least free memory
+        known = [d.facts for d in devices or [] if d is not None]
+        facts = min(known, key=lambda f: f.free_bytes or 0) if known else backend.device_facts()
     auto = batch is None
     whole, job = config, None
     if shard is None:
@@ -358,15 +377,20 @@ def run_examples(loaded: LoadedModel, layers: list[Layer], config: ExamplesConfi
             _check_atlas(store, loaded, whole, force)
             finished = job is not None and store.begin(force)
         if finished:  # this shard's part was done before: nothing to redo
-            summary.resumed_at = count
+            summary.resumed_at, summary.done_before = count, True
             return summary
-        tracker = Tracker(loaded, layers, config.top, config.precision, loaded.spec.preprocessing)
+        # one tracker a device; batch i goes to device i mod n, and the devices' states are merged (at
+        # every checkpoint and at the end) by value, then image: the one-device result, byte for byte
+        trackers = [Tracker(loaded, layers, config.top, config.precision, loaded.spec.preprocessing, device)
+                    for device in devices or [None]]
+        tracker = trackers[0]
         resumed, note = _load_state(store, config, layers, batch, auto)
         if note:
             _say(note)
         state, position, skips = tracker.initial_state(), 0, []
         if resumed:
             state, position, skips, batch = resumed
+        states = [state] + [t.initial_state() for t in trackers[1:]]
         every = max(batch, checkpoint // batch * batch)
         fingerprint = config.fingerprint(layers, batch)
         summary.resumed_at = position
@@ -381,14 +405,15 @@ def run_examples(loaded: LoadedModel, layers: list[Layer], config: ExamplesConfi
                 if following < count:
                     ahead.append(_decode_batch(pool, config.images, following, batch, config.size))
                 images, valid, batch_skips = _collect(futures, batch, config.size)
-                state = tracker.update(state, images, valid, position)
+                turn = position // batch % len(trackers)
+                states[turn] = trackers[turn].update(states[turn], images, valid, position)
                 skips += [(position + i, reason) for i, reason in batch_skips]
                 position += len(futures)
                 progress.update(len(futures), "examples")
                 if position % every == 0 and position < count:
-                    state = [{k: backend.to_numpy(v) for k, v in s.items()} for s in state]
-                    _save_state(store, state, fingerprint, position, skips)
-            state = [{k: backend.to_numpy(v) for k, v in s.items()} for s in state]
+                    states = [_joined(states)] + [t.initial_state() for t in trackers[1:]]
+                    _save_state(store, states[0], fingerprint, position, skips)
+            state = _joined(states)
             skipped = skipped_files(config.images, skips)
             summary.skipped, summary.skipped_by_reason = len(skipped), count_reasons(skipped)
             if flag.stop and position < count:

@@ -365,3 +365,17 @@ def test_writing_the_examples_holds_few_decoded_images_however_many_filters_and_
     # what grows besides the cache: one sprite per thread (16 crops wide) and a hundred bytes per example
     assert small < 4 << 20 and large < 4 << 20, (
         f"{small / 2**20:.1f} MiB for {needed_small} images, {large / 2**20:.1f} MiB for {needed_large}")
+
+
+@pytest.mark.slow
+def test_two_devices_find_the_examples_of_one(sample_tiles, tmp_path):
+    """Batches go to the devices in turn and their states are merged at every checkpoint and at the end,
+    by value and then image: the files are those of one device, byte for byte."""
+    env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    args = ["examples", "--backend", "jax", "--images", str(sample_tiles), "--weights", "hed-bsds500", "--layers",
+            "block1_conv2", "--top", "4", "--size", "64", "--batch", "16", "--checkpoint", "64"]
+    one = run_atlas(*args, "--devices", "1", "--out", str(tmp_path / "one"), env=env)
+    two = run_atlas(*args, "--out", str(tmp_path / "two"), env=env)
+    assert one.returncode == 0 and two.returncode == 0, one.stderr + two.stderr
+    assert two.stderr.startswith("jax on 2 devices: 2 × CPU (")
+    assert len(_outputs(tmp_path / "one")) == 2 * 64 and _outputs(tmp_path / "one") == _outputs(tmp_path / "two")

@@ -223,7 +223,7 @@ def test_examples_shards_merge_into_the_one_machine_top_k(sample_tiles, tmp_path
         assert proc.returncode == 0, stderr
     assert not list(out.rglob("*.examples.json"))  # written by the merge, from every shard's state
     again = run_atlas(*args, "--shard", "1/3", "--out", str(out))
-    assert again.returncode == 0 and "resumed at image" in again.stdout  # a finished shard redoes nothing
+    assert again.returncode == 0 and "done before: nothing redone" in again.stdout  # a finished shard redoes nothing
     merged = run_atlas("merge", "--out", str(out))
     assert merged.returncode == 0, merged.stderr
     assert _files(out / "vgg16", "*.examples.*") == _files(one / "vgg16", "*.examples.*")
