@@ -15,7 +15,8 @@ input_channels: the first convolution reads the image padded with zero channels 
     (bf16 convolutions of 3 channels are not padded for cuDNN). 3 leaves it alone.
 
 They are switches for the GPU check (``atlas bench gpu`` measures each on and off); the defaults are
-what runs everywhere else.
+what runs everywhere else: the reshape pool on a GPU under JAX with deterministic ops, Keras' pool
+elsewhere (on a CPU the reshape pool is slower), the input as it is.
 """
 
 from __future__ import annotations
@@ -26,19 +27,30 @@ import numpy as np
 
 from generator.errors import AtlasError
 
-POOLS = ("reshape", "keras")
+POOLS = ("auto", "reshape", "keras")
 
 
 @dataclass(frozen=True)
 class NetOptions:
-    pool: str = "reshape"
+    pool: str = "auto"  # auto: reshape where select-and-scatter is known slow (JAX, GPU, deterministic ops)
     input_channels: int = 3
 
     def __post_init__(self) -> None:
         if self.pool not in POOLS:
-            raise AtlasError(f"pool {self.pool!r}: choose {' or '.join(POOLS)}")
+            raise AtlasError(f"pool {self.pool!r}: choose {', '.join(POOLS)}")
         if self.input_channels < 3:
             raise AtlasError(f"input channels {self.input_channels}: give 3 or more")
+
+    def resolved(self) -> "NetOptions":
+        """``auto`` made concrete for this process's backend and device. On a CPU the reshape pool is
+        slower (TensorFlow, 2 cores: block3_conv3 12.1 s against 8.4 s a batch, block5_conv3 31.9 against
+        25.4), so it is taken only where Keras' pool meets XLA's deterministic GPU ops."""
+        if self.pool != "auto":
+            return self
+        from generator import backend
+
+        fast = backend.name() == "jax" and backend.device_facts().kind == "gpu" and backend.deterministic()
+        return NetOptions("reshape" if fast else "keras", self.input_channels)
 
     def describe(self) -> str:
         return f"pool {self.pool}, input channels {self.input_channels}"

@@ -78,13 +78,13 @@ class LoadedModel:
         """The model under a dtype policy, with every fused activation of a visualizable layer split
         off into an ``Activation`` layer of its own, so the pre-activation map is a tensor of the graph
         (one clone per precision and ``options``, sharing nothing with the original)."""
-        key = (precision, self.options)
+        options = self.options.resolved()
+        key = (precision, options)
         if key not in self._clones:
             import keras
 
             policy = POLICIES[precision]
             unfuse = {layer.tap: layer.activation for layer in self.layers if layer.fused}
-            options = self.options
 
             def clone_layer(layer):
                 config = layer.get_config()

@@ -25,6 +25,7 @@ def test_bench_gpu_reduced_runs_on_the_cpu(tmp_path):
                     "Projected full atlas", "auto batch", "Quality", "the promise is kept"):
         assert heading in text, heading
     assert "| block1_conv2 | shipped | off |" in text  # the child without deterministic ops ran
+    assert "| block1_conv2 | pool reshape | on |" in text and "| block1_conv2 | pool keras |" not in text  # CPU: Keras' pool shipped
     assert "not measured" not in text, text  # every part ran
     from generator.config import METHOD_VERSION
 
