@@ -11,6 +11,10 @@ or killed run resumes from its last checkpoint, with the batches cut exactly as 
 equals an uninterrupted run byte for byte. At the end each filter gets ``NNNN.examples.json`` and one
 WebP sprite of its crops (the receptive field around each position; where it reaches past the image,
 grey), and the manifest records the image set.
+
+With ``--labels`` the same pass also counts each class, and for a network with a classifier records each
+image's top predictions and each filter's votes for the classes (``generator.classes``): every filter's
+``examples.json`` gains ``classes``, its entries a ``label``, and the model ``accuracy.json``.
 """
 
 from __future__ import annotations
@@ -25,10 +29,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from generator import backend, inputs
+from generator import backend, classes, inputs
 from generator.errors import AtlasError
 from generator.imagesets import ImageSet, load_image
 from generator.interrupt import StopFlag
+from generator.labels import LabelSet
 from generator.layers import Layer
 from generator.models import LoadedModel
 from generator.progress import Progress
@@ -52,6 +57,7 @@ class ExamplesConfig:
     license: str | None = None
     precision: str = "float32"
     backend: str = "tensorflow"
+    labels: LabelSet | None = None  # each image's class (--labels)
 
     def image_set(self, skipped: int = 0) -> dict:
         """What the manifest says of the image set."""
@@ -60,9 +66,12 @@ class ExamplesConfig:
 
     def fingerprint(self, layers: list[Layer], batch: int) -> dict:
         """Everything a checkpoint must share with this run to be resumed by it."""
-        return {"version": STATE_VERSION, "model": self.model, "weights_sha256": self.weights_sha256,
-                "list_sha256": self.images.sha256, "size": self.size, "top": self.top, "batch": batch,
-                "layers": [layer.name for layer in layers], "precision": self.precision, "backend": self.backend}
+        out = {"version": STATE_VERSION, "model": self.model, "weights_sha256": self.weights_sha256,
+               "list_sha256": self.images.sha256, "size": self.size, "top": self.top, "batch": batch,
+               "layers": [layer.name for layer in layers], "precision": self.precision, "backend": self.backend}
+        if self.labels is not None:
+            out["labels_sha256"] = self.labels.sha256
+        return out
 
 
 @dataclass
@@ -106,9 +115,17 @@ HISTOGRAM_EDGES = histogram_edges()
 class Tracker:
     """Running top-k / bottom-k and histograms of every filter of ``layers``, updated per batch."""
 
-    def __init__(self, loaded: LoadedModel, layers: list[Layer], top: int, precision: str, mode: str) -> None:
+    def __init__(self, loaded: LoadedModel, layers: list[Layer], top: int, precision: str, mode: str,
+                 labels: LabelSet | None = None, batch: int = 0, count: int = 0) -> None:
         self.layers, self.k, self.mode = layers, top, mode
-        self.net = loaded.tap_net(layers, precision)
+        self.labels = labels  # with labels: the class counts; with a classifier too: predictions and votes
+        self.classify = labels is not None and loaded.spec.head is not None
+        self.count = count
+        if self.classify:
+            self.net = classes.ClassNet(loaded, layers, precision, batch)
+            self._value_and_grad = backend.value_and_grad(self._class_logit)
+        else:
+            self.net = loaded.tap_net(layers, precision)
         self._update = backend.compile_fn(self._update_fn)
 
     def initial_state(self) -> list[dict]:
@@ -122,7 +139,26 @@ class Tracker:
                 "bot_pos": np.zeros((self.k, c), np.int32),
                 "hist": np.zeros((c, HIST_BINS), np.int32),
             })
+            if self.classify:
+                state[-1]["votes"] = np.zeros((len(self.labels.classes), c), np.float32)
+        if self.labels is not None:
+            state.append({"count": np.zeros((len(self.labels.classes),), np.int32)})
+            if self.classify:
+                state[-1]["pred"] = np.full((self.count + self.batch_rows, classes.PREDICTIONS), -1, np.int32)
         return state
+
+    @property
+    def batch_rows(self) -> int:
+        return self.net.shapes[0][0] if self.classify else 0
+
+    def _class_logit(self, offsets, x, labels, variables):
+        """The sum over the batch of each labelled image's own class logit (and the maps and logits)."""
+        from keras import ops
+
+        maps, logits = self.net(x, offsets, variables)
+        known = labels >= 0
+        picked = ops.take_along_axis(logits, ops.expand_dims(ops.where(known, labels, 0), 1), axis=1)[:, 0]
+        return ops.sum(ops.where(known, picked, 0.0)), (maps, logits)
 
     def _merge(self, values, images, positions, new_values, new_images, new_positions):
         """Keep the k largest of the running entries and a batch's; ties go to the lower image index
@@ -136,14 +172,26 @@ class Tracker:
         pick = lambda a: ops.transpose(ops.take_along_axis(a, index, axis=1))  # noqa: E731
         return ops.transpose(kept), pick(all_images), pick(all_positions)
 
-    def _update_fn(self, state, images, valid, first, variables):
+    def _update_fn(self, state, images, valid, first, labels, variables):
         from keras import ops
 
         x = inputs.from_rgb(ops.cast(images, "float32") / 255.0, self.mode)
-        maps = self.net(x, variables)
+        if self.classify:
+            _, (maps, logits), grads = self._value_and_grad(self.net.zero_offsets(), x, labels, variables)
+        else:
+            maps = self.net(x, variables)
         ids = first + ops.arange(images.shape[0], dtype="int32")
         out = []
-        for s, m in zip(state, maps):
+        if self.labels is not None:
+            known = ops.logical_and(valid, labels >= 0)
+            onehot = ops.one_hot(ops.where(known, labels, 0), len(self.labels.classes)) * ops.cast(known, "float32")[:, None]
+            extra = {"count": state[-1]["count"] + ops.cast(ops.sum(onehot, axis=0), "int32")}
+            if self.classify:
+                _, top = ops.top_k(logits, min(classes.PREDICTIONS, logits.shape[1]))
+                top = ops.pad(ops.cast(top, "int32"), [[0, 0], [0, classes.PREDICTIONS - top.shape[1]]], constant_values=-1)
+                top = ops.where(valid[:, None], top, -1)  # an unreadable image has no prediction
+                extra["pred"] = ops.slice_update(state[-1]["pred"], (first, 0), top)
+        for i, (s, m) in enumerate(zip(state, maps)):
             b, h, w, c = m.shape
             flat = ops.reshape(m, (b, h * w, c))
             keep = valid[:, None]
@@ -160,13 +208,21 @@ class Tracker:
             out.append({"top_val": top[0], "top_img": top[1], "top_pos": top[2],
                         "bot_val": bot[0], "bot_img": bot[1], "bot_pos": bot[2],
                         "hist": s["hist"] + ops.cast(counts, "int32")})
+            if self.classify:  # each image's gradient row added to its class's row
+                out[-1]["votes"] = s["votes"] + ops.matmul(ops.transpose(onehot), grads[i])
+        if self.labels is not None:
+            out.append(extra)
         return out
 
     def update(self, state, images: np.ndarray, valid: np.ndarray, first: int):
         from keras import ops
 
+        labels = np.full((images.shape[0],), -1, np.int32)
+        if self.labels is not None:
+            chunk = self.labels.array[first:first + images.shape[0]]
+            labels[:len(chunk)] = chunk
         return self._update(state, ops.convert_to_tensor(images), ops.convert_to_tensor(valid),
-                            ops.convert_to_tensor(np.int32(first)), self.net.variables)
+                            ops.convert_to_tensor(np.int32(first)), ops.convert_to_tensor(labels), self.net.variables)
 
 
 def auto_examples_batch(layers: list[Layer], model_layers: tuple[Layer, ...], size: int,
@@ -218,8 +274,9 @@ def _load_state(store: AtlasStore, fingerprint: dict, layers: list[Layer]):
             meta = json.loads(bytes(data["meta"]).decode())
             if meta["fingerprint"] != fingerprint:
                 return None
-            state = [{key: data[f"{i}:{key}"] for key in ("top_val", "top_img", "top_pos", "bot_val", "bot_img",
-                                                           "bot_pos", "hist")} for i in range(len(layers))]
+            parts = len(layers) + ("labels_sha256" in fingerprint)  # the class counts come after the layers
+            state = [{key.split(":", 1)[1]: data[key] for key in data.files if key.startswith(f"{i}:")}
+                     for i in range(parts)]
     except (OSError, ValueError, KeyError):
         return None  # unreadable: start the pass again
     return state, meta["position"], meta["skipped"]
@@ -244,6 +301,7 @@ def _check_atlas(store: AtlasStore, config: ExamplesConfig, force: bool) -> None
         for path in store.paths.model_dir.glob("*/[0-9][0-9][0-9][0-9].examples.*"):
             path.unlink()
         store.paths.examples_state.unlink(missing_ok=True)
+        store.paths.accuracy_json.unlink(missing_ok=True)
         manifest.pop("examples", None)
         atomic_write_json(store.paths.manifest, manifest)
 
@@ -264,7 +322,8 @@ def run_examples(loaded: LoadedModel, layers: list[Layer], config: ExamplesConfi
     with store.lock():
         store.remove_stale_temporaries()
         _check_atlas(store, config, force)
-        tracker = Tracker(loaded, layers, config.top, config.precision, loaded.spec.preprocessing)
+        tracker = Tracker(loaded, layers, config.top, config.precision, loaded.spec.preprocessing, config.labels,
+                          batch, count)
         resumed = _load_state(store, fingerprint, layers)
         state, position, skipped = resumed if resumed else (tracker.initial_state(), 0, 0)
         summary.resumed_at = position
@@ -296,8 +355,12 @@ def run_examples(loaded: LoadedModel, layers: list[Layer], config: ExamplesConfi
                 return summary
             progress.close()
             summary.timings["pass"] = time.monotonic() - start_time
-            _write_examples(store, layers, state, config, pool)
-        store.write_manifest(None, loaded, extra={"examples": {
+            evidence = _class_evidence(store, loaded, layers, state, config, tracker)
+            _write_examples(store, layers, state, config, pool, evidence, loaded.spec.preprocessing)
+        if not tracker.classify:
+            store.paths.accuracy_json.unlink(missing_ok=True)  # of an earlier pass: its examples are replaced
+        labels = config.labels.summary() if config.labels is not None else None
+        store.write_manifest(None, loaded, extra={"labels": labels, "examples": {
             "images": config.image_set(skipped), "top": config.top,
             "layers": sorted(set(_manifest_layers(store)) | {layer.name for layer in layers},
                              key=lambda name: [x.name for x in loaded.layers].index(name)),
@@ -307,6 +370,21 @@ def run_examples(loaded: LoadedModel, layers: list[Layer], config: ExamplesConfi
         store.paths.examples_state.unlink(missing_ok=True)
     summary.seconds = time.monotonic() - start_time
     return summary
+
+
+def _class_evidence(store: AtlasStore, loaded: LoadedModel, layers: list[Layer], state: list[dict],
+                    config: ExamplesConfig, tracker: Tracker) -> classes.ClassEvidence | None:
+    """The class counts and votes of the pass, and ``accuracy.json`` for a network with a classifier."""
+    if config.labels is None:
+        return None
+    extra = state[len(layers)]
+    votes = {layer.name: s["votes"] for layer, s in zip(layers, state) if "votes" in s}
+    if tracker.classify:
+        predictions = extra["pred"][: len(config.images.files)]
+        valid = predictions[:, 0] >= 0  # unreadable images got no prediction
+        atomic_write_json(store.paths.accuracy_json, classes.accuracy(config.labels, predictions, valid, config.model),
+                          indent=None)
+    return classes.ClassEvidence(config.labels, extra["count"], votes)
 
 
 def _manifest_layers(store: AtlasStore) -> list[str]:
@@ -344,19 +422,22 @@ def crop(image: np.ndarray, layer: Layer, y: int, x: int, cell: int = CELL) -> n
 
 
 def _write_examples(store: AtlasStore, layers: list[Layer], state: list[dict], config: ExamplesConfig,
-                    pool: ThreadPoolExecutor) -> None:
+                    pool: ThreadPoolExecutor, evidence: classes.ClassEvidence | None = None,
+                    mode: object = "caffe") -> None:
     for layer, s in zip(layers, state):
         width = layer.output_size(config.size)
         tops = [_entries(s["top_val"][:, f], s["top_img"][:, f], s["top_pos"][:, f], width, 1.0) for f in range(layer.filters)]
         bots = [_entries(s["bot_val"][:, f], s["bot_img"][:, f], s["bot_pos"][:, f], width, -1.0) for f in range(layer.filters)]
         needed = sorted({e[1] for entries in tops + bots for e in entries})
         decoded = dict(zip(needed, pool.map(lambda i: load_image(config.images.path(i), config.size), needed)))
-        write = functools.partial(_write_filter, store, layer, config, decoded, tops, bots, s["hist"])
+        if inputs.resolve(mode).channels == 1:  # a grayscale network's crops as it sees them
+            decoded = {i: None if image is None else inputs.as_seen(image, mode) for i, image in decoded.items()}
+        write = functools.partial(_write_filter, store, layer, config, decoded, tops, bots, s["hist"], evidence)
         list(pool.map(write, range(layer.filters)))  # image encoding releases the GIL: one filter per thread
 
 
 def _write_filter(store: AtlasStore, layer: Layer, config: ExamplesConfig, decoded: dict, tops: list, bots: list,
-                  hist: np.ndarray, f: int) -> None:
+                  hist: np.ndarray, evidence: classes.ClassEvidence | None, f: int) -> None:
     """One filter's sprite (top row, then bottom row) and its ``examples.json``."""
     from PIL import Image
 
@@ -379,6 +460,11 @@ def _write_filter(store: AtlasStore, layer: Layer, config: ExamplesConfig, decod
         "sprite": {"file": store.paths.examples_sprite(layer.name, f).name, "cell": CELL,
                    "rows": ["top", "bottom"], "columns": k},
     }
+    if evidence is not None:
+        for entries, kind in ((tops[f], "top"), (bots[f], "bottom")):
+            for entry, (_, image, _, _) in zip(record[kind], entries):
+                entry["label"] = evidence.label(image)
+        record["classes"] = evidence.record(layer, f, [image for _, image, _, _ in tops[f]])
     atomic_write_json(store.paths.examples_json(layer.name, f), record, indent=None)
 
 

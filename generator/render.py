@@ -336,14 +336,16 @@ class LayerRenderer:
         run = self._run_for(view, precision, reference is not None)
         (spectrum, _, _, _, bad, _, _), losses = run(carry, xs, consts)
         rgb = _picture(spectrum, self.constants, self._tiled(view))
-        return inputs.rgb_to_uint8(backend.to_numpy(rgb)), backend.to_numpy(losses).T, backend.to_numpy(bad)
+        images = inputs.as_seen(inputs.rgb_to_uint8(backend.to_numpy(rgb)), self.mode)  # gray for a grayscale network
+        return images, backend.to_numpy(losses).T, backend.to_numpy(bad)
 
     def _run_naive(self, rows, precision: str):
         from keras import ops
 
         cfg = self.config
         span = inputs.input_range(self.mode) / 255.0  # the original's noise: uniform +-0.5 in caffe units
-        inits = [picture_rng(cfg.seed, self.layer, f).uniform(-0.5, 0.5, size=(cfg.size, cfg.size, 3)) * span
+        channels = inputs.resolve(self.mode).channels
+        inits = [picture_rng(cfg.seed, self.layer, f).uniform(-0.5, 0.5, size=(cfg.size, cfg.size, channels)) * span
                  for f, _ in rows]
         image = ops.convert_to_tensor(np.stack(inits).astype(np.float32))
         scale = cfg.loss_scale if precision == "mixed_float16" else 1.0
