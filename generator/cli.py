@@ -116,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--layers", default="all", help="all, or block3_conv3,block5_conv1")
     gen.add_argument("--filters", default="all", help="all, 0-15 or 3,7 (per layer)")
     gen.add_argument("--views", default="channel", help="channel,neuron,negative,diversity or all")
-    gen.add_argument("--size", type=_positive_int, default=None, help="default 128; a model file of a fixed input: its side")
+    gen.add_argument("--size", type=_positive_int, default=None, help="default 128 (a model file of a fixed input: its side)")
     gen.add_argument("--steps", type=_positive_int, default=256)
     gen.add_argument("--lr", type=_positive_float, default=None, help="default: lucid 0.05, naive 10")
     gen.add_argument("--method", default="lucid", choices=("lucid", "naive"))
@@ -175,6 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="quality: run naive at the original script's 96 px, 50 steps")
     bench.add_argument("--precision", default=None, choices=("float32", "mixed_float16", "mixed_bfloat16"))
     bench.add_argument("--images", default=None, help="examples: a folder of images (default: sample-images tiles)")
+    bench.add_argument("--labels", default=None, help="examples: folders or FILE, to time the labelled pass too")
     bench.add_argument("--reduced", action="store_true", help="gpu: a minutes-long smoke run (CI, CPU)")
     bench.add_argument("--keep", default=None, metavar="DIR",
                        help="site: keep the synthetic atlas in DIR and reuse it next time (writing it is most of the ResNet50 run)")
@@ -274,12 +275,13 @@ def _model_file_line(spec) -> str:
             f"({spec.source['preprocessing_from']}), {head}")
 
 
-def _size(args: argparse.Namespace, default: int) -> int:
-    """``--size``, or its default; a network whose input is fixed reads its own side only."""
+def _size(args: argparse.Namespace, default: int, strict: bool = False) -> int:
+    """``--size``, or its default (a network whose input is fixed: its side); ``strict``: a network
+    whose input is fixed reads its own side only (its classifier needs it)."""
     fixed = model_spec_of(args).input_size
     if args.size is None:
         return fixed or default
-    if fixed and args.size != fixed:
+    if strict and fixed and args.size != fixed:
         raise AtlasError(f"--size {args.size}: {args.model} reads {fixed}x{fixed} images only (its input is fixed); "
                          "leave --size out")
     return args.size
@@ -411,7 +413,7 @@ def cmd_examples(args: argparse.Namespace) -> int:
         _start_backend(args)
         _read_model_file(args)
     args.weights = args.weights or "imagenet"
-    args.size = _size(args, 224)
+    args.size = _size(args, 224, strict=True)
     layers = parse_layers(args.layers, args.model)
     if args.size < 16:
         raise AtlasError(f"--size {args.size}: give an image side of at least 16 pixels")

@@ -313,7 +313,10 @@ def run_examples(loaded: LoadedModel, layers: list[Layer], config: ExamplesConfi
     start_time = time.monotonic()
     facts = facts or backend.device_facts()
     store = AtlasStore(out, config.model)
-    batch = batch or auto_examples_batch(layers, loaded.layers, config.size, facts)
+    if not batch:
+        batch = auto_examples_batch(layers, loaded.layers, config.size, facts)
+        if config.labels is not None and loaded.spec.head and facts.kind == "gpu":
+            batch = max(8, batch // 2)  # the votes' backward pass keeps every map for its gradient
     every = max(batch, checkpoint // batch * batch)
     fingerprint = config.fingerprint(layers, batch)
     count = len(config.images.files)

@@ -188,9 +188,14 @@ def flatten(model, path: Path | str = "the model"):
     nested = isinstance(model, keras.Sequential) or any(isinstance(layer, keras.Model) for layer in model.layers)
     if not nested:
         return model
-    if len(model.inputs) != 1:
-        raise AtlasError(f"{path}: the atlas shows networks of one image input; this one has {len(model.inputs)}")
-    source = model.inputs[0]
+    try:
+        sources = list(model.inputs or [])
+    except (AttributeError, ValueError):
+        sources = []  # a Sequential model never built on an input
+    if len(sources) != 1:
+        raise AtlasError(f"{path}: the atlas shows networks of one image input; this one has {len(sources)} (build a "
+                         "Sequential model on keras.Input((height, width, channels)) before saving it)")
+    source = sources[0]
     image = keras.Input(batch_shape=tuple(source.shape), dtype=source.dtype, name=getattr(source, "name", None))
     try:
         return keras.Model(image, _flat_call(model, image), name=model.name)
@@ -267,6 +272,8 @@ def read_head(model, config: dict) -> dict | None:
     if name not in layers:
         return None
     layer = layers[name]
+    if layer["class_name"] not in ("Dense", "Softmax", "Activation"):
+        return None  # class scores come from a Dense layer, or a softmax or sigmoid after one
     activation = layer["config"].get("activation") if layer["class_name"] != "Softmax" else "softmax"
     separate = layer["class_name"] in ("Softmax", "Activation")
     if separate:
@@ -276,7 +283,7 @@ def read_head(model, config: dict) -> dict | None:
         if len(sources) != 1:
             return None
         name = sources[0]
-    activation = activation if activation in HEAD_ACTIVATIONS else ("linear" if activation in (None,) else activation)
+    activation = activation or "linear"
     if activation not in HEAD_ACTIVATIONS:
         return None
     return {"layer": name, "unfuse": not separate and activation != "linear", "activation": activation,

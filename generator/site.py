@@ -273,8 +273,9 @@ class ModelSite:
         self.store = AtlasStore(builder.data, model)
         self.manifest = self.store.read_manifest()
         if "config_hash" not in self.manifest:
+            flag = model if self.spec.zoo else f"PATH.keras --name {model}"
             raise AtlasError(f"{self.store.paths.manifest}: the atlas has no pictures yet; run `atlas generate "
-                             f"--model {model} --out {builder.data}`")
+                             f"--model {flag} --out {builder.data}`")
         self.config_hash = self.manifest["config_hash"]
         self.layers = model_layers(model)
         self.rows = {layer.name: self.checked_rows(layer) for layer in self.layers}
