@@ -4,7 +4,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 MODEL ?= vgg16
-WEIGHTS ?= imagenet
+WEIGHTS ?=
+# A model file (MODEL=my.keras): its name in the atlas, its preprocessing where it has no Rescaling layer
+NAME ?=
+PREPROCESS ?=
+LABELS ?=
+ZOO := vgg16 vgg19 resnet50
+MODEL_ARGS = --model $(MODEL) $(if $(WEIGHTS),--weights $(WEIGHTS)) $(if $(NAME),--name $(NAME)) $(if $(PREPROCESS),--preprocess $(PREPROCESS))
 VIEWS ?= all
 DEVICE ?= auto
 IMAGES ?=
@@ -36,20 +42,21 @@ $(STAMP): pyproject.toml requirements/offline-data.txt requirements/sample-photo
 install: $(STAMP)
 
 # The full atlas: every view of every filter (a GPU run: a CPU asks for DEVICE=cpu), the original
-# method for comparison, wiring, dataset examples when IMAGES is a folder of images, then the site.
+# method for comparison, wiring, dataset examples when IMAGES is a folder of images (with LABELS, their
+# classes and the classifier's accuracy), then the site. MODEL is a zoo network or a model file.
 # With SHARDS=N, on a Slurm login node: the same through Slurm, each render a job array of N tasks whose
 # merge job writes the wiring and (last) the site; SLURM_ARGS adds atlas slurm's --partition, --time ...
 ifneq ($(SHARDS),)
 atlas: $(STAMP)
-	$(BIN)/atlas slurm generate --model $(MODEL) --weights $(WEIGHTS) --method naive --filters 0-7 --size 96 --steps 50 --device $(DEVICE) --out $(ATLAS)-naive --shards 1 --no-site --wait $(SLURM_ARGS)
-	$(BIN)/atlas slurm generate --model $(MODEL) --weights $(WEIGHTS) --views $(VIEWS) --device $(DEVICE) --out $(ATLAS) --shards $(SHARDS) $(if $(IMAGES),--no-site,--compare $(ATLAS)-naive) --wait $(SLURM_ARGS)
-	$(if $(IMAGES),$(BIN)/atlas slurm examples --model $(MODEL) --weights $(WEIGHTS) --images $(IMAGES) $(if $(IMAGES_NAME),--images-name "$(IMAGES_NAME)") --device $(DEVICE) --out $(ATLAS) --shards $(SHARDS) --compare $(ATLAS)-naive --wait $(SLURM_ARGS))
+	$(BIN)/atlas slurm generate $(MODEL_ARGS) --method naive --filters 0-7 $(if $(filter $(MODEL),$(ZOO)),--size 96) --steps 50 --device $(DEVICE) --out $(ATLAS)-naive --shards 1 --no-site --wait $(SLURM_ARGS)
+	$(BIN)/atlas slurm generate $(MODEL_ARGS) --views $(VIEWS) --device $(DEVICE) --out $(ATLAS) --shards $(SHARDS) $(if $(IMAGES),--no-site,--compare $(ATLAS)-naive) --wait $(SLURM_ARGS)
+	$(if $(IMAGES),$(BIN)/atlas slurm examples $(MODEL_ARGS) --images $(IMAGES) $(if $(LABELS),--labels $(LABELS)) $(if $(IMAGES_NAME),--images-name "$(IMAGES_NAME)") --device $(DEVICE) --out $(ATLAS) --shards $(SHARDS) --compare $(ATLAS)-naive --wait $(SLURM_ARGS))
 else
 atlas: $(STAMP)
-	$(BIN)/atlas generate --model $(MODEL) --weights $(WEIGHTS) --views $(VIEWS) --device $(DEVICE) --out $(ATLAS)
-	$(BIN)/atlas generate --model $(MODEL) --weights $(WEIGHTS) --method naive --filters 0-7 --size 96 --steps 50 --device $(DEVICE) --out $(ATLAS)-naive
-	$(BIN)/atlas wiring --model $(MODEL) --weights $(WEIGHTS) --out $(ATLAS)
-	$(if $(IMAGES),$(BIN)/atlas examples --model $(MODEL) --weights $(WEIGHTS) --images $(IMAGES) $(if $(IMAGES_NAME),--images-name "$(IMAGES_NAME)") --device $(DEVICE) --out $(ATLAS),@echo "no IMAGES: the atlas is built without dataset examples (make atlas IMAGES=/path/to/imagenet/val adds them)")
+	$(BIN)/atlas generate $(MODEL_ARGS) --views $(VIEWS) --device $(DEVICE) --out $(ATLAS)
+	$(BIN)/atlas generate $(MODEL_ARGS) --method naive --filters 0-7 $(if $(filter $(MODEL),$(ZOO)),--size 96) --steps 50 --device $(DEVICE) --out $(ATLAS)-naive
+	$(BIN)/atlas wiring $(MODEL_ARGS) --out $(ATLAS)
+	$(if $(IMAGES),$(BIN)/atlas examples $(MODEL_ARGS) --images $(IMAGES) $(if $(LABELS),--labels $(LABELS)) $(if $(IMAGES_NAME),--images-name "$(IMAGES_NAME)") --device $(DEVICE) --out $(ATLAS),@echo "no IMAGES: the atlas is built without dataset examples (make atlas IMAGES=/path/to/imagenet/val adds them)")
 	$(BIN)/atlas site --data $(ATLAS) --compare $(ATLAS)-naive --out site_src
 	$(MKDOCS) build --strict
 endif
@@ -108,6 +115,8 @@ gpu-wheels: $(STAMP)
 layer-tables: $(STAMP)
 	$(BIN)/python -m generator.layers
 
+# Generated model folders of users' networks carry a .gitignore marker written by `atlas site`.
 clean:
 	rm -rf site site_src/vgg16 site_src/vgg19 site_src/resnet50 site_src/.atlas-new site_src/method.md \
 	  site_src/_models.md $(PREVIEW) $(PREVIEW)-naive $(SAMPLE) .pytest_cache
+	for d in site_src/*/; do grep -qs '^# written by atlas site' "$$d.gitignore" && rm -rf "$$d"; done; true

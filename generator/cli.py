@@ -84,9 +84,29 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(EXIT_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def _model_args(parser: argparse.ArgumentParser, weights_default: str = "imagenet") -> None:
-    parser.add_argument("--model", default="vgg16", choices=tuple(MODELS))
-    parser.add_argument("--weights", default=weights_default, help="imagenet | hed-bsds500 (vgg16) | random | PATH.h5")
+def _model(text: str) -> str:
+    """A network of the zoo, or the path of a user's model file (read once the backend is up)."""
+    from generator.modelfile import is_model_path
+
+    if text in MODELS or is_model_path(text):
+        return text
+    raise argparse.ArgumentTypeError(f"invalid choice: {text!r} (choose from {', '.join(MODELS)}, or give the path "
+                                     "of a .keras / .h5 model file)")
+
+
+def _model_file_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--name", default=None, help="a model file's name in the atlas and its URLs (default: its file stem)")
+    parser.add_argument("--preprocess", default=None,
+                        help="a model file without a Rescaling layer: caffe | tf | torch | none | scale=A,offset=B")
+    parser.add_argument("--custom-objects", default=None, metavar="FILE.py",
+                        help="a Python file defining the model file's custom layers")
+
+
+def _model_args(parser: argparse.ArgumentParser, weights_default: str | None = None) -> None:
+    parser.add_argument("--model", default="vgg16", type=_model, help="vgg16 | vgg19 | resnet50 | PATH.keras | PATH.h5")
+    parser.add_argument("--weights", default=weights_default,
+                        help="imagenet (default) | hed-bsds500 (vgg16) | random | PATH.h5; a model file: its own")
+    _model_file_args(parser)
 
 
 def _device_args(parser: argparse.ArgumentParser) -> None:
@@ -104,16 +124,17 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     layers = sub.add_parser("layers", help="list the visualizable layers of a model")
-    layers.add_argument("--model", default="vgg16", choices=tuple(MODELS))
+    layers.add_argument("--model", default="vgg16", type=_model, help="vgg16 | vgg19 | resnet50 | PATH.keras | PATH.h5")
     layers.add_argument("--weights", default=None, help="also load these weights (checks them)")
-    layers.add_argument("--size", type=_positive_int, default=128, help="input side for the map sizes")
+    _model_file_args(layers)
+    layers.add_argument("--size", type=_positive_int, default=None, help="input side for the map sizes (default 128)")
 
     gen = sub.add_parser("generate", help="render filter visualizations into the atlas folder")
     _model_args(gen)
     gen.add_argument("--layers", default="all", help="all, or block3_conv3,block5_conv1")
     gen.add_argument("--filters", default="all", help="all, 0-15 or 3,7 (per layer)")
     gen.add_argument("--views", default="channel", help="channel,neuron,negative,diversity or all")
-    gen.add_argument("--size", type=_positive_int, default=128)
+    gen.add_argument("--size", type=_positive_int, default=None, help="default 128 (a model file of a fixed input: its side)")
     gen.add_argument("--steps", type=_positive_int, default=256)
     gen.add_argument("--lr", type=_positive_float, default=None, help="default: lucid 0.05, naive 10")
     gen.add_argument("--method", default="lucid", choices=("lucid", "naive"))
@@ -129,11 +150,16 @@ def build_parser() -> argparse.ArgumentParser:
     _model_args(ex)
     ex.add_argument("--layers", default="all")
     ex.add_argument("--top", type=_positive_int, default=16, help="examples kept per filter, each way")
-    ex.add_argument("--size", type=_positive_int, default=224, help="images are resized and centre-cropped to this")
+    ex.add_argument("--size", type=_positive_int, default=None,
+                    help="images are resized and centre-cropped to this (default 224; a fixed input: its side)")
     _device_args(ex)
     ex.add_argument("--checkpoint", type=_positive_int, default=1024, help="images between checkpoints of the pass")
     ex.add_argument("--images-name", default=None, help="the image set's name, shown beside its crops")
     ex.add_argument("--images-license", default=None, help="its licence, shown beside its crops")
+    ex.add_argument("--labels", default=None, metavar="folders|FILE",
+                    help="each image's class: its subfolder, or a CSV of path,label (or ImageNet's LOC_val_solution.csv / val.txt)")
+    ex.add_argument("--classes", default=None, metavar="FILE|imagenet",
+                    help="the class names of the model's outputs in order, one a line (default: sorted labels)")
     ex.add_argument("--out", default="atlas")
     ex.add_argument("--force", action="store_true",
                     help="replace examples made from another image set or size, or an atlas of other weights")
@@ -157,8 +183,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="speed, quality, examples, GPU and site-build benchmarks")
     bench.add_argument("what", choices=("speed", "quality", "site", "layers", "examples", "gpu", "shards"))
-    bench.add_argument("--model", default="vgg16", choices=tuple(MODELS))
-    bench.add_argument("--weights", default=None, help="default: hed-bsds500 for vgg16, random otherwise")
+    bench.add_argument("--model", default="vgg16", type=_model, help="vgg16 | vgg19 | resnet50 | PATH.keras (layers, quality, examples)")
+    bench.add_argument("--weights", default=None, help="default: hed-bsds500 for vgg16, random otherwise, a model file's own")
+    _model_file_args(bench)
     bench.add_argument("--backend", default=None, choices=("tensorflow", "jax"))
     bench.add_argument("--size", type=_positive_int, default=None)
     bench.add_argument("--steps", type=_positive_int, default=None)
@@ -172,6 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="quality: run naive at the original script's 96 px, 50 steps")
     bench.add_argument("--precision", default=None, choices=("float32", "mixed_float16", "mixed_bfloat16"))
     bench.add_argument("--images", default=None, help="examples: a folder of images (default: sample-images tiles)")
+    bench.add_argument("--labels", default=None, help="examples: folders or FILE, to time the labelled pass too")
     bench.add_argument("--reduced", action="store_true", help="gpu: a minutes-long smoke run (CI, CPU)")
     bench.add_argument("--keep", default=None, metavar="DIR",
                        help="site: keep the synthetic atlas in DIR and reuse it next time (writing it is most of the ResNet50 run)")
@@ -205,7 +233,17 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_layers(args: argparse.Namespace) -> int:
     from generator.layers import model_layers
 
+    notes: list[str] = []
+    weights = args.weights
+    if _model_file_checks(args):
+        from generator import backend
+
+        backend.select(None)
+        spec = _read_model_file(args, notes)
+        args.weights = weights  # its own weights are read with the file; others only when asked
+        print(_model_file_line(spec))
     layers = model_layers(args.model)
+    size = args.size or model_spec_of(args).input_size or 128
     if args.weights:
         _check_weights(args.weights, args.model)
         from generator import backend
@@ -215,28 +253,98 @@ def cmd_layers(args: argparse.Namespace) -> int:
 
         loaded = load_model(args.model, args.weights)
         print(f"weights: {loaded.weights} sha256 {loaded.weights_sha256[:16]}")
-    rows = [("group", "layer", "filters", "receptive field", f"map at {args.size}px", "pre-activation")]
+    rows = [("group", "layer", "filters", "receptive field", f"map at {size}px", "pre-activation")]
     for layer in layers:
-        side = layer.output_size(args.size)
-        tap = "conv before its ReLU" if layer.fused else f"{layer.tap}"
+        side = layer.output_size(size)
+        tap = "conv before its ReLU" if layer.fused else ("conv output (no activation)" if layer.activation == "linear"
+                                                          else f"{layer.tap}")
         rows.append((layer.group, layer.name, str(layer.filters), f"{layer.receptive_field} px", f"{side}x{side}", tap))
     total = sum(layer.filters for layer in layers)
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+    for note in notes:
+        print(f"not shown: {note}")
     print(f"total: {len(layers)} layers, {total:,} filters")
     return 0
+
+
+def model_spec_of(args: argparse.Namespace):
+    from generator.zoo import model_spec
+
+    return model_spec(args.model)
+
+
+def _model_file_checks(args: argparse.Namespace) -> bool:
+    """What can be told of ``--model`` and its flags before any library is imported; True when it
+    names a user's model file."""
+    from generator.inputs import parse_preprocessing
+    from generator.modelfile import check_path, is_model_path, model_name
+
+    if not is_model_path(args.model):
+        for flag, value in (("--name", args.name), ("--preprocess", args.preprocess),
+                            ("--custom-objects", args.custom_objects)):
+            if value is not None:
+                raise AtlasError(f"{flag} is for a model file (--model PATH.keras); {args.model} is the atlas's own "
+                                 "network")
+        return False
+    check_path(args.model)
+    model_name(args.model, args.name)
+    if getattr(args, "shard", None) is not None or getattr(args, "shards", None):
+        raise AtlasError(f"--model {args.model}: shards (--shard, atlas slurm) run on the zoo's networks only, since "
+                         "atlas merge cannot reopen a model file yet; run it whole (--devices uses all this machine's GPUs)")
+    if args.preprocess is not None:
+        parse_preprocessing(args.preprocess)  # its spelling; grayscale is checked once the file is read
+    return True
+
+
+def _read_model_file(args: argparse.Namespace, notes: list[str] | None = None):
+    """Read the model file (the backend is up); the rest of the command knows it by its name."""
+    from generator.modelfile import read_model_file
+
+    spec, _, found = read_model_file(args.model, args.name, args.preprocess, args.custom_objects)
+    args.model_file, args.model = args.model, spec.name
+    if args.weights is None:
+        args.weights = spec.source["file"]
+    if notes is None:
+        for note in found:
+            print(f"note: {note}", file=sys.stderr)
+    else:
+        notes.extend(found)
+    return spec
+
+
+def _model_file_line(spec) -> str:
+    size = f"{spec.input_size}x{spec.input_size}" if spec.input_size else "any size"
+    head = f"a classifier of {spec.head['classes']} classes" if spec.head else "no classifier"
+    return (f"{spec.name}: {spec.source['file']} (sha256 {spec.source['sha256'][:16]}), input {size} "
+            f"{'grayscale' if spec.channels == 1 else 'RGB'}, preprocessing {spec.preprocessing.key} "
+            f"({spec.source['preprocessing_from']}), {head}")
+
+
+def _size(args: argparse.Namespace, default: int, strict: bool = False) -> int:
+    """``--size``, or its default (a network whose input is fixed: its side); ``strict``: a network
+    whose input is fixed reads its own side only (its classifier needs it)."""
+    fixed = model_spec_of(args).input_size
+    if args.size is None:
+        return fixed or default
+    if strict and fixed and args.size != fixed:
+        raise AtlasError(f"--size {args.size}: {args.model} reads {fixed}x{fixed} images only (its input is fixed); "
+                         "leave --size out")
+    return args.size
 
 
 def _check_weights(weights: str, model: str) -> None:
     """What can be told of a weight source without loading anything."""
     from generator.weights import HED_MODELS, SOURCES
 
+    if not model_spec_of(argparse.Namespace(model=model)).zoo:
+        return  # a model file's weights are checked as they load
     if weights in SOURCES:
         if weights == "hed-bsds500" and model not in HED_MODELS:
             raise AtlasError(f"--weights hed-bsds500 is a VGG16 backbone, not {model}; use imagenet, random or a path")
         return
-    if not weights.endswith(".h5"):
+    if not weights.endswith((".h5", ".keras")):
         raise AtlasError(f"--weights {weights!r}: not a weight source; use {', '.join(SOURCES)} or the path of a "
                          ".h5 / .weights.h5 file")
     if not os.path.isfile(weights):
@@ -256,12 +364,15 @@ def _start_backend(args: argparse.Namespace):
     """Import the backend (the slow part) and say which device and precision this run uses."""
     from generator import backend
 
+    if getattr(args, "started", None):
+        return args.started  # a model file's command starts it first, to read the file
     chosen = backend.select(args.backend, args.device)
     devices = backend.compute_devices(getattr(args, "devices", None))
     facts = devices[0].facts
     precision = backend.resolve_precision(args.precision, facts)
     print(f"{chosen} on {backend.describe_devices(devices)}, {precision}", file=sys.stderr)
-    return chosen, facts, precision, devices
+    args.started = chosen, facts, precision, devices
+    return args.started
 
 
 def _generate_job(args: argparse.Namespace):
@@ -271,14 +382,23 @@ def _generate_job(args: argparse.Namespace):
     from generator.store import weights_name
     from generator.views import parse_views
 
+    if _model_file_checks(args):
+        _check_out(args.out)
+        _start_backend(args)
+        _read_model_file(args)
+    args.weights = args.weights or "imagenet"
+    args.size = _size(args, 128)
     layers = parse_layers(args.layers, args.model)
-    work = [(layer, parse_filters(args.filters, layer)) for layer in layers]
+    work = [(layer, parse_filters(args.filters, layer, clip=len(layers) > 1)) for layer in layers]
+    if not any(filters for _, filters in work):
+        parse_filters(args.filters, layers[0])  # none of the layers has these filters: say so for the first
+    work = [(layer, filters) for layer, filters in work if filters]
     views = parse_views(args.views)
     if args.method == "naive" and [v.name for v in views] != ["channel"]:
         raise AtlasError(f"--views {args.views}: the naive method renders the channel view only")
     config = RenderConfig(
         model=args.model, weights=weights_name(str(args.weights)), method=args.method, size=args.size, steps=args.steps,
-        lr=args.lr or DEFAULT_LR[args.method], seed=args.seed,
+        lr=args.lr or DEFAULT_LR[args.method], seed=args.seed, preprocessing=_preprocessing_key(args),
     )
     for layer, _ in work:
         config.check_layer(layer)
@@ -329,6 +449,12 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _preprocessing_key(args: argparse.Namespace) -> str:
+    """A model file's preprocessing, part of the config hash (the zoo's networks: implied by the name)."""
+    spec = model_spec_of(args)
+    return "" if spec.zoo else spec.preprocessing.key
+
+
 def _cpu_hours(work, views, config) -> float:
     pictures = sum(len(filters) * sum(v.images for v in views) for _, filters in work)
     flop = sum(3 * layer.forward_flop(config.size) * len(filters) * sum(v.images for v in views)
@@ -339,28 +465,41 @@ def _cpu_hours(work, views, config) -> float:
 def _examples_job(args: argparse.Namespace):
     """What ``atlas examples`` would read, checked: (layers, image set)."""
     from generator.imagesets import list_images
+    from generator.labels import check_labels_arg, read_labels
     from generator.selection import parse_layers
 
+    check_labels_arg(args.labels, args.classes)
+    if _model_file_checks(args):
+        list_images(args.images)
+        _check_out(args.out)
+        _start_backend(args)
+        _read_model_file(args)
+    args.weights = args.weights or "imagenet"
+    args.size = _size(args, 224, strict=True)
     layers = parse_layers(args.layers, args.model)
     if args.size < 16:
         raise AtlasError(f"--size {args.size}: give an image side of at least 16 pixels")
     images = list_images(args.images)
+    labels = read_labels(args.labels, images, model_spec_of(args), args.classes) if args.labels else None
+    if labels is not None and (getattr(args, "shard", None) or getattr(args, "shards", None)):
+        raise AtlasError("--labels with shards: the class votes and predictions are not merged across shards yet; "
+                         "run this labelled pass on one machine (--devices uses all its GPUs)")
     _check_weights(args.weights, args.model)
     _check_out(args.out)
-    return layers, images
+    return layers, images, labels
 
 
 def cmd_examples(args: argparse.Namespace) -> int:
     from generator.examples import ExamplesConfig, run_examples
 
-    layers, images = _examples_job(args)
+    layers, images, labels = _examples_job(args)
     chosen, facts, precision, devices = _start_backend(args)
     from generator.models import load_model
 
     loaded = load_model(args.model, args.weights)
     config = ExamplesConfig(model=args.model, weights_sha256=loaded.weights_sha256, size=args.size, top=args.top,
                             images=images, name=args.images_name, license=args.images_license,
-                            precision=precision, backend=chosen)
+                            precision=precision, backend=chosen, labels=labels)
     summary = run_examples(loaded, layers, config, args.out, batch=args.batch, force=args.force,
                            checkpoint=args.checkpoint, shard=args.shard, devices=devices)
     print(summary.line())
@@ -421,7 +560,7 @@ def cmd_slurm(args: argparse.Namespace) -> int:
         work, _, _ = _generate_job(args)
         units, what = shards.generate_units(work), "filters"
     else:
-        _, images = _examples_job(args)
+        _, images, _ = _examples_job(args)
         units, what = shards.examples_units(len(images.files)), f"runs of {shards.EXAMPLES_GRAIN} images"
     if args.shards > units:
         raise AtlasError(f"--shards {args.shards}: this job is only {units} {what}; give --shards {units} or fewer")
@@ -437,7 +576,10 @@ def cmd_slurm(args: argparse.Namespace) -> int:
 
 
 def cmd_wiring(args: argparse.Namespace) -> int:
-    _check_weights(args.weights, args.model)
+    user = _model_file_checks(args)
+    args.weights = args.weights or ("imagenet" if not user else None)
+    if not user:
+        _check_weights(args.weights, args.model)
     _check_out(args.out)
     from generator import backend
 
@@ -445,8 +587,13 @@ def cmd_wiring(args: argparse.Namespace) -> int:
     from generator.models import load_model
     from generator.wiring import write_wiring
 
+    if user:
+        _read_model_file(args)
     loaded = load_model(args.model, args.weights)
-    count = write_wiring(loaded, args.out, force=args.force)
+    notes: list[str] = []
+    count = write_wiring(loaded, args.out, force=args.force, notes=notes)
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
     print(f"wiring of {count} layers written to {args.out}/{args.model}")
     return 0
 
@@ -470,6 +617,15 @@ def cmd_site(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from generator import bench
+
+    if _model_file_checks(args):
+        if args.what not in ("layers", "quality", "examples"):
+            raise AtlasError(f"atlas bench {args.what} runs on the atlas's own networks; a model file works with "
+                             "bench layers, quality and examples")
+        from generator import backend
+
+        backend.select(args.backend)
+        _read_model_file(args)
 
     return bench.main(args)
 

@@ -1,7 +1,8 @@
 """The render configuration: one frozen object, hashed to tell whose output a file is.
 
 The hash covers everything that changes a picture (network weights, method, size, steps, learning
-rate, seed, precision, backend, the method's tuned constants), and nothing that does not (which
+rate, seed, precision, backend, the method's tuned constants, and for a user's network the
+preprocessing its pictures go through), and nothing that does not (which
 layers, filters or views, batch size, output folder): so a resumed or extended run reuses what is on
 disk, and a run with other settings never mixes its files with these.
 """
@@ -72,6 +73,9 @@ class RenderConfig:
     contrast_field: int = 7
     method_version: str = METHOD_VERSION
     loss_scale: float = field(default=256.0)
+    # a user's network: how pictures become its input (inputs.Preprocessing.key); empty for the zoo's
+    # networks, whose name fixes it (so their hashes are what they were before users' networks came)
+    preprocessing: str = ""
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -95,6 +99,8 @@ class RenderConfig:
         """Stable 16-hex-digit id of the settings that shape the pictures."""
         picture = self.to_dict()
         picture.pop("weights")  # the sha256 names the weights; the source name does not change them
+        if not picture["preprocessing"]:
+            picture.pop("preprocessing")
         text = json.dumps(picture, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 

@@ -14,6 +14,10 @@ that is not used is named with the reason. The finished pass is saved too, befor
 where it reaches past the image, grey), written a chunk of filters at a time with a bounded cache of
 decoded images; a failure while writing (a full disk) does not redo the pass. The manifest records the
 image set, and every file skipped with its reason.
+
+With ``--labels`` the same pass also counts each class, and for a network with a classifier records each
+image's top predictions and each filter's votes for the classes (``generator.classes``): every filter's
+``examples.json`` gains ``classes``, its entries a ``label``, and the model ``accuracy.json``.
 """
 
 from __future__ import annotations
@@ -31,10 +35,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from generator import backend, inputs
+from generator import backend, classes, inputs
 from generator.errors import AtlasError
 from generator.imagesets import SKIP_REASONS, UNREADABLE_FOLDER, ImageSet, decode_image, display_name, load_image
 from generator.interrupt import StopFlag
+from generator.labels import LabelSet
 from generator.layers import Layer
 from generator.models import LoadedModel
 from generator.progress import Progress
@@ -62,6 +67,7 @@ class ExamplesConfig:
     license: str | None = None
     precision: str = "float32"
     backend: str = "tensorflow"
+    labels: LabelSet | None = None  # each image's class (--labels)
 
     def image_set(self, skips: list[tuple[int, str]] | None = None) -> dict:
         """What the manifest says of the image set; with ``skips`` (image index, reason), every file
@@ -75,9 +81,12 @@ class ExamplesConfig:
 
     def fingerprint(self, layers: list[Layer], batch: int) -> dict:
         """Everything a checkpoint must share with this run to be resumed by it."""
-        return {"version": STATE_VERSION, "model": self.model, "weights_sha256": self.weights_sha256,
-                "list_sha256": self.images.sha256, "size": self.size, "top": self.top, "batch": batch,
-                "layers": [layer.name for layer in layers], "precision": self.precision, "backend": self.backend}
+        out = {"version": STATE_VERSION, "model": self.model, "weights_sha256": self.weights_sha256,
+               "list_sha256": self.images.sha256, "size": self.size, "top": self.top, "batch": batch,
+               "layers": [layer.name for layer in layers], "precision": self.precision, "backend": self.backend}
+        if self.labels is not None:
+            out["labels_sha256"] = self.labels.sha256
+        return out
 
 
 def skipped_files(images: ImageSet, skips: list[tuple[int, str]]) -> list[dict]:
@@ -141,9 +150,17 @@ class Tracker:
     """Running top-k / bottom-k and histograms of every filter of ``layers``, updated per batch."""
 
     def __init__(self, loaded: LoadedModel, layers: list[Layer], top: int, precision: str, mode: str,
+                 labels: LabelSet | None = None, batch: int = 0, count: int = 0,
                  device: backend.Device | None = None) -> None:
         self.layers, self.k, self.mode, self.device = layers, top, mode, device
-        self.net = loaded.tap_net(layers, precision)
+        self.labels = labels  # with labels: the class counts; with a classifier too: predictions and votes
+        self.classify = labels is not None and loaded.spec.head is not None
+        self.count = count
+        if self.classify:
+            self.net = classes.ClassNet(loaded, layers, precision, batch)
+            self._value_and_grad = backend.value_and_grad(self._class_logit)
+        else:
+            self.net = loaded.tap_net(layers, precision)
         self.variables = backend.place(self.net.variables, device)  # on its device once
         self._update = backend.compile_fn(self._update_fn)
 
@@ -158,7 +175,26 @@ class Tracker:
                 "bot_pos": np.zeros((self.k, c), np.int32),
                 "hist": np.zeros((c, HIST_BINS), np.int32),
             })
+            if self.classify:
+                state[-1]["votes"] = np.zeros((len(self.labels.classes), c), np.float32)
+        if self.labels is not None:
+            state.append({"count": np.zeros((len(self.labels.classes),), np.int32)})
+            if self.classify:
+                state[-1]["pred"] = np.full((self.count + self.batch_rows, classes.PREDICTIONS), -1, np.int32)
         return state
+
+    @property
+    def batch_rows(self) -> int:
+        return self.net.shapes[0][0] if self.classify else 0
+
+    def _class_logit(self, offsets, x, labels, variables):
+        """The sum over the batch of each labelled image's own class logit (and the maps and logits)."""
+        from keras import ops
+
+        maps, logits = self.net(x, offsets, variables)
+        known = labels >= 0
+        picked = ops.take_along_axis(logits, ops.expand_dims(ops.where(known, labels, 0), 1), axis=1)[:, 0]
+        return ops.sum(ops.where(known, picked, 0.0)), (maps, logits)
 
     def _merge(self, values, images, positions, new_values, new_images, new_positions):
         """Keep the k largest of the running entries and a batch's; ties go to the lower image index
@@ -172,14 +208,26 @@ class Tracker:
         pick = lambda a: ops.transpose(ops.take_along_axis(a, index, axis=1))  # noqa: E731
         return ops.transpose(kept), pick(all_images), pick(all_positions)
 
-    def _update_fn(self, state, images, valid, first, variables):
+    def _update_fn(self, state, images, valid, first, labels, variables):
         from keras import ops
 
         x = inputs.from_rgb(ops.cast(images, "float32") / 255.0, self.mode)
-        maps = self.net(x, variables)
+        if self.classify:
+            _, (maps, logits), grads = self._value_and_grad(self.net.zero_offsets(), x, labels, variables)
+        else:
+            maps = self.net(x, variables)
         ids = first + ops.arange(images.shape[0], dtype="int32")
         out = []
-        for s, m in zip(state, maps):
+        if self.labels is not None:
+            known = ops.logical_and(valid, labels >= 0)
+            onehot = ops.one_hot(ops.where(known, labels, 0), len(self.labels.classes)) * ops.cast(known, "float32")[:, None]
+            extra = {"count": state[-1]["count"] + ops.cast(ops.sum(onehot, axis=0), "int32")}
+            if self.classify:
+                _, top = ops.top_k(logits, min(classes.PREDICTIONS, logits.shape[1]))
+                top = ops.pad(ops.cast(top, "int32"), [[0, 0], [0, classes.PREDICTIONS - top.shape[1]]], constant_values=-1)
+                top = ops.where(valid[:, None], top, -1)  # an unreadable image has no prediction
+                extra["pred"] = ops.slice_update(state[-1]["pred"], (first, 0), top)
+        for i, (s, m) in enumerate(zip(state, maps)):
             b, h, w, c = m.shape
             flat = ops.reshape(m, (b, h * w, c))
             keep = valid[:, None]
@@ -196,6 +244,10 @@ class Tracker:
             out.append({"top_val": top[0], "top_img": top[1], "top_pos": top[2],
                         "bot_val": bot[0], "bot_img": bot[1], "bot_pos": bot[2],
                         "hist": s["hist"] + ops.cast(counts, "int32")})
+            if self.classify:  # each image's gradient row added to its class's row
+                out[-1]["votes"] = s["votes"] + ops.matmul(ops.transpose(onehot), grads[i])
+        if self.labels is not None:
+            out.append(extra)
         return out
 
     def update(self, state, images: np.ndarray, valid: np.ndarray, first: int):
@@ -203,8 +255,12 @@ class Tracker:
         next batch is decoded, and another device can take it)."""
         from keras import ops
 
+        labels = np.full((images.shape[0],), -1, np.int32)
+        if self.labels is not None:
+            chunk = self.labels.array[first:first + images.shape[0]]
+            labels[:len(chunk)] = chunk
         args = backend.place((state, ops.convert_to_tensor(images), ops.convert_to_tensor(valid),
-                              ops.convert_to_tensor(np.int32(first))), self.device)
+                              ops.convert_to_tensor(np.int32(first)), ops.convert_to_tensor(labels)), self.device)
         with backend.on(self.device):
             return self._update(*args, self.variables)
 
@@ -219,11 +275,20 @@ def merge_tracker_states(states: list[list[dict]]) -> list[dict]:
     """One tracker state from several taken over disjoint images (shards, devices), image indices
     counted in the whole set: per filter the ``k`` best entries of them all by value, descending, ties to
     the lower image index (the order one uninterrupted pass keeps, so the merge equals it), and the
-    histograms summed."""
+    histograms, class votes and class counts summed; each image's predictions are in one part only
+    (the others hold -1 there)."""
     merged = []
     for parts in zip(*states):
+        if "top_val" not in parts[0]:  # the class entry after the layers (a labelled pass)
+            out = {"count": np.sum([p["count"] for p in parts], axis=0).astype(np.int32)}
+            if "pred" in parts[0]:
+                out["pred"] = np.max([p["pred"] for p in parts], axis=0).astype(np.int32)
+            merged.append(out)
+            continue
         k = parts[0]["top_val"].shape[0]
         out = {"hist": np.sum([p["hist"] for p in parts], axis=0).astype(np.int32)}
+        if "votes" in parts[0]:
+            out["votes"] = np.sum([p["votes"] for p in parts], axis=0, dtype=np.float32)
         for side in ("top", "bot"):
             values = np.concatenate([np.asarray(p[f"{side}_val"], np.float32) for p in parts])  # (parts x k, C)
             images = np.concatenate([np.asarray(p[f"{side}_img"], np.int32) for p in parts])
@@ -300,8 +365,9 @@ def _load_state(store: AtlasStore, config: ExamplesConfig, layers: list[Layer], 
             new = config.fingerprint(layers, old.get("batch", batch) if auto else batch)
             if old != new:
                 return None, _not_used(path, meta.get("position", 0), old, new)
-            state = [{key: data[f"{i}:{key}"] for key in ("top_val", "top_img", "top_pos", "bot_val", "bot_img",
-                                                           "bot_pos", "hist")} for i in range(len(layers))]
+            parts = len(layers) + ("labels_sha256" in new)  # the class counts come after the layers
+            state = [{key.split(":", 1)[1]: data[key] for key in data.files if key.startswith(f"{i}:")}
+                     for i in range(parts)]
             skips = [(int(i), str(reason)) for i, reason in meta["skipped"]]
             position = int(meta["position"])
     except (OSError, ValueError, KeyError, TypeError, AttributeError, EOFError, zipfile.BadZipFile) as exc:
@@ -345,6 +411,7 @@ def _check_atlas(store: AtlasStore, loaded: LoadedModel, config: ExamplesConfig,
         if store.paths.examples_state.exists():
             _say(f"{store.paths.examples_state}: the checkpoint of the other image set is removed (--force)")
             store.paths.examples_state.unlink()
+        store.paths.accuracy_json.unlink(missing_ok=True)
         manifest.pop("examples", None)
         atomic_write_json(store.paths.manifest, manifest)
 
@@ -367,7 +434,10 @@ def run_examples(loaded: LoadedModel, layers: list[Layer], config: ExamplesConfi
     else:
         job = ExamplesJob(config, tuple(layers), shard.count, weights=loaded.weights)
         store, config = ShardStore(out, config.model, job, shard), job.share(shard.index)
-    batch = batch or auto_examples_batch(layers, loaded.layers, config.size, facts)
+    if not batch:
+        batch = auto_examples_batch(layers, loaded.layers, config.size, facts)
+        if config.labels is not None and loaded.spec.head and facts.kind == "gpu":
+            batch = max(8, batch // 2)  # the votes' backward pass keeps every map for its gradient
     count = len(config.images.files)
     summary = ExamplesSummary(count, 0, len(layers), sum(layer.filters for layer in layers), 0.0,
                               out=f"{out}/{config.model}")
@@ -379,18 +449,18 @@ def run_examples(loaded: LoadedModel, layers: list[Layer], config: ExamplesConfi
         if finished:  # this shard's part was done before: nothing to redo
             summary.resumed_at, summary.done_before = count, True
             return summary
-        # one tracker a device; batch i goes to device i mod n, and the devices' states are merged (at
-        # every checkpoint and at the end) by value, then image: the one-device result, byte for byte
-        trackers = [Tracker(loaded, layers, config.top, config.precision, loaded.spec.preprocessing, device)
-                    for device in devices or [None]]
-        tracker = trackers[0]
         resumed, note = _load_state(store, config, layers, batch, auto)
         if note:
             _say(note)
-        state, position, skips = tracker.initial_state(), 0, []
+        state, position, skips = None, 0, []
         if resumed:
             state, position, skips, batch = resumed
-        states = [state] + [t.initial_state() for t in trackers[1:]]
+        # one tracker a device; batch i goes to device i mod n, and the devices' states are merged (at
+        # every checkpoint and at the end) by value, then image: the one-device result, byte for byte
+        trackers = [Tracker(loaded, layers, config.top, config.precision, loaded.spec.preprocessing, config.labels,
+                            batch, count, device) for device in devices or [None]]
+        tracker = trackers[0]
+        states = [state or tracker.initial_state()] + [t.initial_state() for t in trackers[1:]]
         every = max(batch, checkpoint // batch * batch)
         fingerprint = config.fingerprint(layers, batch)
         summary.resumed_at = position
@@ -429,24 +499,44 @@ def run_examples(loaded: LoadedModel, layers: list[Layer], config: ExamplesConfi
             else:
                 if summary.resumed_at < count:  # saved before the files: a failure there (a full disk) keeps the pass
                     _save_state(store, state, fingerprint, position, skips)
-                write_examples(store, loaded, layers, state, config, skips, pool)
+                write_examples(store, loaded, layers, state, config, skips, pool, tracker.classify)
         store.paths.examples_state.unlink(missing_ok=True)
     summary.seconds = time.monotonic() - start_time
     return summary
 
 
 def write_examples(store: AtlasStore, loaded: LoadedModel, layers: list[Layer], state: list[dict],
-                   config: ExamplesConfig, skips: list[tuple[int, str]], pool: ThreadPoolExecutor) -> None:
+                   config: ExamplesConfig, skips: list[tuple[int, str]], pool: ThreadPoolExecutor,
+                   classify: bool = False) -> None:
     """The end of a pass over the whole image set (or of ``atlas merge``): every filter's examples
-    and sprite, then the manifest."""
-    _write_examples(store, layers, state, config, pool)
-    store.write_manifest(None, loaded, extra={"examples": {
+    and sprite, the class evidence and ``accuracy.json`` where there are labels, then the manifest."""
+    evidence = _class_evidence(store, layers, state, config, classify)
+    _write_examples(store, layers, state, config, pool, evidence, loaded.spec.preprocessing)
+    if not classify:
+        store.paths.accuracy_json.unlink(missing_ok=True)  # of an earlier pass: its examples are replaced
+    labels = config.labels.summary() if config.labels is not None else None
+    store.write_manifest(None, loaded, extra={"labels": labels, "examples": {
         "images": config.image_set(skips), "top": config.top,
         "layers": sorted(set(_manifest_layers(store)) | {layer.name for layer in layers},
                          key=lambda name: [x.name for x in loaded.layers].index(name)),
         "precision": config.precision, "backend": config.backend,
         "of": "the spatial maximum (top) and minimum (bottom) of each filter's map before its activation",
     }})
+
+
+def _class_evidence(store: AtlasStore, layers: list[Layer], state: list[dict], config: ExamplesConfig,
+                    classify: bool) -> classes.ClassEvidence | None:
+    """The class counts and votes of the pass, and ``accuracy.json`` for a network with a classifier."""
+    if config.labels is None:
+        return None
+    extra = state[len(layers)]
+    votes = {layer.name: s["votes"] for layer, s in zip(layers, state) if "votes" in s}
+    if classify:
+        predictions = extra["pred"][: len(config.images.files)]
+        valid = predictions[:, 0] >= 0  # unreadable images got no prediction
+        atomic_write_json(store.paths.accuracy_json, classes.accuracy(config.labels, predictions, valid, config.model),
+                          indent=None)
+    return classes.ClassEvidence(config.labels, extra["count"], votes)
 
 
 def _manifest_layers(store: AtlasStore) -> list[str]:
@@ -522,7 +612,8 @@ def _filter_chunks(images_of: list[set[int]], capacity: int):
 
 
 def _write_examples(store: AtlasStore, layers: list[Layer], state: list[dict], config: ExamplesConfig,
-                    pool: ThreadPoolExecutor) -> None:
+                    pool: ThreadPoolExecutor, evidence: classes.ClassEvidence | None = None,
+                    mode: object = "caffe") -> None:
     capacity = max(2 * config.top, IMAGE_CACHE_BYTES // (config.size * config.size * 3))
     cache = _DecodedImages(config, pool, capacity)
     for layer, s in zip(layers, state):
@@ -532,12 +623,14 @@ def _write_examples(store: AtlasStore, layers: list[Layer], state: list[dict], c
         images_of = [{e[1] for e in tops[f] + bots[f]} for f in range(layer.filters)]
         for chunk, needed in _filter_chunks(images_of, capacity):
             decoded = cache.fetch(needed)
-            write = functools.partial(_write_filter, store, layer, config, decoded, tops, bots, s["hist"])
+            if inputs.resolve(mode).channels == 1:  # a grayscale network's crops as it sees them
+                decoded = {i: None if image is None else inputs.as_seen(image, mode) for i, image in decoded.items()}
+            write = functools.partial(_write_filter, store, layer, config, decoded, tops, bots, s["hist"], evidence)
             list(pool.map(write, chunk))  # image encoding releases the GIL: one filter per thread
 
 
 def _write_filter(store: AtlasStore, layer: Layer, config: ExamplesConfig, decoded: dict, tops: list, bots: list,
-                  hist: np.ndarray, f: int) -> None:
+                  hist: np.ndarray, evidence: classes.ClassEvidence | None, f: int) -> None:
     """One filter's sprite (top row, then bottom row) and its ``examples.json``."""
     from PIL import Image
 
@@ -560,6 +653,11 @@ def _write_filter(store: AtlasStore, layer: Layer, config: ExamplesConfig, decod
         "sprite": {"file": store.paths.examples_sprite(layer.name, f).name, "cell": CELL,
                    "rows": ["top", "bottom"], "columns": k},
     }
+    if evidence is not None:
+        for entries, kind in ((tops[f], "top"), (bots[f], "bottom")):
+            for entry, (_, image, _, _) in zip(record[kind], entries):
+                entry["label"] = evidence.label(image)
+        record["classes"] = evidence.record(layer, f, [image for _, image, _, _ in tops[f]])
     atomic_write_json(store.paths.examples_json(layer.name, f), record, indent=None)
 
 

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field
+import re
+from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -24,7 +25,18 @@ from generator.errors import AtlasError
 from generator.zoo import ModelSpec, model_spec
 
 TABLES = Path(__file__).resolve().parent / "layer_tables"
-SPATIAL_PASSTHROUGH = {"BatchNormalization", "Activation", "ReLU", "Add", "Dropout", "LeakyReLU"}
+CONVOLUTIONS = ("Conv2D", "DepthwiseConv2D", "SeparableConv2D")
+ACTIVATIONS = ("Activation", "ReLU", "LeakyReLU", "PReLU", "ELU")
+# Layers that keep the map's geometry and each channel where it is (at inference): the walk goes through
+SPATIAL_PASSTHROUGH = {
+    "BatchNormalization", "Activation", "ReLU", "Add", "Dropout", "LeakyReLU", "PReLU", "ELU", "SpatialDropout2D",
+    "GaussianNoise", "GaussianDropout", "AlphaDropout", "ActivityRegularization", "Identity", "Rescaling",
+    "Normalization", "LayerNormalization", "GroupNormalization", "Subtract", "Average", "RandomFlip",
+    "RandomRotation", "RandomZoom", "RandomTranslation", "RandomContrast", "RandomBrightness",
+}
+MERGES = {"Add", "Subtract", "Average", "Concatenate"}
+# Layers after which the map is no longer spatial: the walk ends there without a word
+ENDS = {"Flatten", "GlobalAveragePooling2D", "GlobalMaxPooling2D", "Dense", "Reshape", "Softmax"}
 
 
 @dataclass(frozen=True)
@@ -44,6 +56,12 @@ class Layer:
     start: float  # input pixel at the centre of unit (0, 0)'s receptive field
     size_ops: tuple = field(default=(), compare=True)  # how the map side follows the input side
     gflop_224: float = 0.0  # forward multiply-adds x 2 of the model cut here, one 224 px image
+    keras_name: str = ""  # the Keras layer's own name where ``name`` (a URL segment) had to differ from it
+
+    @property
+    def keras(self) -> str:
+        """The Keras layer whose output is the activated map."""
+        return self.keras_name or self.name
 
     def forward_flop(self, size: int) -> float:
         """Forward FLOP of the truncated model for one ``size`` px image (convolutions only)."""
@@ -68,6 +86,8 @@ class Layer:
     def to_dict(self) -> dict:
         out = asdict(self)
         out["size_ops"] = [list(op) for op in self.size_ops]
+        if not self.keras_name:
+            out.pop("keras_name")
         return out
 
     @classmethod
@@ -75,10 +95,27 @@ class Layer:
         return cls(**{**data, "size_ops": tuple(tuple(op) for op in data["size_ops"])})
 
 
-@lru_cache(maxsize=None)
+_REGISTERED: dict[str, tuple[Layer, ...]] = {}  # users' networks of this run (generator.modelfile)
+
+
+def register_layers(model: str, layers: tuple[Layer, ...]) -> None:
+    """The layer table of a user's network, discovered from its file or read from its atlas."""
+    _REGISTERED[model] = tuple(layers)
+
+
 def model_layers(model: str) -> tuple[Layer, ...]:
-    """The visualizable layers of ``model``, in forward order, from its shipped table."""
-    model_spec(model)
+    """The visualizable layers of ``model``, in forward order, from its shipped table (or, for a
+    user's network, the table registered when its file or atlas was read)."""
+    if model in _REGISTERED:
+        return _REGISTERED[model]
+    return _shipped_table(model)
+
+
+@lru_cache(maxsize=None)
+def _shipped_table(model: str) -> tuple[Layer, ...]:
+    spec = model_spec(model)
+    if not spec.zoo:
+        raise AtlasError(f"{model}: its layer table was not read yet; give --model the path of its file")
     data = json.loads((TABLES / f"{model}.json").read_text())
     return tuple(Layer.from_dict(row) for row in data["layers"])
 
@@ -109,6 +146,8 @@ class _Geometry:
     channels: int = 3
     conv_in: int = 3  # input channels of the last convolution on the way here
     side: float = 224.0  # map side for a 224 px input
+    pending: tuple = ()  # convolutions on the way here with no activation after them yet
+    after_conv: bool = False
 
 
 def inbound_layers(layer_config: dict) -> list[str]:
@@ -140,64 +179,157 @@ def _window(geo: _Geometry, kernel: int, stride: int, padding: str, dilation: in
     before = (span - 1) // 2 if padding == "same" else 0
     op = ("same", stride) if padding == "same" else ("valid", span, stride)
     side = -(-geo.side // stride) if padding == "same" else (geo.side - span) // stride + 1
-    return _Geometry(
-        rf=geo.rf + (span - 1) * geo.jump,
-        jump=geo.jump * stride,
-        start=geo.start + ((span - 1) / 2 - before) * geo.jump,
-        ops=geo.ops + (op,),
-        channels=geo.channels,
-        conv_in=geo.conv_in,
-        side=side,
-    )
+    return replace(geo, rf=geo.rf + (span - 1) * geo.jump, jump=geo.jump * stride,
+                   start=geo.start + ((span - 1) / 2 - before) * geo.jump, ops=geo.ops + (op,), side=side)
 
 
-def discover(keras_model, spec: ModelSpec) -> tuple[Layer, ...]:
-    """Walk a functional Keras model's graph and list its visualizable layers with their geometry."""
+def layer_slug(name: str) -> str:
+    """A Keras layer name as a URL segment: lowercase letters, digits and ``_`` (``Conv1`` -> ``conv1``)."""
+    return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_") or "layer"
+
+
+def _square(cfg: dict, key: str, name: str, cls: str) -> int:
+    values = cfg[key] if isinstance(cfg[key], (list, tuple)) else [cfg[key]] * 2
+    if key != "kernel_size" and len(set(values)) > 1:
+        raise _Unfollowed(f"layer {name!r} ({cls}): its {key} {tuple(values)} differ along height and width, and the "
+                          "atlas's maps are square; the layers after it are not shown")
+    return max(values)
+
+
+class _Unfollowed(Exception):
+    """A layer the table cannot follow; its message is the one line that says so."""
+
+
+def _input_channels(layer_config: dict) -> int:
+    shape = layer_config["config"].get("batch_shape") or layer_config["config"].get("batch_input_shape") or [3]
+    return int(shape[-1] or 3)
+
+
+def _step(cls: str, name: str, cfg: dict, inputs: list[_Geometry]) -> tuple[_Geometry, float]:
+    """The geometry after one layer, and the forward FLOP it adds at 224 px."""
+    geo = max(inputs, key=lambda g: g.rf)
+    if cls in CONVOLUTIONS:
+        k = _square(cfg, "kernel_size", name, cls)
+        s, d = _square(cfg, "strides", name, cls), _square(cfg, "dilation_rate", name, cls)
+        geo = _window(geo, k, s, cfg["padding"], d)
+        conv_in = geo.channels
+        multiplier = int(cfg.get("depth_multiplier") or 1)
+        if cls == "Conv2D":
+            channels, flop = cfg["filters"], 2.0 * geo.side ** 2 * cfg["filters"] * k * k * conv_in
+        elif cls == "DepthwiseConv2D":
+            channels, flop = conv_in * multiplier, 2.0 * geo.side ** 2 * conv_in * multiplier * k * k
+        else:  # SeparableConv2D: a depthwise convolution, then a 1x1 one
+            channels = cfg["filters"]
+            flop = 2.0 * geo.side ** 2 * conv_in * multiplier * (k * k + cfg["filters"])
+        fused = cfg.get("activation") not in (None, "linear")
+        return replace(geo, channels=channels, conv_in=conv_in, pending=() if fused else (name,), after_conv=True), flop
+    if cls in ("MaxPooling2D", "AveragePooling2D"):
+        k = _square(cfg, "pool_size", name, cls)
+        s = _square(cfg, "strides", name, cls) if cfg.get("strides") else k
+        return _window(geo, k, s, cfg["padding"]), 0.0
+    if cls in ("ZeroPadding2D", "Cropping2D"):
+        (top, bottom), (left, right) = cfg["padding" if cls == "ZeroPadding2D" else "cropping"]
+        if (top, bottom) != (left, right):
+            raise _Unfollowed(f"layer {name!r} ({cls}): it pads or crops height and width unequally, and the atlas's "
+                              "maps are square; the layers after it are not shown")
+        sign = 1 if cls == "ZeroPadding2D" else -1
+        return replace(geo, start=geo.start - sign * top * geo.jump, ops=geo.ops + (("pad", sign * (top + bottom)),),
+                       side=geo.side + sign * (top + bottom)), 0.0
+    if cls in MERGES or len(inputs) > 1:
+        if len({(g.jump, g.start) for g in inputs}) > 1:
+            raise _Unfollowed(f"layer {name!r} ({cls}): it joins maps of different resolutions; the layers after it "
+                              "are not shown")
+        pending = tuple(dict.fromkeys(c for g in inputs for c in g.pending))
+        after = any(g.after_conv for g in inputs)
+        if cls == "Concatenate":
+            if cfg.get("axis", -1) not in (-1, 3):
+                raise _Unfollowed(f"layer {name!r} (Concatenate): it joins along axis {cfg.get('axis')}, not the "
+                                  "channels; the layers after it are not shown")
+            return replace(geo, channels=sum(g.channels for g in inputs), pending=pending, after_conv=after), 0.0
+        if cls not in MERGES:
+            raise _Unfollowed(f"layer {name!r} ({cls}): the layer table cannot follow it; the layers after it are "
+                              "not shown")
+        return replace(geo, pending=pending, after_conv=after), 0.0
+    if cls in SPATIAL_PASSTHROUGH:
+        return replace(geo), 0.0
+    raise _Unfollowed(f"layer {name!r} ({cls}): the layer table cannot follow it; the layers after it are not shown")
+
+
+def _activation(cls: str, cfg: dict) -> str | None:
+    if cls == "Activation":
+        value = cfg.get("activation")
+        return value if isinstance(value, str) else "custom"
+    return {"ReLU": "relu", "LeakyReLU": "leaky_relu", "PReLU": "prelu", "ELU": "elu"}.get(cls)
+
+
+def discover(keras_model, spec: ModelSpec, notes: list[str] | None = None) -> tuple[Layer, ...]:
+    """Walk a functional Keras model's graph and list its visualizable layers with their geometry.
+
+    A visualizable layer is a convolution (``Conv2D``, ``DepthwiseConv2D``, ``SeparableConv2D``) with a
+    fused activation, or an activation layer after convolutions (read at its input: after a BatchNorm,
+    the BatchNorm's output; after a residual add, the sum). A convolution that no activation follows
+    before the map stops being spatial is shown at its own output (``activation`` linear). Layers the
+    walk cannot follow (a resize, a custom layer, a map multiplied by a non-spatial gate) end the walk
+    on their branch; each gets one line in ``notes``.
+    """
     config = keras_model.get_config()
+    inputs = config.get("input_layers") or [[None]]
+    first = inputs[0] if isinstance(inputs[0], str) else inputs[0][0]
     geometry: dict[str, _Geometry] = {}
-    layers: list[Layer] = []
+    blocked: set[str] = set()
+    found: list[tuple[int, dict]] = []
+    convs: dict[str, tuple[int, _Geometry, float]] = {}  # convolutions with no fused activation
+    covered: set[str] = set()
     flop = 0.0  # every convolution so far feeds the layers after it in these networks
-    for layer_config in config["layers"]:
+    for position, layer_config in enumerate(config["layers"]):
         cls, name, cfg = layer_config["class_name"], layer_config["name"], layer_config["config"]
         sources = inbound_layers(layer_config)
         if cls == "InputLayer":
-            geometry[name] = _Geometry()
+            channels = _input_channels(layer_config)
+            geometry[name] = _Geometry(channels=channels, conv_in=channels)
             continue
-        if not sources or any(s not in geometry for s in sources):
+        if any(s in blocked for s in sources):
+            blocked.add(name)
+            continue
+        spatial = [s for s in sources if s in geometry]
+        if not spatial or cls in ENDS:
             continue  # not spatial (after a global pooling or flatten)
-        inputs = [geometry[s] for s in sources]
-        geo = max(inputs, key=lambda g: g.rf)
-        if cls in ("Conv2D", "DepthwiseConv2D"):
-            k, s, d = cfg["kernel_size"][0], cfg["strides"][0], cfg["dilation_rate"][0]
-            geo = _window(geo, k, s, cfg["padding"], d)
-            geo.conv_in = geo.channels
-            geo.channels = cfg.get("filters") or geo.channels
-            per_output = k * k * (geo.conv_in if cls == "Conv2D" else 1)
-            flop += 2.0 * geo.side * geo.side * geo.channels * per_output
-        elif cls in ("MaxPooling2D", "AveragePooling2D"):
-            k, s = cfg["pool_size"][0], (cfg["strides"] or cfg["pool_size"])[0]
-            geo = _window(geo, k, s, cfg["padding"])
-        elif cls == "ZeroPadding2D":
-            (top, bottom), _ = cfg["padding"]
-            geo = _Geometry(geo.rf, geo.jump, geo.start - top * geo.jump, geo.ops + (("pad", top + bottom),),
-                            geo.channels, geo.conv_in, geo.side + top + bottom)
-        elif cls not in SPATIAL_PASSTHROUGH:
+        try:
+            if len(spatial) < len(sources):
+                raise _Unfollowed(f"layer {name!r} ({cls}): it mixes a map with a non-spatial input (a gate or a "
+                                  "global feature); the layers after it are not shown")
+            geo, cost = _step(cls, name, cfg, [geometry[s] for s in sources])
+        except _Unfollowed as exc:
+            if notes is not None:
+                notes.append(str(exc))
+            blocked.add(name)
             continue
-        else:
-            geo = _Geometry(geo.rf, geo.jump, geo.start, geo.ops, geo.channels, geo.conv_in, geo.side)
+        flop += cost
         geometry[name] = geo
-        activation = cfg.get("activation")
-        if cls == "ReLU":
-            activation = "relu"
-        fused = cls in ("Conv2D", "DepthwiseConv2D") and activation not in (None, "linear")
-        unfused = cls in ("Activation", "ReLU") and activation not in (None, "linear") and sources[0] in geometry
-        if not (fused or unfused) or (unfused and sources[0] == config["input_layers"][0]):
+        activation = cfg.get("activation") if cls in CONVOLUTIONS else _activation(cls, cfg)
+        fused = cls in CONVOLUTIONS and activation not in (None, "linear")
+        if cls in CONVOLUTIONS and not fused:
+            convs[name] = (position, geo, flop)
+        unfused = (cls in ACTIVATIONS and activation not in (None, "linear") and geometry[sources[0]].after_conv
+                   and sources[0] != first)
+        if not (fused or unfused):
             continue
-        tap = name if fused else sources[0]
+        if unfused:
+            covered.update(geometry[sources[0]].pending)
+            geometry[name] = replace(geo, pending=())
+        found.append((position, dict(name=name, tap=name if fused else sources[0], fused=fused,
+                                     activation=str(activation), geo=geo, flop=flop)))
+    for conv in convs.keys() - covered:
+        position, geo, at = convs[conv]
+        found.append((position, dict(name=conv, tap=conv, fused=False, activation="linear", geo=geo, flop=at)))
+    layers = []
+    for _, item in sorted(found, key=lambda entry: entry[0]):
+        geo, slug = item["geo"], layer_slug(item["name"])
         layers.append(Layer(
-            name=name, group=spec.group_of(name), index=len(layers), tap=tap, fused=fused,
-            activation=str(activation), filters=geo.channels, in_channels=geo.conv_in, receptive_field=geo.rf,
-            stride=geo.jump, start=geo.start, size_ops=geo.ops, gflop_224=round(flop / 1e9, 4),
+            name=slug, group=spec.group_of(slug), index=len(layers), tap=item["tap"], fused=item["fused"],
+            activation=item["activation"], filters=geo.channels, in_channels=geo.conv_in, receptive_field=geo.rf,
+            stride=geo.jump, start=geo.start, size_ops=geo.ops, gflop_224=round(item["flop"] / 1e9, 4),
+            keras_name=item["name"] if slug != item["name"] else "",
         ))
     return tuple(layers)
 

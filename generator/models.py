@@ -127,18 +127,27 @@ def build_keras_model(spec: ModelSpec):
     return getattr(keras.applications, spec.constructor)(include_top=False, weights=None)
 
 
-def load_model(name: str = "vgg16", weights: str = "imagenet", seed: int = 0) -> LoadedModel:
+def load_model(name: str = "vgg16", weights: str | None = "imagenet", seed: int = 0) -> LoadedModel:
     """Build ``name`` without its classifier and load ``weights`` into it.
 
     Args:
-        name: a model of ``generator.zoo.MODELS``.
+        name: a model of ``generator.zoo.MODELS``, or a user's network registered from its file
+            (``generator.modelfile.read_model_file``): that one keeps its classifier.
         weights: ``imagenet`` (downloaded and cached by Keras), ``hed-bsds500`` (VGG16's offline
             trained backbone), ``random`` (seeded, for plumbing tests), or the path of a ``.h5`` /
-            ``.weights.h5`` file.
+            ``.weights.h5`` file (or of a whole saved model of the same network). A user's network:
+            ``file`` or None (the weights in its file), ``random`` or a ``.weights.h5`` of it.
         seed: the initialization seed for ``random``.
     """
     spec = model_spec(name)
     layers = model_layers(name)
+    if not spec.zoo:
+        from generator.modelfile import keras_model
+        from generator.weights import load_user_weights
+
+        model = keras_model(name)
+        source, digest = load_user_weights(model, spec, weights, seed)
+        return LoadedModel(model, spec, source, digest, layers)
     model = build_keras_model(spec)
     missing = [layer.tap for layer in layers if layer.tap not in {x.name for x in model.layers}]
     if missing:

@@ -5,6 +5,7 @@ renamed. The display files beside the pages (AVIF, WebP) are the site's own and 
 Change them here or nowhere.
 
     atlas/<model>/manifest.json
+    atlas/<model>/accuracy.json                   the classifier's accuracy on labelled images (a model file's)
     atlas/<model>/<layer>/layer.json              one row per filter
     atlas/<model>/<layer>/wiring.json             each filter's strongest inputs and outputs
     atlas/<model>/<layer>/0080.png                the channel picture      site: 0080.avif (display)
@@ -53,6 +54,11 @@ class AtlasPaths:
     @property
     def manifest(self) -> Path:
         return self.model_dir / "manifest.json"
+
+    @property
+    def accuracy_json(self) -> Path:
+        """Top-1 / top-5 accuracy of a network's classifier on the labelled examples images."""
+        return self.model_dir / "accuracy.json"
 
     @property
     def lock(self) -> Path:

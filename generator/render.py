@@ -202,7 +202,8 @@ class LayerRenderer:
         with backend.on(self.device):
             carry, losses = run(carry, xs, consts)
             rgb = picture(carry.spectrum, self.constants, self._tiled(view))
-        return inputs.rgb_to_uint8(backend.to_numpy(rgb)), backend.to_numpy(losses).T, backend.to_numpy(carry.bad)
+        images = inputs.as_seen(inputs.rgb_to_uint8(backend.to_numpy(rgb)), self.mode)  # gray for a grayscale network
+        return images, backend.to_numpy(losses).T, backend.to_numpy(carry.bad)
 
     def _lucid_run(self, rows, view: View, precision: str, reference: np.ndarray | None):
         """The compiled run for ``rows`` (filter, picture) and its arguments, on this renderer's device."""
@@ -240,7 +241,8 @@ class LayerRenderer:
 
         cfg = self.config
         span = inputs.input_range(self.mode) / 255.0  # the original's noise: uniform +-0.5 in caffe units
-        inits = [picture_rng(cfg.seed, self.layer, f).uniform(-0.5, 0.5, size=(cfg.size, cfg.size, 3)) * span
+        channels = inputs.resolve(self.mode).channels
+        inits = [picture_rng(cfg.seed, self.layer, f).uniform(-0.5, 0.5, size=(cfg.size, cfg.size, channels)) * span
                  for f, _ in rows]
         image = ops.convert_to_tensor(np.stack(inits).astype(np.float32))
         scale = cfg.loss_scale if precision == "mixed_float16" else 1.0

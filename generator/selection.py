@@ -25,8 +25,9 @@ def parse_layers(spec: str, model: str) -> list[Layer]:
     return sorted(out, key=lambda layer: layer.index)
 
 
-def parse_filters(spec: str, layer: Layer) -> list[int]:
-    """Filter indices of ``layer`` named by ``spec``, sorted, each once."""
+def parse_filters(spec: str, layer: Layer, clip: bool = False) -> list[int]:
+    """Filter indices of ``layer`` named by ``spec``, sorted, each once. ``clip``: a range past the
+    layer's last filter stops there (``0-7`` over layers of any size: the first 8 each has)."""
     if spec.strip() == "all":
         return list(range(layer.filters))
     chosen: set[int] = set()
@@ -39,6 +40,10 @@ def parse_filters(spec: str, layer: Layer) -> list[int]:
                 lo = hi = int(part)
         except ValueError:
             raise AtlasError(f"--filters {spec!r}: use all, a range like 0-15 or a list like 3,7") from None
+        if clip and 0 <= lo <= hi:
+            hi = min(hi, layer.filters - 1)
+            if lo > hi:
+                continue
         if lo > hi or lo < 0 or hi >= layer.filters:
             raise AtlasError(
                 f"--filters {spec!r}: {layer.name} has filters 0-{layer.filters - 1}; {part} is out of range"

@@ -8,6 +8,10 @@ page. Hand-written pages stay as they are.
 Everything is built into a staging folder (``site_src/.atlas-new``, hidden from MkDocs) and swapped
 in when complete, so a failed build leaves the last good pages; display files whose source has not
 changed (same size and modification time) are taken over from the last build instead of re-encoded.
+
+A user's own network (a model file) is shown like the zoo's, from what its manifest stores; its folder
+is named by its ``--name``, so every generated model folder carries a ``.gitignore`` marker (``MARKER``)
+by which the next build, ``stage_project``, git and ``make clean`` know it as generated.
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ from generator.shards import check_merged
 from generator.store import AtlasStore, atlas_models, read_json, read_json_or_none, weights_name
 from generator.views import VIEWS
 from generator.zoo import MODELS, model_spec
+
+MARKER = "# written by atlas site: this folder is generated, and git ignores all of it\n*\n"
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 DEFAULT_SITE_URL = "https://vgg16-filter-atlas.github.io/"
@@ -93,6 +99,7 @@ class Cell:
     dead: bool = False
     extra: str | None = None  # a second picture beside the first (the top dataset example)
     alt: str | None = None  # the picture's text when shorter than the title
+    caption: str | None = None  # a user-given text under the label (the top class), shown as literal text
 
 
 def _environment():
@@ -222,6 +229,11 @@ class SiteBuilder:
         self.models = atlas_models(self.data)
         if not self.models:
             raise AtlasError(f"{self.data}: no atlas here; run `atlas generate --out {self.data}` first")
+        for model in self.models:
+            if model not in MODELS:  # a user's network, known from its manifest
+                from generator.modelfile import register_from_manifest
+
+                register_from_manifest(model, AtlasStore(self.data, model).read_manifest())
         self.env = _environment()
         self.staging = self.out / STAGING
         self.pages = 0
@@ -253,7 +265,7 @@ class SiteBuilder:
         """Put the new pages in place of the old ones, model by model, then the top files."""
         trash = self.staging / ".old"
         trash.mkdir()
-        for model in MODELS:  # a model no longer in the atlas loses its pages too
+        for model in dict.fromkeys([*MODELS, *generated_folders(self.out), *self.models]):  # a model no longer in the atlas loses its pages too
             current = self.out / model
             if current.exists():
                 current.rename(trash / model)
@@ -282,8 +294,9 @@ class ModelSite:
         self.manifest = self.store.read_manifest()
         check_merged(self.store)  # a sharded job's tables are whole only once merged
         if "config_hash" not in self.manifest:
+            flag = model if self.spec.zoo else f"PATH.keras --name {model}"
             raise AtlasError(f"{self.store.paths.manifest}: the atlas has no pictures yet; run `atlas generate "
-                             f"--model {model} --out {builder.data}`")
+                             f"--model {flag} --out {builder.data}`")
         self.config_hash = self.manifest["config_hash"]
         self.layers = model_layers(model)
         self.rows = {layer.name: self.checked_rows(layer) for layer in self.layers}
@@ -333,14 +346,19 @@ class ModelSite:
         out = []
         for r in rows:
             f = r["filter"]
-            top = None
+            top = caption = None
+            title = f"{layer.name}:{f}" + (" (dead)" if r["dead"] else "")
             if with_top and self.store.paths.examples_sprite(layer.name, f).exists():
                 top = relative(here, self.asset(layer.name, f, "top1"))
+                first = top_class(self.store.paths.examples_json(layer.name, f))
+                if first:
+                    caption = class_display(first["class"], short=True)
+                    title += (f", top class {class_display(first['class'])}: {first['count']} of its top examples "
+                              f"({first['share']:.0%}; {first['base']:.0%} of the images)")
             out.append(Cell(
                 href=relative(here, paths.filter_url(self.model, layer.name, f)),
                 thumb=relative(here, self.asset(layer.name, f, "thumb")),
-                title=f"{layer.name}:{f}" + (" (dead)" if r["dead"] else ""),
-                label=str(f), dead=r["dead"], extra=top,
+                title=title, label=str(f), dead=r["dead"], extra=top, caption=caption,
             ))
         return out
 
@@ -348,6 +366,8 @@ class ModelSite:
 
     def build(self) -> None:
         b = self.builder
+        (b.staging / self.model).mkdir(parents=True, exist_ok=True)
+        (b.staging / self.model / ".gitignore").write_text(MARKER)
         for layer in self.layers:
             self.layer_page(layer)
         summaries = [(layer, [self.rows[layer.name][f] for f in sorted(self.rows[layer.name])]) for layer in self.layers]
@@ -360,6 +380,7 @@ class ModelSite:
             total_filters=sum(layer.filters for layer in self.layers),
             rendered_count=sum(len(rows) for _, rows in summaries),
             crumbs=[("Atlas", relative(here, "")), (self.spec.title, None)],
+            nav=self.nav_entry(), source=model_source(self.spec), accuracy=self.accuracy(),
         )
         for group in groups(self.model):
             here = paths.group_url(self.model, group)
@@ -370,6 +391,20 @@ class ModelSite:
                 crumbs=self.crumbs(here, (self.spec.group_label(group), None)),
             )
         self.assets.save()
+
+    def nav_entry(self) -> str:
+        """The model's nav (its groups and their layers) for the nav plugin, as JSON in the page's front
+        matter: the plugin sees only the docs folder, and a user's network has no table it could read."""
+        groups_ = [[self.spec.group_label(g), g, [layer.name for layer in self.layers if layer.group == g]]
+                   for g in groups(self.model)]
+        return json.dumps({"title": self.spec.title, "groups": groups_}, separators=(",", ":"))
+
+    def accuracy(self) -> dict | None:
+        """The classifier's accuracy on the labelled images, with its worst and best classes."""
+        path = self.store.paths.accuracy_json
+        if not path.exists():
+            return None
+        return accuracy_summary(read_json(path, "accuracy"), self.manifest.get("labels") or {})
 
     def layer_summary(self, here: str, layer: Layer, rows: list[dict]) -> dict:
         step = max(1, len(rows) // SAMPLE)
@@ -390,10 +425,11 @@ class ModelSite:
             self.filter_page(layer, row, rows[i - 1]["filter"] if i else None,
                              rows[i + 1]["filter"] if i + 1 < len(rows) else None, wiring)
         has_examples = any(self.store.paths.examples_sprite(layer.name, r["filter"]).exists() for r in rows)
+        pair_cells = self.cells(here, layer, rows, True) if has_examples else []
         self.builder.write_page(
             here, "layer.md.j2", layer=layer, title=self.spec.title,
             crumbs=self.crumbs(here, self.group_crumb(layer), (layer.name, None)),
-            cells=self.cells(here, layer, rows), pair_cells=self.cells(here, layer, rows, True) if has_examples else [],
+            cells=self.cells(here, layer, rows), pair_cells=pair_cells, has_classes=any(c.caption for c in pair_cells),
             rendered=len(rows), dead=sum(r["dead"] for r in rows),
             retried=sum(r.get("retried_float32", False) for r in rows),
             tap=layer.tap if not layer.fused else None,
@@ -440,8 +476,15 @@ class ModelSite:
             permalink=permalink,
             bibtex=fenced_code(bibtex(self.spec.title, self.model, layer.name, f, permalink, self.manifest), "bibtex"),
             examples=self._examples(layer, f, here, record), examples_set=self.examples,
-            wiring=self._filter_wiring(layer, f, here, wiring),
+            wiring=self._filter_wiring(layer, f, here, wiring), classes=self._classes(layer, f),
+            model_flag=self.model if self.spec.zoo else f"PATH.keras --name {self.model}",
         )
+
+    def _classes(self, layer: Layer, f: int) -> dict | None:
+        path = self.store.paths.examples_json(layer.name, f)
+        if not path.exists():
+            return None
+        return filter_classes(read_json(path, f"dataset examples of {layer.name}:{f}").get("classes"))
 
     # --- evidence: dataset examples and wiring ----------------------------------------------------------
 
@@ -514,7 +557,7 @@ class ModelSite:
                 rows = [self.rows[layer.name][f] for f in sorted(self.rows[layer.name])][:2]
                 picks.extend(self.cells("", layer, rows))
         return {
-            "title": self.spec.title, "about": self.spec.about,
+            "title": self.spec.title, "about": self.spec.about, "source": model_source(self.spec),
             "href": relative_md("index.md", paths.model_url(self.model)), "cells": picks[:12],
             "layers": len(self.layers), "filters": sum(layer.filters for layer in self.layers),
             "rendered": sum(len(r) for r in self.rows.values()), "config": self.manifest["config"],
@@ -550,6 +593,84 @@ class ModelSite:
                 "naive": naive, "comparison": comparison}
 
 
+# --- classes and accuracy: pure functions from the stored records to what the pages show ---------------------
+
+
+def class_display(name: str, short: bool = False) -> str:
+    """A class as pages name it: an ImageNet synset id with its name (``tench (n01440764)``, or
+    ``tench`` where space is short), any other class as it is."""
+    from generator.labels import SYNSET, imagenet_classes
+
+    if SYNSET.match(name):
+        names = {c.synset: c.name for c in imagenet_classes()}
+        if name in names:
+            return names[name] if short else f"{names[name]} ({name})"
+    return name
+
+
+def top_class(examples_json: Path) -> dict | None:
+    """The first class of a filter's top examples, or None (no labels)."""
+    if not examples_json.exists():
+        return None
+    rows = (read_json(examples_json, "dataset examples").get("classes") or {}).get("top") or []
+    return rows[0] if rows else None
+
+
+def filter_classes(record: dict | None) -> dict | None:
+    """The classes row of a filter page: its top examples' classes against the image set, its votes."""
+    if not record:
+        return None
+
+    def vote(entry: dict) -> dict:
+        return {"name": class_display(entry["class"]), "value": f"{entry['value']:+.3g}"}
+
+    rows = [{"name": class_display(r["class"]), "count": r["count"], "share": f"{r['share']:.0%}",
+             "base": f"{r['base']:.1%}", "lift": f"{r['lift']:.2g}×" if r.get("lift") else "–",
+             "p": f"{r['p']:.2g}"} for r in record.get("top", [])]
+    return {"examples": record.get("examples", 0), "labelled": record.get("labelled", 0), "rows": rows,
+            "votes": [vote(v) for v in record.get("votes", []) if v["value"] > 0],
+            "against": [vote(v) for v in record.get("against", [])],
+            "has_votes": "votes" in record}
+
+
+def accuracy_summary(data: dict, labels: dict, shown: int = 5) -> dict:
+    """The model page's accuracy: overall, and the worst and best classes by top-1 (ties: more images first)."""
+    per_class = [{"name": class_display(name), "images": v["images"], "top1": v["top1"], "top5": v["top5"]}
+                 for name, v in (data.get("per_class") or {}).items()]
+    ranked = sorted(per_class, key=lambda r: (r["top1"], -r["images"], r["name"]))
+    worst = ranked[:shown]
+    best = [r for r in sorted(per_class, key=lambda r: (-r["top1"], -r["images"], r["name"])) if r not in worst][:shown]
+    fmt = lambda v: "–" if v is None else f"{100 * v:.1f}%"  # noqa: E731
+    for row in worst + best:
+        row["top1_text"], row["top5_text"] = fmt(row["top1"]), fmt(row["top5"])
+    return {"images": data.get("images", 0), "top1": fmt(data.get("top1")), "top5": fmt(data.get("top5")),
+            "top_k": data.get("top_k", 5), "classes": len(data.get("classes") or []), "order": data.get("order", ""),
+            "source": labels.get("source", ""), "worst": worst, "best": best}
+
+
+def model_source(spec) -> dict | None:
+    """A user's network: its file (name and sha256, never its path), input and preprocessing."""
+    if spec.zoo:
+        return None
+    size = f"{spec.input_size}×{spec.input_size} px" if spec.input_size else "any size"
+    return {"file": spec.source["file"], "sha256": spec.source["sha256"], "input": size,
+            "colour": "grayscale" if spec.channels == 1 else "RGB", "preprocessing": spec.preprocessing.key,
+            "preprocessing_from": spec.source.get("preprocessing_from", ""),
+            "classes": spec.head["classes"] if spec.head else None}
+
+
+def generated_folders(site_src: Path) -> list[str]:
+    """The model folders a past ``atlas site`` wrote under ``site_src``: the zoo's, and every folder
+    with the generated marker (a user's network, named as its user chose)."""
+    found = []
+    if Path(site_src).is_dir():
+        for folder in sorted(Path(site_src).iterdir()):
+            marker = folder / ".gitignore"
+            if folder.is_dir() and (folder.name in MODELS or (marker.is_file() and marker.read_text() == MARKER)):
+                found.append(folder.name)
+    return found
+
+
 def _numbers(view: str, entry: dict) -> list[tuple[str, str]]:
     """The facts table of one view."""
     def fmt(value) -> str:
@@ -581,7 +702,7 @@ def stage_project(dest: Path) -> Path:
     shutil.copy(repo / "mkdocs.yml", project)
     shutil.copy(repo / "BENCHMARKS.md", project)
     shutil.copytree(repo / "site_src", project / "site_src",
-                    ignore=shutil.ignore_patterns(*MODELS, *GENERATED, STAGING))
+                    ignore=shutil.ignore_patterns(*MODELS, *generated_folders(repo / "site_src"), *GENERATED, STAGING))
     return project
 
 

@@ -411,6 +411,10 @@ class AtlasStore:
         if config is not None:
             manifest["config_hash"] = config.hash
             manifest["config"] = config.to_dict()
+        if not loaded.spec.zoo:  # a user's model file: what the site needs to show it without Keras
+            from generator.modelfile import describe
+
+            manifest["user_model"] = describe(loaded.spec, loaded.layers)
         manifest.update(extra or {})
         atomic_write_json(self.paths.manifest, manifest)
 
@@ -555,8 +559,14 @@ def layer_row(record: dict, views: list[str]) -> dict:
 
 
 def atlas_models(root: Path | str) -> list[str]:
-    """The models that have an atlas under ``root``, in the zoo's order."""
+    """The models that have an atlas under ``root``: the zoo's in its order, then users' networks
+    (folders whose manifest describes a model file) by name."""
+    from generator.paths import SAFE_NAME
     from generator.zoo import MODELS
 
-    return [name for name in MODELS if AtlasPaths(Path(root), name).manifest.exists()]
+    zoo = [name for name in MODELS if AtlasPaths(Path(root), name).manifest.exists()]
+    folder = Path(root)
+    others = sorted(p.name for p in folder.iterdir() if p.is_dir() and p.name not in MODELS
+                    and SAFE_NAME.match(p.name) and (p / "manifest.json").is_file()) if folder.is_dir() else []
+    return zoo + [name for name in others if "user_model" in read_json(folder / name / "manifest.json", "manifest")]
 

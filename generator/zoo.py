@@ -2,7 +2,9 @@
 its ImageNet weights live, and how its layers group into blocks or stages.
 
 Adding a ``keras.applications`` convnet is one entry here plus its layer table
-(``make layer-tables`` writes it from the Keras graph); nothing else names a model.
+(``make layer-tables`` writes it from the Keras graph); nothing else names a model. A user's own
+network (``--model PATH.keras``) is read by ``generator.modelfile`` and registered here under its
+``--name`` for the rest of the run (``register_model``), so every command and page finds it the same way.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ class ModelSpec:
     name: str  # the --model value and the URL segment: vgg16
     title: str  # how people write it: VGG16
     constructor: str  # keras.applications attribute: VGG16
-    preprocessing: str  # keras.applications' preprocess_input mode: caffe, tf or torch
+    preprocessing: object  # keras.applications' preprocess_input mode (caffe, tf, torch), or an inputs.Preprocessing
     imagenet_file: str  # Keras's cached file name of the no-top ImageNet weights
     imagenet_md5: str
     group_title: str  # "Block {n}" / "Stage {n}": how a group of layers is called
@@ -29,6 +31,20 @@ class ModelSpec:
     about: str  # one sentence for the model page
 
     imagenet_folder: str = ""  # its folder under Keras's storage (default: the model name)
+    # a user's own network (generator.modelfile): the file it came from (name and sha256, never its
+    # path), the image side its input is fixed to (None: any), its classification head, if any
+    source: dict | None = None
+    input_size: int | None = None
+    head: dict | None = None
+
+    @property
+    def zoo(self) -> bool:
+        """A ``keras.applications`` network of this module (not a user's file)."""
+        return self.source is None
+
+    @property
+    def channels(self) -> int:
+        return getattr(self.preprocessing, "channels", 3)
 
     @property
     def imagenet_url(self) -> str:
@@ -73,7 +89,21 @@ MODELS: dict[str, ModelSpec] = {
 }
 
 
+_REGISTERED: dict[str, ModelSpec] = {}  # users' networks resolved in this run (generator.modelfile)
+
+
+def register_model(spec: ModelSpec) -> ModelSpec:
+    """Make a user's network known by its name for the rest of this process."""
+    if spec.name in MODELS:
+        raise AtlasError(f"--name {spec.name}: that is the atlas's own {MODELS[spec.name].title}; choose another name")
+    _REGISTERED[spec.name] = spec
+    return spec
+
+
 def model_spec(name: str) -> ModelSpec:
-    if name not in MODELS:
-        raise AtlasError(f"unknown model {name!r}: the atlas knows {', '.join(MODELS)}")
-    return MODELS[name]
+    if name in MODELS:
+        return MODELS[name]
+    if name in _REGISTERED:
+        return _REGISTERED[name]
+    raise AtlasError(f"unknown model {name!r}: the atlas knows {', '.join(MODELS)}, or give the path of a "
+                     ".keras / .h5 model file")

@@ -142,3 +142,35 @@ def hostile_atlas(hostile_images, hostile_weights, tmp_path_factory):
                                     HOSTILE_LICENSE, "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     return out, proc, peak
+
+
+@pytest.fixture(scope="session")
+def colour_files(tmp_path_factory) -> dict:
+    """A user's network trained here in seconds (tests/usermodels.py), saved as .keras and .h5, with its
+    training images and a held-out labelled set (class subfolders)."""
+    from tests.usermodels import colour_network, draw_images, train
+
+    root = tmp_path_factory.mktemp("usermodel")
+    train_set = draw_images(root / "train", per_class=16, seed=0)
+    held_out = draw_images(root / "images", per_class=8, seed=1)
+    model = train(colour_network(), train_set, epochs=20)
+    model.save(root / "colours.keras")
+    model.save(root / "colours.h5")
+    return {"root": root, "keras": root / "colours.keras", "h5": root / "colours.h5", "images": held_out,
+            "train": train_set, "model": model}
+
+
+@pytest.fixture(scope="session")
+def user_atlas(colour_files, tmp_path_factory) -> Path:
+    """The whole pipeline on the model file: pictures (every view of a few filters), wiring, examples
+    with labels from the class folders."""
+    out = tmp_path_factory.mktemp("useratlas") / "atlas"
+    model = str(colour_files["keras"])
+    for args in (
+        ["generate", "--model", model, "--steps", "4", "--views", "all", "--filters", "0-2"],
+        ["wiring", "--model", model],
+        ["examples", "--model", model, "--images", str(colour_files["images"]), "--labels", "folders", "--top", "6"],
+    ):
+        proc = run_atlas(*args, "--out", str(out))
+        assert proc.returncode == 0, proc.stderr
+    return out

@@ -145,3 +145,21 @@ def test_hostile_strings_run_no_script_and_show_as_text(browser, hostile_server)
             text = " ".join(page.inner_text("article").split())
             assert " ".join(f"of {HOSTILE_NAME} ({HOSTILE_LICENSE})".split()) in text, url
         page.close()
+
+
+def test_a_users_network_in_the_browser(browser, server):
+    page, errors = open_page(browser, server + "colours/")
+    assert page.get_by_role("heading", name="How well it classifies").is_visible()
+    assert page.get_by_role("columnheader", name="Worst classes").is_visible()
+    page, errors2 = open_page(browser, server + "colours/red_detector/0/")
+    table = page.locator("table", has_text="Top examples")
+    assert table.is_visible() and "red" in table.inner_text()
+    assert page.get_by_text("It votes for").is_visible()
+    page, errors3 = open_page(browser, server + "colours/sep3/")
+    page.get_by_text("With the strongest dataset example").click()
+    captions = page.locator(".atlas-pairs .atlas-caption")
+    assert captions.count() == 3 and captions.first.is_visible()
+    assert captions.first.inner_text() in ("red", "green", "blue")
+    if os.environ.get("ATLAS_SCREENSHOTS"):
+        page.screenshot(path=os.path.join(os.environ["ATLAS_SCREENSHOTS"], "user-layer.png"), full_page=True)
+    assert not errors + errors2 + errors3

@@ -18,7 +18,7 @@ import pytest
 
 from generator import paths
 from generator.errors import AtlasError
-from generator.escape import bibtex_text
+from generator.escape import bibtex_text, markdown_text
 from generator.site import DEFAULT_SITE_URL, build_site, downloads_url, relative, site_url, stage_project
 from tests.conftest import ROOT, error_line, run_atlas
 from tests.hostile import HOSTILE_FILES, HOSTILE_LICENSE, HOSTILE_NAME, HOSTILE_WEIGHTS
@@ -27,10 +27,12 @@ LAYERS = ["block1_conv1", "block3_conv3", "block5_conv3"]
 
 
 @pytest.fixture(scope="module")
-def tiny_atlas(tmp_path_factory, sample_tiles) -> Path:
+def tiny_atlas(tmp_path_factory, sample_tiles, user_atlas) -> Path:
     """VGG16: three filters of three layers with every view, wiring, dataset examples; ResNet50: one
-    layer; the original method beside VGG16. Random weights, 32-64 px, 3 steps: plumbing, not pictures."""
+    layer; the original method beside VGG16. Random weights, 32-64 px, 3 steps: plumbing, not pictures.
+    Beside them a user's own network (tests/usermodels.py) with labelled examples and its accuracy."""
     out = tmp_path_factory.mktemp("atlas") / "atlas"
+    shutil.copytree(user_atlas / "colours", out / "colours")
     for args in (
         ["generate", "--weights", "random", "--layers", ",".join(LAYERS), "--filters", "0-2", "--size", "32",
          "--steps", "3", "--views", "all"],
@@ -350,3 +352,57 @@ def test_site_and_download_addresses_must_be_web_addresses(monkeypatch):
     monkeypatch.setenv("ATLAS_DOWNLOADS_URL", "https://x.org/a) [y](javascript:alert(1)")
     with pytest.raises(AtlasError, match="ATLAS_DOWNLOADS_URL"):
         downloads_url()
+
+
+# --- a user's own network ---------------------------------------------------------------------------------
+
+
+def test_a_users_network_has_its_pages_accuracy_and_classes(built_site, user_atlas):
+    html = (built_site / "colours/index.html").read_text()
+    sha = json.loads((user_atlas / "colours/manifest.json").read_text())["user_model"]["sha256"]
+    assert markdown_text("colours.keras") in html and sha in html and str(user_atlas.parent) not in html
+    assert "How well it classifies" in html and "top-1 accuracy" in html and "Worst classes" in html
+    landing = (built_site / "index.html").read_text()
+    assert 'href="colours/"' in landing and sha[:16] in landing
+    nav = (built_site / "colours/sep3/index.html").read_text().split('class="md-content"')[0]
+    assert "Stage 2" in nav and "conv2_relu" in nav and "VGG16" in nav
+    page = (built_site / "colours/red_detector/0/index.html").read_text()
+    assert ">Classes</h2>" in page and "6 of 6" in page and "votes for" in page
+    layer = (built_site / "colours/sep3/index.html").read_text()
+    assert layer.count('class="atlas-caption"') == 3 and "In its corner: the class most" in layer
+    for f in range(3):
+        assert ">Classes</h2>" in (built_site / f"colours/conv1/{f}/index.html").read_text()
+    for url in ("colours/stage1/", "colours/stage2/", "colours/conv2_relu/2/"):
+        assert (built_site / url / "index.html").is_file(), url
+
+
+def test_class_names_are_text_not_markdown(tiny_atlas, tmp_path):
+    """A class (a folder or label a user named) never becomes a link, emphasis, a table cell or HTML."""
+    atlas = _copy_atlas(tiny_atlas, tmp_path)
+    hostile = "[x](javascript:alert(1)) *b* | <img src=x onerror=alert(1)>"
+    for path in [atlas / "colours/accuracy.json", *(atlas / "colours").glob("*/0000.examples.json")]:
+        path.write_text(path.read_text().replace('"green"', json.dumps(hostile)))
+    project = stage_project(tmp_path / "p")
+    build_site(atlas, project / "site_src")
+    proc = mkdocs_build(project)
+    assert proc.returncode == 0 and "WARNING" not in proc.stderr, proc.stderr
+    site = project / "site"
+    for page in [site / "colours/index.html", *site.glob("colours/*/0/index.html"), site / "colours/sep3/index.html"]:
+        text = page.read_text()
+        assert 'href="javascript' not in text and "<img src=x" not in text and "<em>b</em>" not in text, page
+    model_page = (site / "colours/index.html").read_text()
+    assert str(markdown_text(hostile)) in model_page  # shown as the text it is
+
+
+def test_a_users_folder_is_marked_swapped_and_removed(tiny_atlas, tmp_path):
+    from generator.site import MARKER, generated_folders
+
+    atlas = _copy_atlas(tiny_atlas, tmp_path)
+    out = tmp_path / "site_src"
+    (out / "assets").mkdir(parents=True)
+    build_site(atlas, out)
+    assert (out / "colours/.gitignore").read_text() == MARKER
+    assert generated_folders(out) == ["colours", "resnet50", "vgg16"]
+    shutil.rmtree(atlas / "colours")
+    build_site(atlas, out)
+    assert not (out / "colours").exists() and (out / "assets").is_dir()

@@ -96,3 +96,47 @@ def test_resnet_wiring_across_the_residual_add():
     _ranked_like(tables["conv2_block1_out"]["filters"]["3"], "conv1_relu", shortcut)
     assert "identity" in out["rule"]
     assert np.asarray(tables["conv1_relu"]["filters"]["0"]["kernel"]).shape == (7, 7, 3)
+
+
+def test_wiring_through_a_concatenation_batchnorm_and_separable_conv(user_atlas, colour_files):
+    """The user's network: conv2 reads the joined red_detector (channel 0) and conv1 (channels 1-7)
+    through its BatchNorm; sep3 is a depthwise kernel then a 1x1 one."""
+    model = colour_files["model"]
+    kernel = model.get_layer("conv2").get_weights()[0].sum(axis=(0, 1))  # (8, 12)
+    gamma, beta, mean, variance = model.get_layer("conv2_bn").get_weights()
+    scale = gamma / np.sqrt(variance + model.get_layer("conv2_bn").epsilon)
+    table = json.loads((user_atlas / "colours/conv2_relu/wiring.json").read_text())
+    assert table["inputs"] == ["conv1", "red_detector"]
+    for f in (0, 4, 11):
+        entry = table["filters"][str(f)]
+        for item in entry["excite"] + entry["inhibit"]:
+            row = 0 if item["layer"] == "red_detector" else 1 + item["filter"]
+            assert item["weight"] == pytest.approx(float(kernel[row, f] * scale[f]), rel=1e-4, abs=1e-6)
+        assert len(entry["excite"]) + len(entry["inhibit"]) == 8
+    depthwise, pointwise = model.get_layer("sep3").get_weights()[:2]
+    matrix = depthwise.sum(axis=(0, 1))[:, 0][:, None] * pointwise[0, 0]  # (12, 12)
+    entry = json.loads((user_atlas / "colours/sep3/wiring.json").read_text())["filters"]["3"]
+    assert [e["filter"] for e in entry["excite"]] == [int(c) for c in np.argsort(-matrix[:, 3], kind="stable")[:TOP]
+                                                       if matrix[c, 3] > 0]
+    first = json.loads((user_atlas / "colours/red_detector/wiring.json").read_text())["filters"]["0"]
+    np.testing.assert_allclose(np.asarray(first["kernel"]), model.get_layer("red_detector").get_weights()[0][:, :, :, 0],
+                               atol=1e-5)  # RGB input (no caffe flip)
+
+
+def test_a_layer_the_weights_cannot_pass_is_a_cut(tmp_path):
+    import keras
+
+    from generator.modelfile import read_model_file
+
+    image = keras.Input((16, 16, 3))
+    x = keras.layers.Conv2D(4, 3, name="first")(image)
+    x = keras.layers.ReLU(name="first_relu")(keras.layers.LayerNormalization(name="norm")(x))
+    x = keras.layers.Conv2D(4, 3, activation="relu", name="second")(x)
+    keras.Model(image, x).save(tmp_path / "cut.keras")
+    read_model_file(str(tmp_path / "cut.keras"), preprocess="none")
+    notes: list[str] = []
+    tables = wiring_tables(load_model("cut", None), notes)
+    assert tables["first_relu"]["inputs"] == [] and tables["first_relu"]["cut"] == ["norm"]
+    assert tables["second"]["inputs"] == ["first_relu"]
+    assert notes == ["wiring stops at layer 'norm' (LayerNormalization): the weights cannot be carried through it, so "
+                     "no filter shows inputs from before it"]

@@ -1,0 +1,396 @@
+"""A user's own network, read from its Keras file (``--model PATH.keras`` or a full-model ``.h5``).
+
+``read_model_file`` loads the file, flattens nested and ``Sequential`` models into one graph, finds
+the visualizable layers (``layers.discover``), the input (square side or any, RGB or grayscale), the
+preprocessing (the model's own ``Rescaling``/``Normalization`` layer, else ``--preprocess``) and the
+classification head, and registers the network under its ``--name`` (``zoo.register_model``), so every
+command finds it like a ``keras.applications`` one. ``describe`` puts into the manifest what the site
+needs to show it without Keras, and ``register_from_manifest`` reads it back.
+
+Groups: a user's network has no naming scheme to lean on, so its layers are grouped by resolution
+stage: the layers at the same stride (input pixels per map pixel) form one stage, numbered from the
+input (``stage1`` at the full resolution, ``stage2`` at the next ...).
+
+Every problem is one line naming the file: not a model, weights only, a custom layer Keras cannot
+load without ``custom_objects``, a subclassed model, an input the atlas cannot show, no conv layer,
+no preprocessing.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import zipfile
+from dataclasses import replace
+from pathlib import Path
+
+from generator import inputs
+from generator.errors import AtlasError
+from generator.layers import Layer, discover, register_layers
+from generator.paths import SAFE_NAME
+from generator.zoo import MODELS, ModelSpec, register_model
+
+SUFFIXES = (".keras", ".h5")
+# URL segments the site already uses at its top level, and the atlas's own folders
+RESERVED = {"method", "cite", "assets", "search", "index", "logs", "stylesheets", "javascripts", "site", "404"}
+PREPROCESSING_LAYERS = ("Rescaling", "Normalization")
+USER_ABOUT = "A network read from a Keras model file."
+HEAD_ACTIVATIONS = ("softmax", "sigmoid", "linear")
+
+_KERAS_MODELS: dict[str, object] = {}  # name -> the loaded (flattened) Keras model, for this run
+
+
+PLAIN_TITLE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9 _.+-]{0,63}")
+
+
+def is_model_path(text: str) -> bool:
+    """Whether a ``--model`` value names a file rather than a network of the zoo."""
+    return text not in MODELS and text.lower().endswith(SUFFIXES)
+
+
+def slug(text: str) -> str:
+    """A file stem as a model name: lowercase letters, digits and ``_``."""
+    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
+
+
+def model_name(path: str, name: str | None) -> str:
+    """The name a user's network goes by (``--name``, else its file stem slugified): a URL segment
+    that is neither a zoo network nor a page of the site. Checked before any library is imported."""
+    chosen = name if name is not None else slug(Path(path).stem)
+    flag = "--name" if name is not None else f"--model {path}: its file name"
+    if not chosen or not SAFE_NAME.match(chosen):
+        raise AtlasError(f"{flag} {chosen!r}: a model name has lowercase letters, digits and _ only; give --name")
+    if chosen in MODELS:
+        raise AtlasError(f"{flag} gives the name {chosen!r}, the atlas's own {MODELS[chosen].title}; give --name "
+                         f"my_{chosen} (or another) for your file")
+    if chosen in RESERVED:
+        raise AtlasError(f"{flag} gives the name {chosen!r}, which the site uses for its own pages; give --name "
+                         "another name")
+    return chosen
+
+
+def model_title(text: str, name: str) -> str:
+    """What headings, the nav and front matter call the network: the file stem as it is when it is
+    plain (letters, digits, space, ``_ . + -``), else its name; a stem is whatever a stranger named the
+    file, and Markdown, YAML and HTML each read other characters as syntax."""
+    return text if PLAIN_TITLE.fullmatch(text) else name
+
+
+def check_path(path: str) -> None:
+    """What can be told of a model file without loading anything."""
+    if not Path(path).is_file():
+        raise AtlasError(f"--model {path}: no such file; give a zoo network ({', '.join(MODELS)}) or the path of a "
+                         ".keras / .h5 model file")
+
+
+def saved_model_kind(path: Path) -> str:
+    """``keras`` (a Keras 3 archive), ``h5`` (a full model in HDF5) or ``weights`` (HDF5 weights only);
+    one line for anything else."""
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            if "config.json" in archive.namelist():
+                return "keras"
+        raise AtlasError(f"{path}: a zip archive without a model's config.json, not a Keras model file; save the "
+                         "model with model.save('my.keras')")
+    try:
+        import h5py
+
+        with h5py.File(path, "r") as handle:
+            return "h5" if "model_config" in handle.attrs else "weights"
+    except OSError:
+        raise AtlasError(f"{path}: not a Keras model file (neither a .keras archive nor an HDF5 model); save the "
+                         "model with model.save('my.keras')") from None
+
+
+def saved_config(path: Path) -> dict:
+    """The model's serialized config, read from the file without building it."""
+    kind = saved_model_kind(path)
+    if kind == "keras":
+        with zipfile.ZipFile(path) as archive:
+            return json.loads(archive.read("config.json"))
+    if kind == "h5":
+        import h5py
+
+        with h5py.File(path, "r") as handle:
+            raw = handle.attrs["model_config"]
+        return json.loads(raw.decode() if isinstance(raw, bytes) else raw)
+    raise AtlasError(f"{path}: holds weights only, not a model; give --model the whole saved model "
+                     "(model.save('my.keras')), or give this file as --weights of the network it belongs to")
+
+
+def custom_classes(config: object) -> list[tuple[str, str]]:
+    """(class, layer name) of every layer in a serialized config that is not one of Keras's own."""
+    found: list[tuple[str, str]] = []
+
+    def walk(item: object) -> None:
+        if isinstance(item, dict):
+            module = item.get("module")
+            if "class_name" in item and "config" in item and isinstance(item.get("config"), dict) and (
+                    item.get("registered_name") not in (None, item.get("class_name"), "Functional", "Sequential")
+                    or (module is None and item.get("registered_name") is not None)
+                    or (isinstance(module, str) and not module.startswith("keras"))):
+                found.append((item["class_name"], item["config"].get("name", item.get("name", "?"))))
+            for value in item.values():
+                walk(value)
+        elif isinstance(item, list):
+            for value in item:
+                walk(value)
+
+    walk(config)
+    return list(dict.fromkeys(found))
+
+
+def load_custom_objects(path: str | None) -> dict:
+    """Import the user's Python file of custom layers (``--custom-objects``): its classes decorated
+    with ``@keras.saving.register_keras_serializable()`` register themselves; a ``custom_objects``
+    dict in it is passed to Keras as well."""
+    if not path:
+        return {}
+    if not Path(path).is_file() or not path.endswith(".py"):
+        raise AtlasError(f"--custom-objects {path}: give the path of a Python file that defines the custom layers")
+    spec = importlib.util.spec_from_file_location("atlas_custom_objects", path)
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:  # noqa: BLE001 - the user's code: its first line is the message
+        raise AtlasError(f"--custom-objects {path}: importing it failed ({type(exc).__name__}: "
+                         f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
+    objects = getattr(module, "custom_objects", {})
+    return dict(objects) if isinstance(objects, dict) else {}
+
+
+def load_keras_file(path: Path, custom_objects: dict | None = None):
+    """The file as one functional Keras model (nested and Sequential models flattened)."""
+    import keras
+
+    config = saved_config(path)
+    try:
+        model = keras.saving.load_model(str(path), compile=False, safe_mode=True, custom_objects=custom_objects or None)
+    except Exception as exc:  # noqa: BLE001 - every loader failure is the file's, said in one line
+        text = " ".join(str(exc).split())
+        missing = re.search(r"Could not locate (?:class|function) '([^']+)'", text)
+        customs = custom_classes(config)
+        if missing or customs:
+            named = [c for c in customs if not missing or c[0] == missing.group(1)] or customs
+            need = ", ".join(f"'{cls}': <its class>" for cls in dict.fromkeys(c for c, _ in named)) or \
+                f"'{missing.group(1)}': <its class>"
+            where = ", ".join(f"{layer!r} ({cls})" for cls, layer in named[:3])
+            raise AtlasError(f"{path}: layer {where or missing.group(1)} is a custom class Keras cannot load without "
+                             f"custom_objects={{{need}}}; give --custom-objects FILE.py that defines it (decorated "
+                             "with @keras.saving.register_keras_serializable())") from None
+        if "Lambda" in text and "safe_mode" in text:
+            raise AtlasError(f"{path}: holds a Lambda layer (Python code in the file), which Keras runs only with "
+                             "safe_mode off; the atlas keeps it on: replace the Lambda by a registered custom "
+                             "layer and give --custom-objects") from None
+        raise AtlasError(f"{path}: Keras could not load this model ({text[:200]})") from None
+    return flatten(model, path)
+
+
+def flatten(model, path: Path | str = "the model"):
+    """A functional model whose layers are all plain layers (no nested models), sharing the weights;
+    a subclassed model, whose graph Keras does not record, is refused."""
+    import keras
+
+    if not isinstance(model, keras.Model) or not (isinstance(model, keras.Sequential) or hasattr(model, "_nodes_by_depth")):
+        raise AtlasError(f"{path}: a subclassed model ({type(model).__name__}) keeps no layer graph the atlas can "
+                         "read; save a functional or Sequential model")
+    nested = isinstance(model, keras.Sequential) or any(isinstance(layer, keras.Model) for layer in model.layers)
+    if not nested:
+        return model
+    try:
+        sources = list(model.inputs or [])
+    except (AttributeError, ValueError):
+        sources = []  # a Sequential model never built on an input
+    if len(sources) != 1:
+        raise AtlasError(f"{path}: the atlas shows networks of one image input; this one has {len(sources)} (build a "
+                         "Sequential model on keras.Input((height, width, channels)) before saving it)")
+    source = sources[0]
+    image = keras.Input(batch_shape=tuple(source.shape), dtype=source.dtype, name=getattr(source, "name", None))
+    try:
+        return keras.Model(image, _flat_call(model, image), name=model.name)
+    except ValueError as exc:
+        raise AtlasError(f"{path}: its nested models cannot be joined into one graph ({' '.join(str(exc).split())[:160]})") from None
+
+
+def _flat_call(model, x):
+    import keras
+
+    if isinstance(model, keras.Sequential):
+        for layer in model.layers:
+            x = _flat_call(layer, x) if isinstance(layer, keras.Model) else layer(x)
+        return x
+
+    def operation(op):
+        if isinstance(op, keras.Model):
+            return lambda *args, **kwargs: _flat_call(op, args[0])
+        return op
+
+    return model._run_through_graph(x, operation_fn=operation)  # the graph, each layer called on our tensors
+
+
+def read_input(model, path: Path) -> tuple[int | None, int]:
+    """(side, channels) of the model's image input: the side None when any size goes."""
+    if len(model.inputs) != 1 or len(model.inputs[0].shape) != 4:
+        shapes = ", ".join(str(tuple(x.shape)) for x in model.inputs)
+        raise AtlasError(f"{path}: the atlas shows networks of one image input (batch, height, width, channels); this "
+                         f"one reads {shapes}")
+    _, height, width, channels = tuple(model.inputs[0].shape)
+    if channels not in (1, 3):
+        raise AtlasError(f"{path}: its input has {channels} channels; the atlas shows networks of RGB (3) or "
+                         "grayscale (1) images")
+    if height != width:
+        raise AtlasError(f"{path}: its input is {height}x{width}; the atlas renders square pictures: save the model "
+                         "with a square input, or with any size (None, None)")
+    return (int(height) if height else None), int(channels)
+
+
+def read_preprocessing(config: dict, channels: int, given: str | None, path: Path) -> tuple[inputs.Preprocessing, str]:
+    """The preprocessing and where it came from: the model's own Rescaling/Normalization layer before its
+    first convolution (then it reads raw pixel values, 0..255), else ``--preprocess``."""
+    own = None
+    for layer in config["layers"]:
+        if layer["class_name"] in ("Conv2D", "DepthwiseConv2D", "SeparableConv2D"):
+            break
+        if layer["class_name"] in PREPROCESSING_LAYERS:
+            own = layer
+            break
+    if own is not None:
+        if given is not None:
+            raise AtlasError(f"--preprocess {given}: {path.name} scales its own input (its {own['class_name']} layer "
+                             f"{own['name']!r}) and reads raw pixel values 0..255; leave --preprocess out")
+        return inputs.Preprocessing("none", channels=channels), f"the model's own {own['class_name']} layer"
+    if given is None:
+        raise AtlasError(f"{path}: the model has no Rescaling or Normalization layer, so the atlas cannot tell what "
+                         "pixel values it was trained on: add --preprocess none (0..255), scale=0.00392157,offset=0 "
+                         "(0..1), tf (-1..1), caffe or torch, as your training pipeline did")
+    return inputs.parse_preprocessing(given, channels), "--preprocess"
+
+
+def read_head(model, config: dict) -> dict | None:
+    """The classification head: which layer's output holds the class logits (after taking its
+    softmax or sigmoid off) and how many classes; None for a network whose output is not a vector of
+    class scores."""
+    if len(model.outputs) != 1 or len(model.outputs[0].shape) != 2:
+        return None
+    count = int(model.outputs[0].shape[-1] or 0)
+    if count < 1:
+        return None
+    outputs = config.get("output_layers") or []
+    name = outputs[0] if outputs and isinstance(outputs[0], str) else (outputs[0][0] if outputs else None)
+    layers = {layer["name"]: layer for layer in config["layers"]}
+    if name not in layers:
+        return None
+    layer = layers[name]
+    if layer["class_name"] not in ("Dense", "Softmax", "Activation"):
+        return None  # class scores come from a Dense layer, or a softmax or sigmoid after one
+    activation = layer["config"].get("activation") if layer["class_name"] != "Softmax" else "softmax"
+    separate = layer["class_name"] in ("Softmax", "Activation")
+    if separate:
+        from generator.layers import inbound_layers
+
+        sources = inbound_layers(layer)
+        if len(sources) != 1:
+            return None
+        name = sources[0]
+    activation = activation or "linear"
+    if activation not in HEAD_ACTIVATIONS:
+        return None
+    return {"layer": name, "unfuse": not separate and activation != "linear", "activation": activation,
+            "classes": max(2, count), "binary": count == 1}
+
+
+def stage_groups(layers: tuple[Layer, ...]) -> tuple[Layer, ...]:
+    """Each layer's group: its resolution stage (the same stride, numbered from the input); named
+    ``stage<n>``, or ``group<n>`` where a layer already has a name like that."""
+    strides = list(dict.fromkeys(layer.stride for layer in layers))
+    names = {layer.name for layer in layers}
+    prefix = next(p for p in ("stage", "group", "res", "g") if not any(f"{p}{i + 1}" in names for i in range(len(strides))))
+    return tuple(replace(layer, group=f"{prefix}{strides.index(layer.stride) + 1}") for layer in layers)
+
+
+def read_model_file(path: str, name: str | None = None, preprocess: str | None = None,
+                    custom_objects: str | None = None) -> tuple[ModelSpec, tuple[Layer, ...], list[str]]:
+    """Load, check and register a user's network; returns its spec, layer table and one line for each
+    part of the graph the table could not follow."""
+    from generator.weights import sha256_file
+
+    file = Path(path)
+    check_path(path)
+    chosen = model_name(path, name)
+    objects = load_custom_objects(custom_objects)
+    model = load_keras_file(file, objects)
+    config = model.get_config()
+    size, channels = read_input(model, file)
+    preprocessing, origin = read_preprocessing(config, channels, preprocess, file)
+    spec = ModelSpec(
+        name=chosen, title=model_title(file.stem if name is None else name, chosen), constructor="", preprocessing=preprocessing,
+        imagenet_file="", imagenet_md5="", group_title="Stage {n}", conv_only=False, about=USER_ABOUT,
+        source={"file": file.name, "sha256": sha256_file(file), "bytes": file.stat().st_size,
+                "preprocessing_from": origin},
+        input_size=size, head=read_head(model, config),
+    )
+    notes: list[str] = []
+    layers = discover(model, spec, notes)
+    if not layers:
+        raise AtlasError(f"{path}: no convolution the atlas can show (Conv2D, DepthwiseConv2D or SeparableConv2D on "
+                         "the image)" + (f"; {notes[0]}" if notes else ""))
+    slugs = [layer.name for layer in layers]
+    twice = sorted({s for s in slugs if slugs.count(s) > 1})
+    if twice:
+        same = [layer.keras for layer in layers if layer.name == twice[0]]
+        raise AtlasError(f"{path}: layers {' and '.join(repr(s) for s in same)} would share the page name "
+                         f"{twice[0]!r}; rename one of them in Keras")
+    layers = stage_groups(layers)
+    register(spec, layers)
+    _KERAS_MODELS[chosen] = model
+    return spec, layers, notes
+
+
+def keras_model(name: str):
+    """The Keras model read for ``name`` in this run."""
+    if name not in _KERAS_MODELS:
+        raise AtlasError(f"{name}: its model file was not read in this run; give --model the path of the file")
+    return _KERAS_MODELS[name]
+
+
+def register(spec: ModelSpec, layers: tuple[Layer, ...]) -> None:
+    register_model(spec)
+    register_layers(spec.name, layers)
+
+
+# --- what the atlas stores of it (the site reads it without Keras) ----------------------------------------
+
+
+def describe(spec: ModelSpec, layers: tuple[Layer, ...]) -> dict:
+    """The manifest's ``user_model``: the file (name and sha256, never its path) and everything the
+    site needs to show the network."""
+    p = spec.preprocessing
+    return {
+        **spec.source, "title": spec.title, "about": spec.about, "group_title": spec.group_title,
+        "preprocessing": {"key": p.key, "mode": p.mode, "scale": p.scale, "offset": p.offset, "channels": p.channels},
+        "input_size": spec.input_size, "head": spec.head,
+        "layers": [layer.to_dict() for layer in layers],
+    }
+
+
+def register_from_manifest(name: str, manifest: dict) -> ModelSpec:
+    """Register the network an atlas folder holds, from its manifest's ``user_model``."""
+    entry = manifest.get("user_model")
+    if not isinstance(entry, dict):
+        raise AtlasError(f"{name}: its manifest does not describe the model file; rerun `atlas generate --model PATH`")
+    try:
+        p = entry["preprocessing"]
+        preprocessing = inputs.Preprocessing(p["mode"], float(p["scale"]), float(p["offset"]), int(p["channels"]))
+        spec = ModelSpec(
+            name=name, title=model_title(str(entry["title"]), name), constructor="", preprocessing=preprocessing, imagenet_file="",
+            imagenet_md5="", group_title=str(entry["group_title"]), conv_only=False, about=str(entry["about"]),
+            source={key: entry[key] for key in ("file", "sha256", "bytes", "preprocessing_from") if key in entry},
+            input_size=entry.get("input_size"), head=entry.get("head"),
+        )
+        layers = tuple(Layer.from_dict(row) for row in entry["layers"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise AtlasError(f"{name}: its manifest's description of the model file is incomplete ({exc}); rerun "
+                         "`atlas generate --model PATH`") from None
+    register(spec, layers)
+    return spec

@@ -1,0 +1,86 @@
+"""Each image's class: folders, CSV, caffe's val.txt, Kaggle's LOC_val_solution.csv, the class order, the
+shipped ImageNet classes, and the refusals."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from generator.errors import AtlasError
+from generator.imagesets import ImageSet
+from generator.labels import IMAGENET_FILE, check_labels_arg, imagenet_classes, read_labels
+from generator.zoo import ModelSpec
+
+
+def _spec(classes: int | None) -> ModelSpec:
+    head = {"layer": "out", "unfuse": True, "activation": "softmax", "classes": classes, "binary": False} if classes else None
+    return ModelSpec("m", "m", "", "none", "", "", "Stage {n}", False, "", source={"file": "m.keras"}, head=head)
+
+
+def _images(tmp_path, files) -> ImageSet:
+    for name in files:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"")
+    return ImageSet(tmp_path, tuple(sorted(files)))
+
+
+def test_imagenet_classes_are_keras_order():
+    classes = imagenet_classes()
+    assert len(classes) == 1000 and len({c.synset for c in classes}) == 1000
+    assert [c.synset for c in classes] == sorted(c.synset for c in classes)  # Keras's order: sorted synsets
+    assert (classes[0].synset, classes[0].name) == ("n01440764", "tench")
+    assert (classes[1].synset, classes[1].name) == ("n01443537", "goldfish")
+    assert (classes[-1].synset, classes[-1].name) == ("n15075141", "toilet tissue")
+    data = json.loads(IMAGENET_FILE.read_text())
+    assert "timm" in data["source"] and "Apache-2.0" in data["license"]
+
+
+def test_folders_keep_keras_order_and_empty_folders(tmp_path):
+    images = _images(tmp_path, ["dog/1.png", "cat/2.png", "cat/3.png", "loose.png"])
+    (tmp_path / "emu").mkdir()  # a class folder with no image still counts, as in image_dataset_from_directory
+    labels = read_labels("folders", images, _spec(3))
+    assert labels.classes == ("cat", "dog", "emu")
+    assert labels.index == (0, 0, 1, -1) and labels.unlabelled == 1  # sorted files: cat/2, cat/3, dog/1, loose
+    assert list(labels.counts()) == [2, 1, 0]
+    with pytest.raises(AtlasError, match="3 classes \\(cat, dog, emu\\), but the network's classifier has 2 outputs"):
+        read_labels("folders", images, _spec(2))
+
+
+def test_file_formats(tmp_path):
+    images = _images(tmp_path / "im", ["a/ILSVRC2012_val_00000001.JPEG", "ILSVRC2012_val_00000002.JPEG", "x.png"])
+    csv = tmp_path / "labels.csv"
+    csv.write_text("path,label\na/ILSVRC2012_val_00000001.JPEG,n01443537\nILSVRC2012_val_00000002.JPEG,n01440764\n")
+    labels = read_labels(str(csv), images, _spec(1000))  # sorted files: ...00000002.JPEG, a/...00000001.JPEG, x.png
+    assert len(labels.classes) == 1000 and labels.index == (0, 1, -1) and labels.unlabelled == 1
+    assert labels.display[0] == "n01440764 tench"
+    kaggle = tmp_path / "LOC_val_solution.csv"
+    kaggle.write_text("ImageId,PredictionString\nILSVRC2012_val_00000001,n01443537 1 2 3 4 n01443537 5 6 7 8\n"
+                      "ILSVRC2012_val_00000002,n01440764 1 2 3 4\n")
+    assert read_labels(str(kaggle), images, _spec(1000)).index == (0, 1, -1)
+    caffe = tmp_path / "val.txt"
+    caffe.write_text("ILSVRC2012_val_00000001.JPEG 1\nILSVRC2012_val_00000002.JPEG 0\n")
+    assert read_labels(str(caffe), images, _spec(1000), "imagenet").index == (0, 1, -1)
+    names = tmp_path / "classes.txt"
+    names.write_text("zebra\napple\n")
+    csv.write_text("x.png,apple\nILSVRC2012_val_00000002,zebra\n")
+    labels = read_labels(str(csv), images, _spec(2), str(names))
+    assert labels.classes == ("zebra", "apple") and labels.index == (0, -1, 1)
+    without_head = read_labels(str(csv), images, _spec(None))
+    assert without_head.classes == ("apple", "zebra")
+
+
+def test_refusals(tmp_path):
+    images = _images(tmp_path / "im", ["a.png"])
+    devkit = tmp_path / "ILSVRC2012_validation_ground_truth.txt"
+    devkit.write_text("490\n361\n171\n")
+    with pytest.raises(AtlasError, match="bare class numbers .* devkit's own order"):
+        read_labels(str(devkit), images, _spec(1000))
+    other = tmp_path / "other.csv"
+    other.write_text("b.png,cat\n")
+    with pytest.raises(AtlasError, match="names none of the 1 images"):
+        read_labels(str(other), images, _spec(None))
+    with pytest.raises(AtlasError, match="--classes names the classes of --labels"):
+        check_labels_arg(None, "imagenet")
+    with pytest.raises(AtlasError, match="--labels nope.csv: no such file"):
+        check_labels_arg("nope.csv", None)
