@@ -34,16 +34,19 @@ $(STAMP): pyproject.toml requirements/offline-data.txt requirements/sample-photo
 install: $(STAMP)
 
 # The full atlas: every view of every filter (a GPU run: a CPU asks for DEVICE=cpu), the original
-# method for comparison, wiring, dataset examples when IMAGES is a folder of images, then the site.
+# method for comparison, wiring, dataset examples and the pictures' trust when IMAGES is a folder of
+# images, then the site.
 atlas: $(STAMP)
 	$(BIN)/atlas generate --model $(MODEL) --weights $(WEIGHTS) --views $(VIEWS) --device $(DEVICE) --out $(ATLAS)
 	$(BIN)/atlas generate --model $(MODEL) --weights $(WEIGHTS) --method naive --filters 0-7 --size 96 --steps 50 --device $(DEVICE) --out $(ATLAS)-naive
 	$(BIN)/atlas wiring --model $(MODEL) --weights $(WEIGHTS) --out $(ATLAS)
 	$(if $(IMAGES),$(BIN)/atlas examples --model $(MODEL) --weights $(WEIGHTS) --images $(IMAGES) $(if $(IMAGES_NAME),--images-name "$(IMAGES_NAME)") --device $(DEVICE) --out $(ATLAS),@echo "no IMAGES: the atlas is built without dataset examples (make atlas IMAGES=/path/to/imagenet/val adds them)")
+	$(if $(IMAGES),$(BIN)/atlas trust --model $(MODEL) --weights $(WEIGHTS) --images $(IMAGES) --device $(DEVICE) --out $(ATLAS))
 	$(BIN)/atlas site --data $(ATLAS) --compare $(ATLAS)-naive --out site_src
 	$(MKDOCS) build --strict
 
-# A CPU-sized atlas: 8 filters of every layer, 96 px, 64 steps, offline weights and images; minutes.
+# A CPU-sized atlas: 8 filters of every layer, 96 px, 64 steps, offline weights and images (examples
+# and trust); minutes.
 preview: $(STAMP)
 	$(BIN)/atlas generate --weights $(PREVIEW_WEIGHTS) --filters 0-7 --size 96 --steps 64 --out $(PREVIEW)
 	$(BIN)/atlas generate --weights $(PREVIEW_WEIGHTS) --method naive --filters 0-7 --size 96 --steps 50 --out $(PREVIEW)-naive
@@ -51,6 +54,7 @@ preview: $(STAMP)
 	test -d $(SAMPLE) || $(BIN)/atlas sample-images $(SAMPLE) --size 96
 	$(BIN)/atlas examples --weights $(PREVIEW_WEIGHTS) --images $(SAMPLE) --size 96 --top 8 --out $(PREVIEW) \
 	  --images-name "scikit-image sample photographs, tiled" --images-license "public domain and CC0"
+	$(BIN)/atlas trust --weights $(PREVIEW_WEIGHTS) --images $(SAMPLE) --out $(PREVIEW)
 	$(BIN)/atlas site --data $(PREVIEW) --compare $(PREVIEW)-naive --out site_src
 	$(MKDOCS) build --strict
 

@@ -1,4 +1,4 @@
-"""The ``atlas`` command: ``layers``, ``generate``, ``examples``, ``wiring``, ``sample-images``,
+"""The ``atlas`` command: ``layers``, ``generate``, ``examples``, ``trust``, ``wiring``, ``sample-images``,
 ``site``, ``bench``.
 
 Every problem with the input ends in one line on stderr and a non-zero exit, never a traceback; the
@@ -116,6 +116,13 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--images-license", default=None, help="its licence, shown beside its crops")
     ex.add_argument("--out", default="atlas")
     ex.add_argument("--force", action="store_true", help="replace examples made from another image set or size")
+
+    trust = sub.add_parser("trust", help="how far to trust each picture: checks against the filter's dataset examples")
+    trust.add_argument("--images", required=True, help="the folder of images the dataset examples came from")
+    _model_args(trust)
+    trust.add_argument("--layers", default="all", help="all (every layer with dataset examples), or a list")
+    _device_args(trust)
+    trust.add_argument("--out", default="atlas")
 
     wiring = sub.add_parser("wiring", help="each filter's strongest inputs and outputs, from the weights")
     _model_args(wiring)
@@ -304,6 +311,32 @@ def cmd_examples(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_trust(args: argparse.Namespace) -> int:
+    from generator.imagesets import list_images
+    from generator.selection import parse_layers
+    from generator.store import AtlasStore
+    from generator.trust import check_images, read_atlas
+
+    layers = parse_layers(args.layers, args.model)
+    images = list_images(args.images)
+    _check_weights(args.weights, args.model)
+    _, examples = read_atlas(AtlasStore(args.out, args.model))  # refused here, before the backend loads
+    check_images(examples, images, args.images)
+    chosen, facts, precision = _start_backend(args)
+    from generator.models import load_model
+    from generator.trust import TrustConfig, run_trust
+
+    loaded = load_model(args.model, args.weights)
+    config = TrustConfig(model=args.model, weights_sha256=loaded.weights_sha256, images=images,
+                         size=examples["images"]["size"], top=examples["top"], precision=precision, backend=chosen)
+    summary = run_trust(loaded, layers, config, args.out, batch=args.batch, facts=facts)
+    print(summary.line())
+    if summary.interrupted:
+        print("interrupted: finished layers are saved; run the same command again to resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return 0
+
+
 def cmd_wiring(args: argparse.Namespace) -> int:
     _check_weights(args.weights, args.model)
     _check_out(args.out)
@@ -341,7 +374,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return bench.main(args)
 
 
-COMMANDS = {"layers": cmd_layers, "generate": cmd_generate, "examples": cmd_examples, "wiring": cmd_wiring,
+COMMANDS = {"layers": cmd_layers, "generate": cmd_generate, "examples": cmd_examples, "trust": cmd_trust, "wiring": cmd_wiring,
             "sample-images": cmd_sample_images, "site": cmd_site, "bench": cmd_bench}
 
 
