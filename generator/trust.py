@@ -349,8 +349,23 @@ class TrustConfig:
 
     def against(self) -> dict:
         """Stored with every filter's scores; a filter whose record says otherwise is computed again."""
-        return {"examples": self.images.sha256, "size": self.size, "top": self.top,
-                "weights_sha256": self.weights_sha256}
+        return against(self.images.sha256, self.size, self.top, self.weights_sha256)
+
+
+def against(examples_sha256: str, size: int, top: int, weights_sha256: str) -> dict:
+    """What a filter's scores were computed against: the examples' image set, size and k, the weights."""
+    return {"examples": examples_sha256, "size": size, "top": top, "weights_sha256": weights_sha256}
+
+
+def current_against(manifest: dict) -> dict | None:
+    """What scores must have been computed against to belong to the atlas as its manifest stands (None
+    without dataset examples): scores from an image set the examples were since replaced by are stale."""
+    examples = manifest.get("examples") or {}
+    images = examples.get("images") or {}
+    if not images.get("list_sha256"):
+        return None
+    return against(images["list_sha256"], images.get("size"), examples.get("top"),
+                   (manifest.get("weights") or {}).get("sha256"))
 
 
 @dataclass
