@@ -139,13 +139,13 @@ def build_parser() -> argparse.ArgumentParser:
                       help="an atlas of the same filters by the original method (--method naive), for the Method page")
 
     bench = sub.add_parser("bench", help="speed, quality, examples, GPU and site-build benchmarks")
-    bench.add_argument("what", choices=("speed", "quality", "site", "layers", "examples", "gpu"))
+    bench.add_argument("what", choices=("speed", "quality", "site", "layers", "examples", "gpu", "trust"))
     bench.add_argument("--model", default="vgg16", choices=tuple(MODELS))
     bench.add_argument("--weights", default=None, help="default: hed-bsds500 for vgg16, random otherwise")
     bench.add_argument("--backend", default=None, choices=("tensorflow", "jax"))
     bench.add_argument("--size", type=_positive_int, default=None)
     bench.add_argument("--steps", type=_positive_int, default=None)
-    bench.add_argument("--sample", type=_positive_int, default=16, help="filters per layer (quality)")
+    bench.add_argument("--sample", type=_positive_int, default=16, help="filters per layer (quality, trust)")
     bench.add_argument("--offset", type=_whole, default=0,
                        help="quality: move each sampled filter this far along, for a held-out sample (default 0)")
     bench.add_argument("--layers", default="all")
@@ -154,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--naive-original", action="store_true",
                        help="quality: run naive at the original script's 96 px, 50 steps")
     bench.add_argument("--precision", default=None, choices=("float32", "mixed_float16", "mixed_bfloat16"))
-    bench.add_argument("--images", default=None, help="examples: a folder of images (default: sample-images tiles)")
+    bench.add_argument("--images", default=None, help="examples, trust: a folder of images (default: sample-images tiles)")
     bench.add_argument("--reduced", action="store_true", help="gpu: a minutes-long smoke run (CI, CPU)")
     bench.add_argument("--keep", default=None, metavar="DIR",
                        help="site: keep the synthetic atlas in DIR and reuse it next time (writing it is most of the ResNet50 run)")

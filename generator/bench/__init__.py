@@ -1,4 +1,4 @@
-"""``atlas bench``: speed, quality, examples, GPU and site-build figures, written into BENCHMARKS.md.
+"""``atlas bench``: speed, quality, examples, GPU, site-build and trust figures, written into BENCHMARKS.md.
 
 Each figure is measured in the same run as its baseline (machines here differ by up to 6x for the same
 command), and each section of BENCHMARKS.md names the machine and the command that produced it.
@@ -23,6 +23,7 @@ SECTIONS = {
     "site": "generator.bench.site",
     "examples": "generator.bench.examples",
     "gpu": "generator.bench.gpu",
+    "trust": "generator.bench.trust",
 }
 
 
