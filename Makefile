@@ -80,6 +80,7 @@ bench: $(STAMP)
 	$(BIN)/atlas bench speed
 	$(BIN)/atlas bench layers --size 128 --steps 8 --batch 16
 	$(BIN)/atlas bench examples
+	$(BIN)/atlas bench trust --sample 6 --naive-original
 	$(BIN)/atlas bench site
 	$(BIN)/atlas bench site --model resnet50
 

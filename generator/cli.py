@@ -322,7 +322,11 @@ def cmd_trust(args: argparse.Namespace) -> int:
     _check_weights(args.weights, args.model)
     _, examples = read_atlas(AtlasStore(args.out, args.model))  # refused here, before the backend loads
     check_images(examples, images, args.images)
-    chosen, facts, precision = _start_backend(args)
+    without = [layer.name for layer in layers if layer.name not in examples.get("layers", [])]
+    if args.layers != "all" and without:
+        raise AtlasError(f"--layers {args.layers}: no dataset examples of {', '.join(without)} in this atlas; run "
+                         f"`atlas examples --layers {','.join(without)}` first")
+    chosen, facts, precision, *_ = _start_backend(args)  # one device: the pass is forward passes only
     from generator.models import load_model
     from generator.trust import TrustConfig, run_trust
 

@@ -394,3 +394,6 @@ def test_trust_refuses_with_one_line(tiny, sample_tiles, tmp_path):
     assert "other weights" in line and "--weights" in line
     line = error_line(run_atlas("trust", "--images", str(tmp_path / "missing"), "--out", str(tiny)))
     assert "no such folder" in line
+    line = error_line(run_atlas("trust", "--weights", "random", "--images", str(sample_tiles), "--layers",
+                                "block1_conv1,block5_conv3", "--out", str(tiny)))
+    assert "no dataset examples of block5_conv3" in line and "atlas examples --layers block5_conv3" in line
