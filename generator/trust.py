@@ -437,6 +437,18 @@ def _picks(layer: Layer, f: int, purpose: int, choices: list[int], count: int) -
     return sorted(int(c) for c in rng.choice(choices, size=min(count, len(choices)), replace=False))
 
 
+def _random_image(layer: Layer, f: int, count: int, exclude: list[int]) -> int:
+    """A deterministic random image index of ``count`` for filter ``f``, not one of ``exclude`` (unless
+    they are all): ``_picks`` of the other indices, without listing them (an image set can be large)."""
+    skip = sorted(set(exclude)) if len(set(exclude)) < count else []
+    rng = np.random.default_rng([PICK, layer.index, f, 0])
+    at = int(rng.choice(count - len(skip), size=1, replace=False)[0])  # the at-th index not skipped
+    for index in skip:
+        if index <= at:
+            at += 1
+    return at
+
+
 def _concat(readouts: list[Readout]) -> Readout:
     def cat(items):
         return np.concatenate(items) if items else np.zeros((0,))
@@ -483,9 +495,7 @@ class LayerTrust:
                     if e.get("image") in index:
                         self.requests.append((index[e["image"]], slot, kind, i, int(e["y"]), int(e["x"])))
                         tops += [index[e["image"]]] if kind == "top" else []
-            rest = sorted(set(range(count)) - set(tops)) or list(range(count))
-            pick = _picks(layer, f, 0, rest, 1)
-            self.requests.append((pick[0], slot, "random", 0, -1, -1))
+            self.requests.append((_random_image(layer, f, count, tops), slot, "random", 0, -1, -1))
         self.natural = sorted({r[0] for r in self.requests})
         self.unreadable = 0
 

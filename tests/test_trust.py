@@ -64,6 +64,22 @@ def test_footprint_is_the_units_a_target_unit_reads():
     assert [int(v[0]) for v in footprint(vgg["block2_conv1"], vgg["block1_conv1"], [0], [31], side)] == [0, 4, 59, 63]
 
 
+def test_the_random_photo_is_drawn_per_filter_the_same_every_run_and_never_a_top_one():
+    from generator.trust import _picks, _random_image
+
+    layer = find_layer("block3_conv3", "vgg16")
+    rng = np.random.default_rng(1)
+    for f in range(500):
+        count = int(rng.integers(1, 300))
+        tops = [int(i) for i in rng.integers(0, count, int(rng.integers(0, 16)))]
+        pick = _random_image(layer, f, count, tops)
+        assert pick == _random_image(layer, f, count, tops) and 0 <= pick < count
+        assert pick not in tops or set(tops) >= set(range(count))
+        # the same as drawing from the list of the other images, without making that list
+        rest = sorted(set(range(count)) - set(tops)) or list(range(count))
+        assert pick == _picks(layer, f, 0, rest, 1)[0]
+
+
 # --- a hand-made network whose filters 0 fire for red -----------------------------------------------------------
 
 
