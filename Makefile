@@ -42,8 +42,9 @@ $(STAMP): pyproject.toml requirements/offline-data.txt requirements/sample-photo
 install: $(STAMP)
 
 # The full atlas: every view of every filter (a GPU run: a CPU asks for DEVICE=cpu), the original
-# method for comparison, wiring, dataset examples when IMAGES is a folder of images (with LABELS, their
-# classes and the classifier's accuracy), then the site. MODEL is a zoo network or a model file.
+# method for comparison, wiring, dataset examples and the pictures' trust when IMAGES is a folder of
+# images (with LABELS, their classes and the classifier's accuracy), then the site. MODEL is a zoo
+# network or a model file.
 # With SHARDS=N, on a Slurm login node: the same through Slurm, each render a job array of N tasks whose
 # merge job writes the wiring and (last) the site; SLURM_ARGS adds atlas slurm's --partition, --time ...
 ifneq ($(SHARDS),)
@@ -57,11 +58,13 @@ atlas: $(STAMP)
 	$(BIN)/atlas generate $(MODEL_ARGS) --method naive --filters 0-7 $(if $(filter $(MODEL),$(ZOO)),--size 96) --steps 50 --device $(DEVICE) --out $(ATLAS)-naive
 	$(BIN)/atlas wiring $(MODEL_ARGS) --out $(ATLAS)
 	$(if $(IMAGES),$(BIN)/atlas examples $(MODEL_ARGS) --images $(IMAGES) $(if $(LABELS),--labels $(LABELS)) $(if $(IMAGES_NAME),--images-name "$(IMAGES_NAME)") --device $(DEVICE) --out $(ATLAS),@echo "no IMAGES: the atlas is built without dataset examples (make atlas IMAGES=/path/to/imagenet/val adds them)")
+	$(if $(IMAGES),$(BIN)/atlas trust $(MODEL_ARGS) --images $(IMAGES) --device $(DEVICE) --out $(ATLAS))
 	$(BIN)/atlas site --data $(ATLAS) --compare $(ATLAS)-naive --out site_src
 	$(MKDOCS) build --strict
 endif
 
-# A CPU-sized atlas: 8 filters of every layer, 96 px, 64 steps, offline weights and images; minutes.
+# A CPU-sized atlas: 8 filters of every layer, 96 px, 64 steps, offline weights and images (examples
+# and trust); minutes.
 preview: $(STAMP)
 	$(BIN)/atlas generate --weights $(PREVIEW_WEIGHTS) --filters 0-7 --size 96 --steps 64 --out $(PREVIEW)
 	$(BIN)/atlas generate --weights $(PREVIEW_WEIGHTS) --method naive --filters 0-7 --size 96 --steps 50 --out $(PREVIEW)-naive
@@ -69,6 +72,7 @@ preview: $(STAMP)
 	test -d $(SAMPLE) || $(BIN)/atlas sample-images $(SAMPLE) --size 96
 	$(BIN)/atlas examples --weights $(PREVIEW_WEIGHTS) --images $(SAMPLE) --size 96 --top 8 --out $(PREVIEW) \
 	  --images-name "scikit-image sample photographs, tiled" --images-license "public domain and CC0"
+	$(BIN)/atlas trust --weights $(PREVIEW_WEIGHTS) --images $(SAMPLE) --out $(PREVIEW)
 	$(BIN)/atlas site --data $(PREVIEW) --compare $(PREVIEW)-naive --out site_src
 	$(MKDOCS) build --strict
 
@@ -94,6 +98,7 @@ bench: $(STAMP)
 	$(BIN)/atlas bench speed
 	$(BIN)/atlas bench layers --size 128 --steps 8 --batch 16
 	$(BIN)/atlas bench examples
+	$(BIN)/atlas bench trust --sample 6 --naive-original
 	$(BIN)/atlas bench site
 	$(BIN)/atlas bench site --model resnet50
 	$(BIN)/atlas bench shards

@@ -1,4 +1,4 @@
-"""The ``atlas`` command: ``layers``, ``generate``, ``examples``, ``wiring``, ``sample-images``,
+"""The ``atlas`` command: ``layers``, ``generate``, ``examples``, ``trust``, ``wiring``, ``sample-images``,
 ``site``, ``bench``, ``merge``, ``slurm``.
 
 Every problem with the input ends in one line on stderr and a non-zero exit, never a traceback; the
@@ -166,6 +166,13 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--shard", type=_shard, default=None, metavar="K/N",
                     help="stream part K of N (from 0) of the images, beside the other parts; then atlas merge")
 
+    trust = sub.add_parser("trust", help="how far to trust each picture: checks against the filter's dataset examples")
+    trust.add_argument("--images", required=True, help="the folder of images the dataset examples came from")
+    _model_args(trust)
+    trust.add_argument("--layers", default="all", help="all (every layer with dataset examples), or a list")
+    _device_args(trust)
+    trust.add_argument("--out", default="atlas")
+
     wiring = sub.add_parser("wiring", help="each filter's strongest inputs and outputs, from the weights")
     _model_args(wiring)
     wiring.add_argument("--out", default="atlas")
@@ -182,14 +189,14 @@ def build_parser() -> argparse.ArgumentParser:
                       help="an atlas of the same filters by the original method (--method naive), for the Method page")
 
     bench = sub.add_parser("bench", help="speed, quality, examples, GPU and site-build benchmarks")
-    bench.add_argument("what", choices=("speed", "quality", "site", "layers", "examples", "gpu", "shards"))
+    bench.add_argument("what", choices=("speed", "quality", "site", "layers", "examples", "gpu", "shards", "trust"))
     bench.add_argument("--model", default="vgg16", type=_model, help="vgg16 | vgg19 | resnet50 | PATH.keras (layers, quality, examples)")
     bench.add_argument("--weights", default=None, help="default: hed-bsds500 for vgg16, random otherwise, a model file's own")
     _model_file_args(bench)
     bench.add_argument("--backend", default=None, choices=("tensorflow", "jax"))
     bench.add_argument("--size", type=_positive_int, default=None)
     bench.add_argument("--steps", type=_positive_int, default=None)
-    bench.add_argument("--sample", type=_positive_int, default=16, help="filters per layer (quality)")
+    bench.add_argument("--sample", type=_positive_int, default=16, help="filters per layer (quality, trust)")
     bench.add_argument("--offset", type=_whole, default=0,
                        help="quality: move each sampled filter this far along, for a held-out sample (default 0)")
     bench.add_argument("--layers", default="all")
@@ -198,7 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--naive-original", action="store_true",
                        help="quality: run naive at the original script's 96 px, 50 steps")
     bench.add_argument("--precision", default=None, choices=("float32", "mixed_float16", "mixed_bfloat16"))
-    bench.add_argument("--images", default=None, help="examples: a folder of images (default: sample-images tiles)")
+    bench.add_argument("--images", default=None, help="examples, trust: a folder of images (default: sample-images tiles)")
     bench.add_argument("--labels", default=None, help="examples: folders or FILE, to time the labelled pass too")
     bench.add_argument("--reduced", action="store_true", help="gpu: a minutes-long smoke run (CI, CPU)")
     bench.add_argument("--keep", default=None, metavar="DIR",
@@ -575,6 +582,44 @@ def cmd_slurm(args: argparse.Namespace) -> int:
     return slurm.run(request, wait=args.wait, dry_run=args.dry_run)
 
 
+def cmd_trust(args: argparse.Namespace) -> int:
+    from generator.imagesets import list_images
+    from generator.selection import parse_layers
+    from generator.store import AtlasStore
+    from generator.trust import check_images, read_atlas
+
+    user = _model_file_checks(args)
+    if user:
+        list_images(args.images)
+        _check_out(args.out)
+        _start_backend(args)
+        _read_model_file(args)
+    else:
+        args.weights = args.weights or "imagenet"
+        _check_weights(args.weights, args.model)
+    layers = parse_layers(args.layers, args.model)
+    images = list_images(args.images)
+    _, examples = read_atlas(AtlasStore(args.out, args.model))  # refused here, before the backend loads
+    check_images(examples, images, args.images)
+    without = [layer.name for layer in layers if layer.name not in examples.get("layers", [])]
+    if args.layers != "all" and without:
+        raise AtlasError(f"--layers {args.layers}: no dataset examples of {', '.join(without)} in this atlas; run "
+                         f"`atlas examples --layers {','.join(without)}` first")
+    chosen, facts, precision, *_ = _start_backend(args)  # one device: the pass is forward passes only
+    from generator.models import load_model
+    from generator.trust import TrustConfig, run_trust
+
+    loaded = load_model(args.model, args.weights)
+    config = TrustConfig(model=args.model, weights_sha256=loaded.weights_sha256, images=images,
+                         size=examples["images"]["size"], top=examples["top"], precision=precision, backend=chosen)
+    summary = run_trust(loaded, layers, config, args.out, batch=args.batch, facts=facts)
+    print(summary.line())
+    if summary.interrupted:
+        print("interrupted: finished layers are saved; run the same command again to resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return 0
+
+
 def cmd_wiring(args: argparse.Namespace) -> int:
     user = _model_file_checks(args)
     args.weights = args.weights or ("imagenet" if not user else None)
@@ -632,6 +677,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 COMMANDS = {"layers": cmd_layers, "generate": cmd_generate, "examples": cmd_examples, "wiring": cmd_wiring,
             "sample-images": cmd_sample_images, "site": cmd_site, "bench": cmd_bench, "merge": cmd_merge,
+            "trust": cmd_trust,
             "slurm": cmd_slurm}
 
 

@@ -245,3 +245,52 @@ def kernel_image(kernel: list, cell: int = 16) -> KernelImage:
             rgb = [min(255, max(0, round((0.5 + 0.5 * v / scale) * 255))) for v in px]
             squares.append((i * cell, j * cell, "#{:02x}{:02x}{:02x}".format(*rgb)))
     return KernelImage(len(kernel) * cell, cell, squares)
+
+
+@dataclass(frozen=True)
+class Dot:
+    x: float
+    y: float
+    label: str  # its tooltip
+
+
+@dataclass(frozen=True)
+class PathPlot:
+    """Two curves over the layers up to a filter's: the picture's path similarity and a baseline's."""
+
+    frame: Frame
+    points: str  # the picture
+    baseline: str  # the baseline ("" if none)
+    dots: list[Dot]
+    x_ticks: list[Tick]
+    y_ticks: list[Tick]
+    zero_y: float | None
+    bars: tuple = ()
+
+
+def path_plot(layers: list[str], values: list[float], baseline: list[float] | None = None,
+              frame: Frame = Frame(width=420, height=210, left=48, top=26, bottom=36)) -> PathPlot:
+    """Values per layer (1 .. n from the first layer to the filter's), each a rank correlation: the y
+    axis spans at least 0 to 1 and reaches below 0 where a value does."""
+    finite = [v for v in values + (baseline or []) if v is not None and math.isfinite(v)] or [0.0]
+    y_ticks = nice_ticks(min(0.0, min(finite)), max(1.0, max(finite)))
+    lo, hi = y_ticks[0], y_ticks[-1]
+    n = max(1, len(layers))
+
+    def x(i: int) -> float:  # layer i (0-based) in the middle of its share of the width
+        return frame.x0 + (frame.x1 - frame.x0) * (i + 0.5) / n
+
+    def y(value: float) -> float:
+        return frame.y0 - (frame.y0 - frame.y1) * (value - lo) / ((hi - lo) or 1)
+
+    def line(series: list[float] | None) -> str:
+        if not series:
+            return ""
+        return " ".join(f"{x(i):.1f},{y(v):.1f}" for i, v in enumerate(series) if v is not None and math.isfinite(v))
+
+    every = max(1, math.ceil(n / 16))  # at most 16 labelled ticks (ResNet50 has 49 layers)
+    ticks = [Tick(x(i), str(i + 1)) for i in range(n) if i % every == 0 or i == n - 1]
+    dots = [Dot(x(i), y(v), f"{name}: {v:.3f}" + (f", random photo {baseline[i]:.3f}" if baseline and baseline[i] is not None else ""))
+            for i, (name, v) in enumerate(zip(layers, values)) if v is not None and math.isfinite(v)]
+    return PathPlot(frame, line(values), line(baseline), dots, ticks, [Tick(y(t), _label(t)) for t in y_ticks],
+                    y(0.0) if lo < 0 < hi else None)

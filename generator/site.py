@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from generator import paths, plots
+from generator import paths, plots, trust_pages
 from generator.errors import AtlasError
 from generator.escape import bibtex_text, fenced_code, markdown_text
 from generator.layers import Layer, groups, model_layers
@@ -303,6 +303,7 @@ class ModelSite:
         if not any(self.rows.values()):
             raise AtlasError(f"{self.store.paths.model_dir}: the atlas has no rendered filters yet; run `atlas generate`")
         self.assets = AssetCache(builder.out / model, builder.staging / model)
+        self.trust_means: dict[str, dict] = {}  # layer -> means of its pictures' trust scores (Method page)
         self.examples = (self.manifest.get("examples") or {}).get("images")  # the image set: name, licence, count
         compare = AtlasStore(builder.compare, model) if builder.compare else None
         self.compare = compare if compare and compare.paths.manifest.exists() else None
@@ -421,9 +422,10 @@ class ModelSite:
         rows = [self.rows[layer.name][f] for f in sorted(self.rows[layer.name])]
         here = paths.layer_url(self.model, layer.name)
         wiring = self._wiring(layer)
+        trusted = {}
         for i, row in enumerate(rows):
-            self.filter_page(layer, row, rows[i - 1]["filter"] if i else None,
-                             rows[i + 1]["filter"] if i + 1 < len(rows) else None, wiring)
+            trusted[row["filter"]] = self.filter_page(layer, row, rows[i - 1]["filter"] if i else None,
+                                                      rows[i + 1]["filter"] if i + 1 < len(rows) else None, wiring)
         has_examples = any(self.store.paths.examples_sprite(layer.name, r["filter"]).exists() for r in rows)
         pair_cells = self.cells(here, layer, rows, True) if has_examples else []
         self.builder.write_page(
@@ -434,10 +436,11 @@ class ModelSite:
             retried=sum(r.get("retried_float32", False) for r in rows),
             tap=layer.tap if not layer.fused else None,
             hist=plots.histogram([r["final_loss"] for r in rows]) if rows else None,
-            examples=self.examples,
+            examples=self.examples, trust=self._trust_table(layer, here, trusted),
         )
 
-    def filter_page(self, layer: Layer, row: dict, prev: int | None, nxt: int | None, wiring: dict) -> None:
+    def filter_page(self, layer: Layer, row: dict, prev: int | None, nxt: int | None, wiring: dict) -> dict | None:
+        """Write the filter's page; return its trust summary (None if it has no current trust scores)."""
         f = row["filter"]
         here = paths.filter_url(self.model, layer.name, f)
         record = self.store.read_filter(layer.name, f)
@@ -466,6 +469,7 @@ class ModelSite:
             return {"href": relative(here, paths.filter_url(self.model, layer.name, other)), "label": f"{layer.name}:{other}"}
 
         downloads = downloads_url()
+        trust = trust_pages.current_trust(record, self.manifest)
         self.builder.write_page(
             here, "filter.md.j2", layer=layer, record=record, short=short, model=self.model,
             crumbs=self.crumbs(here, self.group_crumb(layer), (layer.name, paths.layer_url(self.model, layer.name)), (str(f), None)),
@@ -478,7 +482,9 @@ class ModelSite:
             examples=self._examples(layer, f, here, record), examples_set=self.examples,
             wiring=self._filter_wiring(layer, f, here, wiring), classes=self._classes(layer, f),
             model_flag=self.model if self.spec.zoo else f"PATH.keras --name {self.model}",
+            trust=trust_pages.filter_row(trust) if trust else None, method_href=relative_md(here, "method.md"),
         )
+        return trust["summary"] if trust else None
 
     def _classes(self, layer: Layer, f: int) -> dict | None:
         path = self.store.paths.examples_json(layer.name, f)
@@ -546,6 +552,21 @@ class ModelSite:
         return {"rows": rows, "kernel": plots.kernel_image(kernel) if kernel else None,
                 "rule": wiring.get("rule", "")}
 
+    def _trust_table(self, layer: Layer, here: str, trusted: dict[int, dict | None]) -> dict | None:
+        """The layer page's table of its pictures' trust scores, and the layer's means."""
+        from generator.store import trust_means
+
+        scored = {f: s for f, s in trusted.items() if s}
+        if not scored:
+            return None
+        means = trust_means([{"trust": s} for s in scored.values()])["trust"]
+        self.trust_means[layer.name] = means
+        rows = [trust_pages.table_row(f, relative(here, paths.filter_url(self.model, layer.name, f)),
+                                      relative(here, self.asset(layer.name, f, "thumb")), s)
+                for f, s in scored.items()]
+        return {"rows": trust_pages.sort_rows(rows), "columns": trust_pages.COLUMNS, "count": len(scored),
+                "means": trust_pages.means_text(means), "method_href": relative_md(here, "method.md")}
+
     # --- for the landing and Method pages ------------------------------------------------------------------
 
     def card(self) -> dict:
@@ -589,8 +610,11 @@ class ModelSite:
                     "naive": cells_naive, "ours": self.cells(here, layer, [ours[f] for f in common]),
                 })
             self.assets.save()
+        trust = [{"layer": name, "href": relative_md("method.md", paths.layer_url(self.model, name)),
+                  "filters": means["filters"], "cells": trust_pages.means_cells(means)}
+                 for name, means in self.trust_means.items()]
         return {"title": self.spec.title, "config": self.manifest["config"], "weights": public_weights(self.manifest),
-                "naive": naive, "comparison": comparison}
+                "naive": naive, "comparison": comparison, "trust": trust}
 
 
 # --- classes and accuracy: pure functions from the stored records to what the pages show ---------------------

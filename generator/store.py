@@ -459,6 +459,7 @@ class AtlasStore:
                 "filters": layer.filters,
                 "config_hash": config.hash,
                 "rows": [rows[f] for f in sorted(rows)],
+                **trust_means(list(rows.values())),
             },
         )
 
@@ -555,7 +556,21 @@ def layer_row(record: dict, views: list[str]) -> dict:
         "dead": record["dead"],
         "retried_float32": record.get("retried_float32", False),
         "views": views,
+        **({"trust": record["trust"]["summary"]} if isinstance(record.get("trust"), dict) and "summary" in record["trust"] else {}),
     }
+
+
+def trust_means(rows: list[dict]) -> dict:
+    """``{"trust": {score: mean over the filters that have it, "filters": count}}`` of a layer's rows
+    (``atlas trust``); nothing where no row has trust scores."""
+    scored = [r["trust"] for r in rows if r.get("trust")]
+    if not scored:
+        return {}
+    means = {}
+    for key in scored[0]:
+        values = [s[key] for s in scored if s.get(key) is not None]
+        means[key] = float(f"{np.mean(values):.4g}") if values else None
+    return {"trust": {"filters": len(scored), **means}}
 
 
 def atlas_models(root: Path | str) -> list[str]:

@@ -90,3 +90,20 @@ def test_bench_shards_writes_the_splits_spread_without_rendering(tmp_path):
     for row in ("| vgg16 (4,224 filters) | channel |", "| resnet50 (22,720 filters) | all 4 views |",
                 "| this cost model |", "| FLOP of the truncated network |"):
         assert row in text, row
+
+
+@pytest.mark.slow
+def test_bench_trust_reports_each_score_for_both_methods(tmp_path):
+    from tests.conftest import run_atlas
+
+    out = tmp_path / "BENCH.md"
+    proc = run_atlas("bench", "trust", "--weights", "random", "--layers", "block1_conv1,block3_conv3", "--sample", "3",
+                     "--size", "32", "--steps", "4", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    text = out.read_text()
+    assert "<!-- bench:trust-vgg16:start -->" in text and "`--layers block1_conv1,block3_conv3`" not in text
+    assert "| block1_conv1 |" in text and "| block3_conv3 |" in text and "**all sampled**" in text
+    assert "two-image: naive" in text and "seeds: lucid" in text and "among the n least trusted" in text
+    row = next(line for line in text.splitlines() if line.startswith("| block3_conv3 |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert len(cells) == 12 and all(cells[1:5]) and cells[8] != "–"  # every score measured; seeds for lucid

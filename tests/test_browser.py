@@ -163,3 +163,52 @@ def test_a_users_network_in_the_browser(browser, server):
     if os.environ.get("ATLAS_SCREENSHOTS"):
         page.screenshot(path=os.path.join(os.environ["ATLAS_SCREENSHOTS"], "user-layer.png"), full_page=True)
     assert not errors + errors2 + errors3
+
+
+def _column(page, index):
+    return page.eval_on_selector_all(".atlas-sortable tbody tr",
+                                     f"rows => rows.map(r => r.cells[{index}].dataset.sort)")
+
+
+def _sorting_works(page):
+    """The table starts with the least trustworthy pictures (two-image prediction, ascending); a
+    column's header sorts by it, a second click the other way."""
+    table = page.locator(".atlas-sortable table")
+    table.scroll_into_view_if_needed()
+    assert table.is_visible()
+    two = [float(v) for v in _column(page, 1)]
+    assert len(two) == 3 and two == sorted(two)
+    header = page.locator(".atlas-sortable th button").nth(4)
+    assert header.inner_text().startswith("Beyond nature")
+    header.click()
+    beyond = [float(v) for v in _column(page, 4)]
+    assert beyond == sorted(beyond)
+    assert page.locator(".atlas-sortable th", has_text="Beyond nature").get_attribute("aria-sort") == "ascending"
+    header.click()
+    assert [float(v) for v in _column(page, 4)] == sorted(beyond, reverse=True)
+    page.locator(".atlas-sortable th button").first.click()
+    assert _column(page, 0) == ["0", "1", "2"]
+
+
+def test_trust_table_sorts_and_finds_the_least_trustworthy(browser, server):
+    page, errors = open_page(browser, server + "vgg16/block3_conv3/")
+    _sorting_works(page)
+    widths = _all_images_loaded(page, ".atlas-sortable img")
+    assert len(widths) == 3 and all(w > 0 for w in widths)
+    first = page.locator(".atlas-sortable tbody tr a").first
+    first.click()  # the weakest picture's own page, with its Trust row
+    page.wait_for_url("**/vgg16/block3_conv3/*/")
+    assert page.get_by_role("heading", name="How far to trust this picture").is_visible()
+    assert page.locator("svg.atlas-path polyline.curve").is_visible()
+    assert page.locator("svg.atlas-path polyline.baseline").is_visible()
+    assert page.get_by_text("Reading:").first.is_visible()
+    page.get_by_role("link", name="What each check shows, and what it does not").click()
+    page.wait_for_url("**/method/#how-far-to-trust-a-picture")
+    assert page.get_by_role("heading", name="How far to trust a picture").is_visible()
+    # reached by Material's instant navigation (no full reload), the table still sorts
+    page.locator("article a[href$='vgg16/block3_conv3/']").last.click()  # in the table of layer means
+    page.wait_for_url("**/vgg16/block3_conv3/")
+    _sorting_works(page)
+    if os.environ.get("ATLAS_SCREENSHOTS"):
+        page.locator(".atlas-sortable").screenshot(path=os.path.join(os.environ["ATLAS_SCREENSHOTS"], "trust-table.png"))
+    assert not errors, errors

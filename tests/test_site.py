@@ -28,9 +28,10 @@ LAYERS = ["block1_conv1", "block3_conv3", "block5_conv3"]
 
 @pytest.fixture(scope="module")
 def tiny_atlas(tmp_path_factory, sample_tiles, user_atlas) -> Path:
-    """VGG16: three filters of three layers with every view, wiring, dataset examples; ResNet50: one
-    layer; the original method beside VGG16. Random weights, 32-64 px, 3 steps: plumbing, not pictures.
-    Beside them a user's own network (tests/usermodels.py) with labelled examples and its accuracy."""
+    """VGG16: three filters of three layers with every view, wiring, dataset examples and their trust;
+    ResNet50: one layer; the original method beside VGG16. Random weights, 32-64 px, 3 steps: plumbing,
+    not pictures. Beside them a user's own network (tests/usermodels.py) with labelled examples and its
+    accuracy."""
     out = tmp_path_factory.mktemp("atlas") / "atlas"
     shutil.copytree(user_atlas / "colours", out / "colours")
     for args in (
@@ -39,6 +40,7 @@ def tiny_atlas(tmp_path_factory, sample_tiles, user_atlas) -> Path:
         ["wiring", "--weights", "random"],
         ["examples", "--weights", "random", "--images", str(sample_tiles), "--layers", ",".join(LAYERS[:2]),
          "--top", "4", "--size", "96", "--images-name", "tiles", "--images-license", "CC0"],
+        ["trust", "--weights", "random", "--images", str(sample_tiles)],
         ["generate", "--model", "resnet50", "--weights", "random", "--layers", "conv2_block1_out,conv3_block1_out",
          "--filters", "0-1", "--size", "64", "--steps", "3"],
     ):
@@ -406,3 +408,23 @@ def test_a_users_folder_is_marked_swapped_and_removed(tiny_atlas, tmp_path):
     shutil.rmtree(atlas / "colours")
     build_site(atlas, out)
     assert not (out / "colours").exists() and (out / "assets").is_dir()
+
+
+def test_trust_on_filter_layer_and_method_pages(built_site):
+    html = (built_site / "vgg16/block3_conv3/1/index.html").read_text()
+    assert "How far to trust this picture" in html
+    for check in ("Beyond nature", "Path similarity", "Two-image prediction", "Seed agreement"):
+        assert check in html, check
+    assert "the strongest photo" in html and "Reading:" in html and 'class="atlas-plot atlas-path"' in html
+    assert html.count("<circle") == 7 and 'class="baseline"' in html  # one point per layer up to block3_conv3
+    assert 'href="../../../method/#how-far-to-trust-a-picture"' in html
+    layer = (built_site / "vgg16/block3_conv3/index.html").read_text()
+    assert "How far to trust each picture" in layer and layer.count('class="atlas-trust-table atlas-sortable"') == 1
+    assert layer.count('<td data-sort="') == 3 * 7 and 'href="1/"' in layer
+    no_examples = (built_site / "vgg16/block5_conv3/0/index.html").read_text()
+    assert "No trust scores in this atlas yet" in no_examples
+    assert "How far to trust each picture" not in (built_site / "vgg16/block5_conv3/index.html").read_text()
+    method = (built_site / "method/index.html").read_text()
+    assert "Don&rsquo;t trust your eyes" in method or "Don't trust your eyes" in method
+    assert "How well do feature visualizations support causal understanding" in method
+    assert "VGG16: means per layer" in method and 'href="../vgg16/block3_conv3/"' in method

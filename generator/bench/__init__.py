@@ -1,4 +1,4 @@
-"""``atlas bench``: speed, quality, examples, GPU, site-build and shard-split figures, written into BENCHMARKS.md.
+"""``atlas bench``: speed, quality, examples, GPU, site-build and shard-split and trust figures, written into BENCHMARKS.md.
 
 Each figure is measured in the same run as its baseline (machines here differ by up to 6x for the same
 command), and each section of BENCHMARKS.md names the machine and the command that produced it.
@@ -24,6 +24,7 @@ SECTIONS = {
     "examples": "generator.bench.examples",
     "gpu": "generator.bench.gpu",
     "shards": "generator.bench.shards",
+    "trust": "generator.bench.trust",
 }
 
 
