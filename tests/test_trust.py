@@ -413,3 +413,21 @@ def test_trust_refuses_with_one_line(tiny, sample_tiles, tmp_path):
     line = error_line(run_atlas("trust", "--weights", "random", "--images", str(sample_tiles), "--layers",
                                 "block1_conv1,block5_conv3", "--out", str(tiny)))
     assert "no dataset examples of block5_conv3" in line and "atlas examples --layers block5_conv3" in line
+
+
+def test_a_users_model_file_gets_its_trust(user_atlas, colour_files, tmp_path):
+    """`atlas trust --model PATH.keras` on a user's network: every rendered filter scored, and its
+    red detector's picture (4 steps, still) tells its red top images from the others."""
+    import shutil
+
+    out = tmp_path / "atlas"
+    shutil.copytree(user_atlas, out)
+    proc = run_atlas("trust", "--model", str(colour_files["keras"]), "--images", str(colour_files["images"]),
+                     "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("trust of 10 filters in 4 layers"), proc.stdout
+    for layer in ("conv1", "conv2_relu", "red_detector", "sep3"):
+        rows = json.loads((out / f"colours/{layer}/layer.json").read_text())
+        assert "trust" in rows, layer
+    red = json.loads((out / "colours/red_detector/0000.json").read_text())["trust"]
+    assert red["two_image"]["score"] >= 0.9 and red["two_image"]["pairs"] == 36
