@@ -297,9 +297,6 @@ def _model_file_checks(args: argparse.Namespace) -> bool:
         return False
     check_path(args.model)
     model_name(args.model, args.name)
-    if getattr(args, "shard", None) is not None or getattr(args, "shards", None):
-        raise AtlasError(f"--model {args.model}: shards (--shard, atlas slurm) run on the zoo's networks only, since "
-                         "atlas merge cannot reopen a model file yet; run it whole (--devices uses all this machine's GPUs)")
     if args.preprocess is not None:
         parse_preprocessing(args.preprocess)  # its spelling; grayscale is checked once the file is read
     return True
@@ -533,12 +530,18 @@ def cmd_merge(args: argparse.Namespace) -> int:
     return 0
 
 
-def _as_options(parser: argparse.ArgumentParser, args: argparse.Namespace, leave: tuple[str, ...]) -> list[str]:
-    """The options of ``parser`` that ``args`` sets to other than their defaults, as a command line
-    (whatever option a command gains travels without code here)."""
+MODEL_FILE_FLAGS = ("name", "preprocess", "custom_objects", "weights")
+
+
+def _as_options(parser: argparse.ArgumentParser, args: argparse.Namespace, leave: tuple[str, ...],
+                only: tuple[str, ...] | None = None) -> list[str]:
+    """The options of ``parser`` that ``args`` sets to other than their defaults (of ``only`` those,
+    when given), as a command line (whatever option a command gains travels without code here)."""
     out = []
     for action in parser._actions:
         if not action.option_strings or action.dest in leave or isinstance(action, argparse._HelpAction):
+            continue
+        if only is not None and action.dest not in only:
             continue
         value, flag = getattr(args, action.dest, action.default), action.option_strings[-1]
         if value == action.default:
@@ -573,9 +576,13 @@ def cmd_slurm(args: argparse.Namespace) -> int:
         raise AtlasError(f"--shards {args.shards}: this job is only {units} {what}; give --shards {units} or fewer")
     parser = next(a for a in build_parser()._actions if a.dest == "command").choices[command]
     options = [command, *_as_options(parser, args, leave=("shard",))]
+    model_args = ["--model", args.model, "--weights", str(args.weights)]
+    if getattr(args, "model_file", None):  # the tasks read the file again, as given (they run in this folder)
+        options[options.index("--model") + 1] = args.model_file
+        model_args = ["--model", args.model_file, *_as_options(parser, args, leave=(), only=MODEL_FILE_FLAGS)]
     request = slurm.Request(
         command=command, options=tuple(options), shards=args.shards, out=args.out, model=args.model,
-        weights=str(args.weights), device=args.device, partition=args.partition, time=args.time,
+        model_args=tuple(model_args), device=args.device, partition=args.partition, time=args.time,
         gpus_per_task=args.gpus_per_task, cpus_per_task=args.cpus_per_task, compare=args.compare,
         site=not args.no_site, python=sys.executable, workdir=os.getcwd(),
     )

@@ -344,7 +344,29 @@ def read_model_file(path: str, name: str | None = None, preprocess: str | None =
     layers = stage_groups(layers)
     register(spec, layers)
     _KERAS_MODELS[chosen] = model
+    _FILES[chosen] = {"path": str(file.resolve()), "name": name, "preprocess": preprocess,
+                      "custom_objects": str(Path(custom_objects).resolve()) if custom_objects else None}
     return spec, layers, notes
+
+
+def reopen_record(name: str) -> dict | None:
+    """How another process reads ``name``'s file again as this one did (``atlas merge`` after shards):
+    its absolute path and the flags given; None for a network of the zoo."""
+    return dict(_FILES[name]) if name in _FILES else None
+
+
+def reopen(name: str, record: object) -> ModelSpec:
+    """Read the model file of a ``reopen_record`` again, checked to be the network ``name``."""
+    if not isinstance(record, dict) or not isinstance(record.get("path"), str):
+        raise AtlasError(f"{name}: its shards do not say where their model file is; rerun them with this release")
+    spec, _, _ = read_model_file(record["path"], record.get("name"), record.get("preprocess"),
+                                 record.get("custom_objects"))
+    if spec.name != name:
+        raise AtlasError(f"{record['path']}: read as {spec.name!r}, but its shards wrote {name!r}; give the same --name")
+    return spec
+
+
+_FILES: dict[str, dict] = {}  # name: how its file was read in this run (reopen_record)
 
 
 def keras_model(name: str):

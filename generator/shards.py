@@ -124,9 +124,9 @@ def picture_cost(layer: Layer, size: int) -> float:
 def layer_model(layer: Layer) -> str:
     """The model whose table holds ``layer``."""
     from generator.layers import model_layers
-    from generator.zoo import MODELS
+    from generator.zoo import known_models
 
-    for name in MODELS:
+    for name in known_models():
         table = model_layers(name)
         if layer.index < len(table) and table[layer.index] == layer:
             return name
@@ -413,6 +413,7 @@ class ShardStore(AtlasStore):
         record = {
             "command": self.job.command, "shard": self.shard.index, "count": self.shard.count, "job": self.job.id,
             "finished": finished, "command_line": command_line(), "model": self.model, **self.job.settings(),
+            **_model_file(self.model),
             "share": self.share_description(), "result": result or {}, "host": platform.node(),
             "started": self.started, "ended": _now() if finished else None,
             "seconds": round(time.monotonic() - self.clock, 1) if finished else None,
@@ -538,12 +539,28 @@ def _one_job(store: AtlasStore, command: str, records: list[dict]) -> dict:
     return records[0]
 
 
-def merge(out: str) -> list[str]:
-    """``atlas merge``: join the finished shards of every model under ``out``; one line per model."""
+def _model_file(model: str) -> dict:
+    """A user's network: where its file is, for the merge to read it again (a shard record is not
+    published: ``atlas merge`` removes it)."""
+    from generator.modelfile import reopen_record
+
+    record = reopen_record(model)
+    return {"model_file": record} if record else {}
+
+
+def _sharded_models(out: str) -> list[str]:
+    """The zoo's networks, then every other model folder of ``out`` that holds shard records."""
     from generator.zoo import MODELS
 
+    root = Path(out)
+    others = sorted(p.parent.name for p in root.glob("*/.shards") if p.parent.name not in MODELS and p.is_dir())
+    return [*MODELS, *others]
+
+
+def merge(out: str) -> list[str]:
+    """``atlas merge``: join the finished shards of every model under ``out``; one line per model."""
     lines = []
-    for model in MODELS:
+    for model in _sharded_models(out):
         store = AtlasStore(out, model)
         if not read_records(store):
             continue
@@ -574,8 +591,13 @@ def _load(model: str, jobs: dict):
 
     backend.select(None)
     from generator.models import load_model
+    from generator.zoo import MODELS
 
     record = jobs.get("generate") or jobs["examples"]
+    if model not in MODELS:  # a user's network: its file, read as the shards read it
+        from generator.modelfile import reopen
+
+        reopen(model, record.get("model_file"))
     name = record["weights"]["name"]
     seed = record.get("config", {}).get("seed", 0)
     loaded = load_model(model, name, seed=seed)

@@ -43,8 +43,8 @@ class Request:
     options: tuple[str, ...]  # the atlas command line each task runs, without --shard: ("generate", "--weights", ...)
     shards: int
     out: str
-    model: str
-    weights: str
+    model: str  # the model's name (its folder)
+    model_args: tuple[str, ...]  # how the merge job's wiring names it: ("--model", "vgg16", "--weights", ...)
     device: str
     partition: str | None
     time: str | None
@@ -113,7 +113,7 @@ def final_script(req: Request) -> str:
     atlas = [req.python, "-m", "generator"]
     steps = [_quote([*atlas, "merge", "--out", req.out])]
     if req.command == "generate":
-        steps.append(_quote([*atlas, "wiring", "--model", req.model, "--weights", req.weights, "--out", req.out]))
+        steps.append(_quote([*atlas, "wiring", *req.model_args, "--out", req.out]))
     if req.site:
         steps.append(_quote([*atlas, "site", "--data", req.out, "--out", "site_src",
                              *(["--compare", req.compare] if req.compare else [])]))

@@ -100,6 +100,11 @@ def register_model(spec: ModelSpec) -> ModelSpec:
     return spec
 
 
+def known_models() -> list[str]:
+    """The zoo's networks, then the users' networks registered in this process."""
+    return [*MODELS, *_REGISTERED]
+
+
 def model_spec(name: str) -> ModelSpec:
     if name in MODELS:
         return MODELS[name]

@@ -229,3 +229,27 @@ def test_examples_shards_merge_into_the_one_machine_top_k(sample_tiles, tmp_path
     assert _files(out / "vgg16", "*.examples.*") == _files(one / "vgg16", "*.examples.*")
     assert _json(out / "vgg16")["manifest.json"] == _json(one / "vgg16")["manifest.json"]
     assert not list((out / "vgg16/.shards").glob("*.npz"))
+
+
+@pytest.mark.slow
+def test_a_model_files_shards_merge_into_its_one_machine_atlas(colour_files, tmp_path):
+    """A user's network in shards: each shard records where its file is, and `atlas merge` reads it
+    again to write the one machine's atlas (pictures byte for byte, JSON but timings, examples)."""
+    model = str(colour_files["keras"])
+    generate = ["generate", "--model", model, "--steps", "4", "--filters", "0-2", "--batch", "2"]
+    examples = ["examples", "--model", model, "--images", str(colour_files["images"]), "--top", "4"]
+    one, out = tmp_path / "one", tmp_path / "atlas"
+    for args in (generate, examples):
+        assert run_atlas(*args, "--out", str(one)).returncode == 0
+        for k in (0, 1):
+            proc = run_atlas(*args, "--shard", f"{k}/2", "--out", str(out))
+            assert proc.returncode == 0, proc.stderr
+    record = json.loads((out / "colours/.shards/generate-0-of-2.json").read_text())
+    assert record["model_file"]["path"] == str(colour_files["keras"].resolve())
+    merged = run_atlas("merge", "--out", str(out))
+    assert merged.returncode == 0, merged.stderr
+    assert "colours: merged the generate job of 2 shards" in merged.stdout and "the examples job of 2 shards" in merged.stdout
+    assert _files(out, "*.png") == _files(one, "*.png") and len(_files(one, "*.png")) >= 10
+    assert _json(out) == _json(one)
+    assert _files(out / "colours", "*.examples.*") == _files(one / "colours", "*.examples.*")
+    assert not (out / "colours/.shards").exists() or not list((out / "colours/.shards").iterdir())

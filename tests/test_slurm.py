@@ -339,3 +339,16 @@ def test_a_cancelled_task_is_resubmitted_alone_and_redoes_nothing(slurm, tmp_pat
     assert f"{16 - len(done)} filter views rendered, {len(done) - 8} already done" in resumed.read_text()
     rows = json.loads((layer / "layer.json").read_text())["rows"]
     assert [r["filter"] for r in rows] == list(range(16))
+
+
+def test_a_model_files_tasks_and_merge_job_read_the_file(colour_files, tmp_path):
+    proc = run_atlas("slurm", "generate", "--model", str(colour_files["keras"]), "--name", "my_net", "--steps", "4",
+                     "--shards", "2", "--out", "A", "--dry-run", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    text = proc.stdout
+    task = next(line for line in text.splitlines() if line.startswith("exec "))
+    assert f"-m generator generate --model {colour_files['keras']} " in task and " --name my_net " in task
+    assert "generate-my_net-%A_%a.log" in text
+    merge_job = text.split("--kill-on-invalid-dep=yes", 1)[1]
+    wiring = next(line for line in merge_job.splitlines() if " wiring " in line)
+    assert f"generator wiring --model {colour_files['keras']} " in wiring and " --name my_net " in wiring
