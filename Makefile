@@ -46,7 +46,8 @@ install: $(STAMP)
 # images (with LABELS, their classes and the classifier's accuracy), then the site. MODEL is a zoo
 # network or a model file.
 # With SHARDS=N, on a Slurm login node: the same through Slurm, each render a job array of N tasks whose
-# merge job writes the wiring and (last) the site; SLURM_ARGS adds atlas slurm's --partition, --time ...
+# merge job writes the wiring and (last) the site (no trust: README, Many machines); SLURM_ARGS adds atlas
+# slurm's --partition, --time ...
 ifneq ($(SHARDS),)
 atlas: $(STAMP)
 	$(BIN)/atlas slurm generate $(MODEL_ARGS) --method naive --filters 0-7 $(if $(filter $(MODEL),$(ZOO)),--size 96) --steps 50 --device $(DEVICE) --out $(ATLAS)-naive --shards 1 --no-site --wait $(SLURM_ARGS)

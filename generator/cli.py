@@ -485,9 +485,6 @@ def _examples_job(args: argparse.Namespace):
         raise AtlasError(f"--size {args.size}: give an image side of at least 16 pixels")
     images = list_images(args.images)
     labels = read_labels(args.labels, images, model_spec_of(args), args.classes) if args.labels else None
-    if labels is not None and (getattr(args, "shard", None) or getattr(args, "shards", None)):
-        raise AtlasError("--labels with shards: the class votes and predictions are not merged across shards yet; "
-                         "run this labelled pass on one machine (--devices uses all its GPUs)")
     _check_weights(args.weights, args.model)
     _check_out(args.out)
     return layers, images, labels

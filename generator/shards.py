@@ -35,7 +35,7 @@ import os
 import platform
 import sys
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -272,7 +272,8 @@ class ExamplesJob:
         c = self.config
         return {"command": self.command, "count": self.count, "model": c.model, "weights_sha256": c.weights_sha256,
                 "list_sha256": c.images.sha256, "images": len(c.images.files), "size": c.size, "top": c.top,
-                "layers": [layer.name for layer in self.layers], "precision": c.precision, "backend": c.backend}
+                "layers": [layer.name for layer in self.layers], "precision": c.precision, "backend": c.backend,
+                **({"labels_sha256": c.labels.sha256} if getattr(c, "labels", None) is not None else {})}
 
     @property
     def id(self) -> str:
@@ -285,13 +286,17 @@ class ExamplesJob:
         """The ExamplesConfig of shard ``index``: its images only (indices counted from its first)."""
         lo, hi = self.range(index)
         images = replace(self.config.images, files=self.config.images.files[lo:hi])
-        return replace(self.config, images=images)
+        labels = self.config.labels
+        if labels is not None:
+            labels = replace(labels, index=labels.index[lo:hi])
+        return replace(self.config, images=images, labels=labels)
 
     def settings(self) -> dict:
         c = self.config
         return {"examples": {"images_root": str(Path(c.images.root).resolve()), "size": c.size, "top": c.top,
                              "name": c.name, "license": c.license, "precision": c.precision, "backend": c.backend,
-                             "layers": [layer.name for layer in self.layers]},
+                             "layers": [layer.name for layer in self.layers],
+                             **({"labels": asdict(c.labels)} if c.labels is not None else {})},
                 "weights": {"name": self.weights, "sha256": c.weights_sha256}}
 
 
@@ -430,12 +435,17 @@ class ShardStore(AtlasStore):
     def finish_examples(self, state: list[dict], skips: list[tuple[int, str]]) -> None:
         """Keep this shard's final tracker state and the files it skipped, with their reasons (image
         indices of the whole set), for the merge."""
-        lo, _ = self.job.range(self.shard.index)
+        lo, hi = self.job.range(self.shard.index)
         shifted = []
         for s in state:
             s = dict(s)
             for key in ("top_img", "bot_img"):
-                s[key] = np.where(s[key] >= 0, s[key] + lo, s[key]).astype(np.int32)
+                if key in s:
+                    s[key] = np.where(s[key] >= 0, s[key] + lo, s[key]).astype(np.int32)
+            if "pred" in s:  # a labelled pass's predictions: each image at its row of the whole set
+                whole = np.full((len(self.job.config.images.files), s["pred"].shape[1]), -1, np.int32)
+                whole[lo:hi] = np.asarray(s["pred"])[: hi - lo]
+                s["pred"] = whole
             shifted.append(s)
         save_state(self.file(".npz"), shifted)
         self.write_record(finished=True, result={"skipped": len(skips),
@@ -451,10 +461,16 @@ def save_state(path: Path, state: list[dict]) -> None:
 
 
 def load_state(path: Path, layers: int) -> list[dict]:
+    """A finished shard's tracker state: one part per layer, then the class part of a labelled pass."""
     try:
         with np.load(path) as data:
-            keys = {name.split(":", 1)[1] for name in data.files}
-            return [{key: data[f"{i}:{key}"] for key in keys} for i in range(layers)]
+            parts: dict[int, dict] = {}
+            for name in data.files:
+                i, key = name.split(":", 1)
+                parts.setdefault(int(i), {})[key] = data[name]
+            if sorted(parts) != list(range(len(parts))) or len(parts) < layers:
+                raise ValueError("parts missing")
+            return [parts[i] for i in range(len(parts))]
     except (OSError, ValueError, KeyError):
         raise AtlasError(f"{path}: unreadable examples state of a finished shard; run that shard again") from None
 
@@ -657,9 +673,15 @@ def _merge_examples(store: AtlasStore, loaded, record: dict) -> str:
 
     settings = record["examples"]
     images = list_images(settings["images_root"])
+    labels = None
+    if "labels" in settings:
+        from generator.labels import LabelSet
+
+        given = settings["labels"]
+        labels = LabelSet(**{**given, "classes": tuple(given["classes"]), "index": tuple(given["index"])})
     config = ExamplesConfig(model=store.model, weights_sha256=record["weights"]["sha256"], size=settings["size"],
                             top=settings["top"], images=images, name=settings["name"], license=settings["license"],
-                            precision=settings["precision"], backend=settings["backend"])
+                            precision=settings["precision"], backend=settings["backend"], labels=labels)
     layers = [find_layer(name, store.model) for name in settings["layers"]]
     job = ExamplesJob(config, tuple(layers), record["count"])
     if job.id != record["job"]:
@@ -672,6 +694,7 @@ def _merge_examples(store: AtlasStore, loaded, record: dict) -> str:
             skips += [(int(i), str(reason)) for i, reason in r["result"]["skips"]]
     state = merge_tracker_states(states)
     with ThreadPoolExecutor(max_workers=min(16, os.cpu_count() or 1)) as pool:
-        write_examples(store, loaded, layers, state, config, skips, pool)
+        write_examples(store, loaded, layers, state, config, skips, pool,
+                       classify=labels is not None and loaded.spec.head is not None)
     store.paths.examples_state.unlink(missing_ok=True)
     return f"the examples job of {record['count']} shards ({len(images.files)} images)"

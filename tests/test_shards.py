@@ -253,3 +253,33 @@ def test_a_model_files_shards_merge_into_its_one_machine_atlas(colour_files, tmp
     assert _json(out) == _json(one)
     assert _files(out / "colours", "*.examples.*") == _files(one / "colours", "*.examples.*")
     assert not (out / "colours/.shards").exists() or not list((out / "colours/.shards").iterdir())
+
+
+@pytest.mark.slow
+def test_labelled_examples_shards_merge_into_the_one_machine_classes_and_accuracy(colour_files, tmp_path):
+    """A labelled pass in shards: class counts and votes summed, each image's predictions kept at its
+    row of the whole set; the merge writes one machine's accuracy and classes (votes to float rounding)."""
+    from tests.usermodels import draw_images
+
+    images = draw_images(tmp_path / "images", per_class=30, seed=2)  # 90 images: two shards of 64 and 26
+    args = ["examples", "--model", str(colour_files["keras"]), "--images", str(images), "--labels", "folders",
+            "--top", "4", "--batch", "8"]
+    one, out = tmp_path / "one", tmp_path / "atlas"
+    assert run_atlas(*args, "--out", str(one)).returncode == 0
+    for k in (0, 1):
+        proc = run_atlas(*args, "--shard", f"{k}/2", "--out", str(out))
+        assert proc.returncode == 0, proc.stderr
+    merged = run_atlas("merge", "--out", str(out))
+    assert merged.returncode == 0, merged.stderr
+    read = lambda root, name: json.loads((root / "colours" / name).read_text())  # noqa: E731
+    assert read(out, "accuracy.json") == read(one, "accuracy.json") and read(one, "accuracy.json")["images"] == 90
+    manifest = lambda root: {k: v for k, v in read(root, "manifest.json").items() if k not in ("created", "updated")}  # noqa: E731
+    assert manifest(out) == manifest(one)
+    files = sorted(p.relative_to(one / "colours") for p in (one / "colours").rglob("*.examples.json"))
+    assert len(files) > 20
+    for path in files:
+        a, b = read(one, path), read(out, path)
+        va, vb = a["classes"].pop("votes"), b["classes"].pop("votes")
+        assert a == b, path
+        assert len(va) == len(vb) and all(
+            v["value"] == pytest.approx(w["value"], rel=1e-4, abs=1e-6) for v, w in zip(va, vb)), path
