@@ -10,8 +10,10 @@ or ``--classes imagenet``, when given. Otherwise: integer labels are output indi
 ids (``n01440764``) on a network of 1,000 outputs are ImageNet's order, which is Keras's (sorted by
 synset id); other labels are sorted, the order of Keras's ``image_dataset_from_directory`` (for
 ``folders``: every first-level subfolder, sorted, as Keras counts them). A network without a
-classifier gets the sorted labels. The devkit's ``ILSVRC2012_validation_ground_truth.txt`` (bare numbers
-in the devkit's own class order, which the atlas does not ship) is refused in one line.
+classifier gets the sorted labels. The devkit's ``ILSVRC2012_validation_ground_truth.txt`` (one number a
+line, the class of ``ILSVRC2012_val_NNNNNNNN.JPEG`` in the devkit's own numbering) is read with the
+devkit's ``meta.mat`` (or the later devkits' ``map_clsloc.txt``) beside it, which turn the numbers
+into synset ids.
 """
 
 from __future__ import annotations
@@ -160,6 +162,40 @@ def _class_order(found: list[str], named: list, head: int | None, classes: str |
     return names, order
 
 
+def devkit_synsets(ground_truth: Path) -> dict[int, str]:
+    """{ILSVRC2012_ID: synset id} from the devkit files beside its ground truth: ``meta.mat`` (the 2012
+    devkit) or ``map_clsloc.txt`` (``n02119789 1 kit_fox``, the later ones)."""
+    folder = ground_truth.parent
+    clsloc, meta = folder / "map_clsloc.txt", folder / "meta.mat"
+    found: dict[int, str] = {}
+    if clsloc.is_file():
+        for line in clsloc.read_text(encoding="utf-8", errors="replace").splitlines():
+            parts = line.split()
+            if len(parts) >= 2 and SYNSET.match(parts[0]) and INTEGER.match(parts[1]):
+                found[int(parts[1])] = parts[0]
+        where = clsloc
+    elif meta.is_file():
+        try:
+            from scipy.io import loadmat
+        except ImportError:
+            raise AtlasError(f"--labels {ground_truth}: reading {meta} needs scipy (pip install scipy)") from None
+        try:
+            synsets = loadmat(str(meta), squeeze_me=True)["synsets"]
+            for row in np.atleast_1d(synsets):
+                number, wnid = int(row["ILSVRC2012_ID"]), str(row["WNID"])
+                if 1 <= number <= 1000 and SYNSET.match(wnid):
+                    found[number] = wnid
+        except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
+            raise AtlasError(f"--labels {ground_truth}: {meta} is not the devkit's meta.mat ({exc.__class__.__name__})") from None
+        where = meta
+    else:
+        raise AtlasError(f"--labels {ground_truth}: bare class numbers in the devkit's own numbering; keep the devkit's "
+                         "meta.mat (or map_clsloc.txt) beside it, or give Kaggle's LOC_val_solution.csv or caffe's val.txt")
+    if not found:
+        raise AtlasError(f"--labels {ground_truth}: {where} maps no class number to a synset; give the devkit's own file")
+    return found
+
+
 def _read_file(path: Path) -> dict[str, str]:
     """{path, file name or stem: label} from a labels file, whichever of the known formats it is."""
     try:
@@ -169,12 +205,16 @@ def _read_file(path: Path) -> dict[str, str]:
     lines = [line for line in text.splitlines() if line.strip()]
     if not lines:
         raise AtlasError(f"--labels {path}: empty; give a CSV of path,label")
-    if all(INTEGER.match(line.strip()) for line in lines[:50]):
-        raise AtlasError(f"--labels {path}: bare class numbers (the devkit's ILSVRC2012_validation_ground_truth.txt "
-                         "counts classes in the devkit's own order, which the atlas does not ship); give Kaggle's "
-                         "LOC_val_solution.csv, caffe's val.txt, or a CSV of path,synset")
     rows: list[tuple[str, str]] = []
-    if lines[0].replace(" ", "").lower().startswith("imageid,predictionstring"):
+    if all(INTEGER.match(line.strip()) for line in lines[:50]):  # the devkit's ground truth: line i, image i
+        synsets = devkit_synsets(path)
+        for i, line in enumerate(lines, start=1):
+            number = int(line.strip()) if INTEGER.match(line.strip()) else 0
+            if number not in synsets:
+                raise AtlasError(f"--labels {path}: line {i} holds {line.strip()[:20]!r}, not a class number of the "
+                                 "devkit (1 to 1000)")
+            rows.append((f"ILSVRC2012_val_{i:08d}", synsets[number]))
+    elif lines[0].replace(" ", "").lower().startswith("imageid,predictionstring"):
         for row in csv.reader(io.StringIO("\n".join(lines[1:]))):
             if len(row) >= 2 and row[1].split():
                 rows.append((row[0].strip(), row[1].split()[0]))

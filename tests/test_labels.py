@@ -74,7 +74,10 @@ def test_refusals(tmp_path):
     images = _images(tmp_path / "im", ["a.png"])
     devkit = tmp_path / "ILSVRC2012_validation_ground_truth.txt"
     devkit.write_text("490\n361\n171\n")
-    with pytest.raises(AtlasError, match="bare class numbers .* devkit's own order"):
+    with pytest.raises(AtlasError, match="bare class numbers in the devkit's own numbering; keep the devkit's meta.mat"):
+        read_labels(str(devkit), images, _spec(1000))
+    (tmp_path / "map_clsloc.txt").write_text("n02119789 1 kit_fox\n")
+    with pytest.raises(AtlasError, match="line 1 holds '490', not a class number of the devkit"):
         read_labels(str(devkit), images, _spec(1000))
     other = tmp_path / "other.csv"
     other.write_text("b.png,cat\n")
@@ -84,3 +87,30 @@ def test_refusals(tmp_path):
         check_labels_arg(None, "imagenet")
     with pytest.raises(AtlasError, match="--labels nope.csv: no such file"):
         check_labels_arg("nope.csv", None)
+
+
+@pytest.mark.parametrize("mapping", ["meta.mat", "map_clsloc.txt"])
+def test_the_devkit_ground_truth_reads_with_its_mapping(tmp_path, mapping):
+    """The devkit numbers classes its own way (1: kit fox, n02119789); its meta.mat or map_clsloc.txt
+    beside the ground truth turns them into synsets, and those into Keras's order."""
+    import numpy as np
+
+    devkit = tmp_path / "devkit" / "data"
+    devkit.mkdir(parents=True)
+    table = [(1, "n02119789", "kit fox"), (2, "n02100735", "English setter"), (3, "n01440764", "tench"),
+             (1001, "n00001740", "entity")]  # meta.mat also lists the higher synsets, numbered above 1000
+    if mapping == "meta.mat":
+        from scipy.io import savemat
+
+        rows = np.array([(n, w, words) for n, w, words in table],
+                        dtype=[("ILSVRC2012_ID", "O"), ("WNID", "O"), ("words", "O")])
+        savemat(devkit / "meta.mat", {"synsets": rows.reshape(-1, 1)})
+    else:
+        (devkit / "map_clsloc.txt").write_text("".join(f"{w} {n} {words.replace(' ', '_')}\n" for n, w, words in table[:3]))
+    truth = devkit / "ILSVRC2012_validation_ground_truth.txt"
+    truth.write_text("3\n1\n2\n1\n")
+    images = _images(tmp_path / "val", [f"ILSVRC2012_val_{i:08d}.JPEG" for i in (1, 2, 4)] + ["other.png"])
+    labels = read_labels(str(truth), images, _spec(1000))
+    synsets = [labels.classes[i] if i >= 0 else None for i in labels.index]
+    assert synsets == ["n01440764", "n02119789", "n02119789", None] and labels.unlabelled == 1
+    assert labels.classes.index("n01440764") == 0  # tench: Keras's first output
