@@ -171,13 +171,13 @@ class LayerRenderers:
 def _render_serial(plan, size_of: Callable, renderers: LayerRenderers, flag: StopFlag, write: Callable) -> None:
     """One device: batch after batch; out of memory halves the batch for the rest of the layer."""
     device = renderers.devices[0]
-    for layer, view, queue in plan:
+    for layer, view, pending in plan:
         if flag.stop:
             break
         renderer = renderers.get(layer)
-        size = size_of(layer, view, queue)
-        while queue and not flag.stop:
-            chunk = queue[:size]
+        size = size_of(layer, view, pending)
+        while pending and not flag.stop:
+            chunk = pending[:size]
             try:
                 results = renderer.render_batch(chunk, size, view)
             except Exception as exc:  # noqa: BLE001 - only out of memory is handled here
@@ -188,7 +188,7 @@ def _render_serial(plan, size_of: Callable, renderers: LayerRenderers, flag: Sto
                                      "finished batches are saved; use a smaller --size or a device with more memory") from None
                 size //= 2  # the rest of the layer goes at the new size: one more compile, not one per batch
                 continue
-            queue = queue[len(chunk):]
+            pending = pending[len(chunk):]
             write(Batch(layer, view, tuple(chunk), size), results)
 
 

@@ -45,7 +45,7 @@ from generator.errors import AtlasError
 from generator.layers import Layer, find_layer
 from generator.paths import AtlasPaths
 from generator.store import AtlasStore, ShardLock, atomic_write_bytes, atomic_write_json, lock_holder, read_json
-from generator.views import CHANNEL, DIVERSITY, VIEWS, View
+from generator.views import CHANNEL, DIVERSITY, VIEWS
 
 EXAMPLES_GRAIN = 64  # images: shards of the examples pass start at multiples of this
 COMMANDS = ("generate", "examples")

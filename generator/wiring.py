@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 
 from generator import inputs
-from generator.errors import AtlasError
 from generator.layers import Layer, inbound_layers
 from generator.models import LoadedModel
 from generator.store import AtlasStore, atomic_write_json, weights_name

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -41,6 +42,22 @@ def run_atlas_measured(*args: str, timeout: float = 600) -> tuple[subprocess.Com
     peak = int(lines[-1].split()[1]) * 1024
     proc.stderr = "\n".join(lines[:-1]) + "\n"
     return proc, peak
+
+
+def tree_bytes(root: Path, pattern: str) -> dict[str, bytes]:
+    """{path under root: bytes} of the files matching ``pattern``: two atlases compared file for file."""
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob(pattern))}
+
+
+def tree_json(root: Path) -> dict[str, dict]:
+    """{path under root: content} of every JSON file, without its timings (``created``, ``updated``)."""
+    out = {}
+    for path in sorted(root.rglob("*.json")):
+        data = json.loads(path.read_text())
+        for key in ("created", "updated"):
+            data.pop(key, None)
+        out[path.relative_to(root).as_posix()] = data
+    return out
 
 
 def error_line(proc) -> str:

@@ -318,6 +318,7 @@ def test_a_checkpoint_keeps_its_batch_when_batch_is_auto_and_says_when_it_is_not
     assert resumed.returncode == 0, resumed.stderr
     assert "resumed at image" in resumed.stdout and "not used" not in resumed.stderr
     reference = run_atlas(*args, "--batch", "8", "--out", str(tmp_path / "reference"))
+    assert reference.returncode == 0, reference.stderr
     assert _outputs(out / "vgg16") == _outputs(tmp_path / "reference/vgg16")
 
     shutil.copy(saved, out / "vgg16/.examples-state.npz")

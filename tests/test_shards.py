@@ -18,25 +18,11 @@ from generator.paths import AtlasPaths
 from generator.shards import Shard, image_range, parse_shard, picture_cost, split_generate
 from generator.store import AtlasLock, ShardLock
 from generator.views import VIEWS
-from tests.conftest import ROOT, error_line, run_atlas
+from tests.conftest import ROOT, error_line, run_atlas, tree_bytes, tree_json
 
 TINY = ["--weights", "random", "--size", "32", "--steps", "4", "--layers", "block1_conv2,block4_conv1", "--filters",
         "0-5", "--batch", "4"]
 GENERATE = [sys.executable, "-m", "generator", "generate", *TINY]
-
-
-def _files(root: Path, pattern: str) -> dict[str, bytes]:
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob(pattern))}
-
-
-def _json(root: Path) -> dict[str, dict]:
-    out = {}
-    for path in sorted(root.rglob("*.json")):
-        data = json.loads(path.read_text())
-        for key in ("created", "updated"):  # timings
-            data.pop(key, None)
-        out[path.relative_to(root).as_posix()] = data
-    return out
 
 
 # --- K/N and the split ------------------------------------------------------------------------------------------
@@ -157,8 +143,8 @@ def test_two_shards_at_once_in_one_folder_merge_into_the_one_machine_atlas(one_r
     merged = run_atlas("merge", "--out", str(out))
     assert merged.returncode == 0, merged.stderr
     assert "merged the generate job of 2 shards (12 filter views)" in merged.stdout
-    assert _files(out, "*.png") == _files(one_run, "*.png")
-    assert _json(out) == _json(one_run)
+    assert tree_bytes(out, "*.png") == tree_bytes(one_run, "*.png")
+    assert tree_json(out) == tree_json(one_run)
     assert not list(out.rglob(".tmp-*"))
     assert run_atlas("merge", "--out", str(out)).stdout.startswith("nothing to merge")
     assert run_atlas("site", "--data", str(out), "--out", str(tmp_path / "site")).returncode == 0
@@ -226,8 +212,8 @@ def test_examples_shards_merge_into_the_one_machine_top_k(sample_tiles, tmp_path
     assert again.returncode == 0 and "done before: nothing redone" in again.stdout  # a finished shard redoes nothing
     merged = run_atlas("merge", "--out", str(out))
     assert merged.returncode == 0, merged.stderr
-    assert _files(out / "vgg16", "*.examples.*") == _files(one / "vgg16", "*.examples.*")
-    assert _json(out / "vgg16")["manifest.json"] == _json(one / "vgg16")["manifest.json"]
+    assert tree_bytes(out / "vgg16", "*.examples.*") == tree_bytes(one / "vgg16", "*.examples.*")
+    assert tree_json(out / "vgg16")["manifest.json"] == tree_json(one / "vgg16")["manifest.json"]
     assert not list((out / "vgg16/.shards").glob("*.npz"))
 
 
@@ -249,9 +235,9 @@ def test_a_model_files_shards_merge_into_its_one_machine_atlas(colour_files, tmp
     merged = run_atlas("merge", "--out", str(out))
     assert merged.returncode == 0, merged.stderr
     assert "colours: merged the generate job of 2 shards" in merged.stdout and "the examples job of 2 shards" in merged.stdout
-    assert _files(out, "*.png") == _files(one, "*.png") and len(_files(one, "*.png")) >= 10
-    assert _json(out) == _json(one)
-    assert _files(out / "colours", "*.examples.*") == _files(one / "colours", "*.examples.*")
+    assert tree_bytes(out, "*.png") == tree_bytes(one, "*.png") and len(tree_bytes(one, "*.png")) >= 10
+    assert tree_json(out) == tree_json(one)
+    assert tree_bytes(out / "colours", "*.examples.*") == tree_bytes(one / "colours", "*.examples.*")
     assert not (out / "colours/.shards").exists() or not list((out / "colours/.shards").iterdir())
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, error_line, run_atlas
+from tests.conftest import ROOT, error_line, run_atlas, tree_bytes, tree_json
 
 DAEMONS = ("slurmctld", "slurmd", "munged", "sbatch", "squeue", "scontrol", "scancel")
 PACKAGES = ("slurmctld", "slurmd", "slurm-client", "munge")
@@ -237,20 +237,6 @@ def project(tmp_path: Path) -> Path:
     return stage_project(tmp_path)
 
 
-def _files(root: Path, pattern: str) -> dict[str, bytes]:
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob(pattern))}
-
-
-def _json(root: Path) -> dict[str, dict]:
-    out = {}
-    for path in sorted(root.rglob("*.json")):
-        data = json.loads(path.read_text())
-        for key in ("created", "updated"):  # timings
-            data.pop(key, None)
-        out[path.relative_to(root).as_posix()] = data
-    return out
-
-
 def test_a_two_task_array_and_a_job_after_it_run(slurm, tmp_path):
     script = tmp_path / "array.sh"
     script.write_text(f"#!/bin/bash\n#SBATCH --array=0-1\n#SBATCH --output={tmp_path}/%a.log\necho task "
@@ -285,9 +271,9 @@ def test_an_array_of_3_shards_gives_the_one_machine_atlas_and_its_site(slurm, on
     assert re.search(r"submitted shards 0-2 of 3 as job array \d+ and the merge as job \d+", proc.stdout)
     assert "done:" in proc.stdout and "site built" in proc.stdout
     atlas = where / "A"
-    assert _files(atlas / "vgg16", "*.png") == _files(one_machine / "vgg16", "*.png")
-    merged = {k: v for k, v in _json(atlas / "vgg16").items() if not k.endswith("wiring.json")}
-    assert merged == _json(one_machine / "vgg16")
+    assert tree_bytes(atlas / "vgg16", "*.png") == tree_bytes(one_machine / "vgg16", "*.png")
+    merged = {k: v for k, v in tree_json(atlas / "vgg16").items() if not k.endswith("wiring.json")}
+    assert merged == tree_json(one_machine / "vgg16")
     assert not list((atlas / "vgg16/.shards").glob("*.json"))
     logs = sorted(p.name for p in (atlas / "logs").glob("*.log"))
     assert len(logs) == 4 and sum("-merge-" in name for name in logs) == 1, logs  # one log per task, one merge
@@ -306,8 +292,8 @@ def test_an_examples_array_gives_the_one_machine_top_k(slurm, sample_tiles, tmp_
     proc = run_atlas("slurm", "examples", *args, "--shards", "2", "--out", "E", "--no-site", "--wait",
                      env=slurm.env, cwd=where)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert _files(where / "E/vgg16", "*.examples.*") == _files(one / "vgg16", "*.examples.*")
-    assert _json(where / "E/vgg16")["manifest.json"] == _json(one / "vgg16")["manifest.json"]
+    assert tree_bytes(where / "E/vgg16", "*.examples.*") == tree_bytes(one / "vgg16", "*.examples.*")
+    assert tree_json(where / "E/vgg16")["manifest.json"] == tree_json(one / "vgg16")["manifest.json"]
 
 
 @pytest.mark.slow

@@ -25,7 +25,7 @@ import sys
 import time
 
 from generator.compute import NetOptions
-from generator.views import CHANNEL, DIVERSITY, VIEWS
+from generator.views import VIEWS
 
 LEVER_LAYERS = ("block1_conv2", "block3_conv3", "block5_conv3")
 # name: (net options, precision or None for the shipped one, view)
