@@ -165,7 +165,7 @@ def _section(args, results, timings, layers, count, size, steps, naive_size, nai
     naive, lucid = results["naive"], results["lucid"]
     head = ("| layer | two-image: naive | lucid | path: naive | lucid | random photo's path | beyond nature: naive "
             "| lucid | seeds: lucid | other filters' seeds | dead-ish: naive | lucid |\n"
-            "| --- |" + " ---: |" * 12)
+            "| --- |" + " ---: |" * 11)
     lines = [head]
     every = {"naive": [], "lucid": []}
     for layer in layers:
