@@ -50,7 +50,8 @@ from generator.models import LoadedModel
 from generator.progress import Progress
 from generator.store import AtlasStore, atomic_write_json, read_json
 
-TRUST_VERSION = 1
+TRUST_VERSION = 2  # 2: layers of fewer than MIN_RANKED filters left out of the path, seeds of one filter None
+MIN_RANKED = 3  # a rank correlation of fewer values says nothing (of one: undefined)
 SEED_PICTURES = 4  # the diversity view's pictures, and the other filters' channel pictures of its baseline
 PICK = 0x7472  # part of the seed of the deterministic random picks ("tr")
 
@@ -303,20 +304,22 @@ def filter_trust(e: FilterEvidence, layers: list[str], before: str, against: dic
     """The ``"trust"`` record of one filter (the module docstring says what each score is), with a
     ``summary`` of one number per score for the layer table."""
     ratio = e.picture_value / e.strongest_photo if e.strongest_photo is not None and e.strongest_photo > 0 else None
-    path = [spearman(p, m) for p, m in zip(e.picture, e.top_mean)] if e.top_mean else None
-    path_random = [spearman(r, m) for r, m in zip(e.random, e.top_mean)] if e.top_mean and e.random else None
+    ranked = [i for i, m in enumerate(e.top_mean or []) if np.asarray(m).size >= MIN_RANKED]
+    path = [spearman(e.picture[i], e.top_mean[i]) for i in ranked] or None
+    path_random = [spearman(e.random[i], e.top_mean[i]) for i in ranked] if path and e.random else None
     two = pair_share(e.picture_before, e.top_before, e.bottom_before)
     seed = None
-    if e.diversity is not None:
-        seed = {"diversity": _round(mean_pairwise_cosine(e.diversity)),
-                "random_filters": _round(mean_pairwise_cosine(e.others)) if e.others is not None else None,
+    if e.diversity is not None:  # a layer of one filter: its pictures' vectors are numbers, alike by nature
+        alike = np.asarray(e.diversity).shape[-1] >= 2
+        seed = {"diversity": _round(mean_pairwise_cosine(e.diversity)) if alike else None,
+                "random_filters": _round(mean_pairwise_cosine(e.others)) if alike and e.others is not None else None,
                 "filters": list(e.other_filters)}
     return {
         "version": TRUST_VERSION,
         "against": against,
         "beyond_nature": {"ratio": _round(ratio), "picture": _round(e.picture_value, 6),
                           "strongest_photo": _round(e.strongest_photo, 6)},
-        "path_similarity": {"layers": list(layers), "picture": [_round(v) for v in path] if path else None,
+        "path_similarity": {"layers": [layers[i] for i in ranked], "picture": [_round(v) for v in path] if path else None,
                             "random_image": [_round(v) for v in path_random] if path_random else None,
                             "random_image_file": e.random_image, "top": len(e.top_before)},
         "two_image": {"score": _round(two), "pairs": len(e.top_before) * len(e.bottom_before), "layer": before},

@@ -79,19 +79,22 @@ def filter_row(trust: dict) -> dict:
         ("Beyond nature", f"{times(beyond.get('ratio'))} the strongest photo",
          "×1: as strong as the strongest photo" if beyond.get("ratio") is not None else "no photo turns the filter on"),
         ("Path similarity", number(summary.get("path")),
-         f"{number(summary.get('path_random'))} for a random photo (mean over {len(path['layers'])} layers)"),
+         f"{number(summary.get('path_random'))} for a random photo (mean over {len(path['layers'])} layers)"
+         if path["layers"] else "no layer up to this one has 3 filters, too few to rank"),
         ("Two-image prediction", f"{number(two.get('score'))} of {two.get('pairs', 0)} pairs",
          f"0.50 is chance (closeness at {two.get('layer')})"),
         ("Seed agreement", number(seed.get("diversity")) if seed else "no diversity view",
-         f"{number(seed.get('random_filters'))} for {len(seed.get('filters', []))} other filters' pictures" if seed else
-         f"needs the {SEED_PICTURES} diversity pictures (`--views diversity`)"),
+         (f"{number(seed.get('random_filters'))} for {len(seed.get('filters', []))} other filters' pictures"
+          if seed.get("diversity") is not None else "a layer of one filter: its pictures are alike by nature")
+         if seed else f"needs the {SEED_PICTURES} diversity pictures (`--views diversity`)"),
     ]
     plot = None
     if path.get("picture"):
         plot = plots.path_plot(path["layers"], path["picture"], path.get("random_image"))
     return {"rows": rows, "plot": plot, "reading": reading(summary, len(path["layers"])),
             "random_image": path.get("random_image_file"), "top": path.get("top"),
-            "first": path["layers"][0], "last": path["layers"][-1]}
+            "first": path["layers"][0] if path["layers"] else None,
+            "last": path["layers"][-1] if path["layers"] else None}
 
 
 def _weak(summary: dict) -> dict[str, bool]:

@@ -431,3 +431,8 @@ def test_a_users_model_file_gets_its_trust(user_atlas, colour_files, tmp_path):
         assert "trust" in rows, layer
     red = json.loads((out / "colours/red_detector/0000.json").read_text())["trust"]
     assert red["two_image"]["score"] >= 0.9 and red["two_image"]["pairs"] == 36
+    # a layer of one filter ranks nothing and its pictures are alike by nature: no path, no seed score
+    assert red["path_similarity"]["layers"] == [] and red["summary"]["path"] is None
+    assert red["seed_agreement"]["diversity"] is None and red["summary"]["seed"] is None
+    conv1 = json.loads((out / "colours/conv1/0000.json").read_text())["trust"]
+    assert conv1["path_similarity"]["layers"] == ["conv1"] and conv1["summary"]["seed"] is not None
