@@ -164,10 +164,6 @@ def test_every_refusal_is_one_line(tmp_path, capsys, colour_files):
          "a saved model of another network ('colours', 3 Conv2D layers"),
         (("generate", "--model", str(colour_files["keras"]), "--weights", "imagenet", "--out", f"{t}/b"),
          "--weights imagenet is for the atlas's own networks"),
-        (("generate", "--model", str(colour_files["keras"]), "--shard", "0/2", "--out", f"{t}/c"),
-         "shards (--shard, atlas slurm) run on the zoo's networks only"),
-        (("slurm", "examples", "--model", str(colour_files["keras"]), "--images", str(colour_files["images"]),
-          "--shards", "2", "--dry-run", "--out", f"{t}/d"), "since atlas merge cannot reopen a model file yet"),
     ]
     for argv, expected in cases:
         line = one_line(capsys, *argv)
