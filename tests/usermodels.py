@@ -51,10 +51,12 @@ def red_detector_kernel() -> tuple[np.ndarray, np.ndarray]:
     return kernel, np.asarray([-0.2], np.float32)
 
 
-def colour_network(grayscale: bool = False, rescaling: bool = True):
-    """The functional network described above (grayscale: one input channel, no detector)."""
+def colour_network(grayscale: bool = False, rescaling: bool = True, seed: int = 0):
+    """The functional network described above (grayscale: one input channel, no detector), its
+    weights drawn from ``seed``: the same network whatever ran before in the process."""
     import keras
 
+    keras.utils.set_random_seed(seed)
     channels = 1 if grayscale else 3
     image = keras.Input((SIDE, SIDE, channels), name="image")
     x = keras.layers.Rescaling(1 / 255, name="rescale")(image) if rescaling else image
