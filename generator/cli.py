@@ -318,6 +318,20 @@ def _read_model_file(args: argparse.Namespace, notes: list[str] | None = None):
     return spec
 
 
+def _open_model(args: argparse.Namespace, images: str | None = None) -> None:
+    """A job's ``--model``: a model file is checked (with the image folder and ``--out``, which cost
+    nothing) before the backend starts to read it; a zoo network's weights default to imagenet."""
+    if _model_file_checks(args):
+        if images is not None:
+            from generator.imagesets import list_images
+
+            list_images(images)
+        _check_out(args.out)
+        _start_backend(args)
+        _read_model_file(args)
+    args.weights = args.weights or "imagenet"
+
+
 def _model_file_line(spec) -> str:
     size = f"{spec.input_size}x{spec.input_size}" if spec.input_size else "any size"
     head = f"a classifier of {spec.head['classes']} classes" if spec.head else "no classifier"
@@ -386,11 +400,7 @@ def _generate_job(args: argparse.Namespace):
     from generator.store import weights_name
     from generator.views import parse_views
 
-    if _model_file_checks(args):
-        _check_out(args.out)
-        _start_backend(args)
-        _read_model_file(args)
-    args.weights = args.weights or "imagenet"
+    _open_model(args)
     args.size = _size(args, 128)
     layers = parse_layers(args.layers, args.model)
     work = [(layer, parse_filters(args.filters, layer, clip=len(layers) > 1)) for layer in layers]
@@ -473,12 +483,7 @@ def _examples_job(args: argparse.Namespace):
     from generator.selection import parse_layers
 
     check_labels_arg(args.labels, args.classes)
-    if _model_file_checks(args):
-        list_images(args.images)
-        _check_out(args.out)
-        _start_backend(args)
-        _read_model_file(args)
-    args.weights = args.weights or "imagenet"
+    _open_model(args, images=args.images)
     args.size = _size(args, 224, strict=True)
     layers = parse_layers(args.layers, args.model)
     if args.size < 16:
@@ -592,15 +597,8 @@ def cmd_trust(args: argparse.Namespace) -> int:
     from generator.store import AtlasStore
     from generator.trust import check_images, read_atlas
 
-    user = _model_file_checks(args)
-    if user:
-        list_images(args.images)
-        _check_out(args.out)
-        _start_backend(args)
-        _read_model_file(args)
-    else:
-        args.weights = args.weights or "imagenet"
-        _check_weights(args.weights, args.model)
+    _open_model(args, images=args.images)
+    _check_weights(args.weights, args.model)
     layers = parse_layers(args.layers, args.model)
     images = list_images(args.images)
     _, examples = read_atlas(AtlasStore(args.out, args.model))  # refused here, before the backend loads
@@ -679,10 +677,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return bench.main(args)
 
 
-COMMANDS = {"layers": cmd_layers, "generate": cmd_generate, "examples": cmd_examples, "wiring": cmd_wiring,
-            "sample-images": cmd_sample_images, "site": cmd_site, "bench": cmd_bench, "merge": cmd_merge,
-            "trust": cmd_trust,
-            "slurm": cmd_slurm}
+COMMANDS = {"layers": cmd_layers, "generate": cmd_generate, "examples": cmd_examples, "trust": cmd_trust,
+            "wiring": cmd_wiring, "sample-images": cmd_sample_images, "site": cmd_site, "bench": cmd_bench,
+            "merge": cmd_merge, "slurm": cmd_slurm}
 
 
 def os_error_line(exc: OSError) -> str:
