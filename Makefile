@@ -115,11 +115,11 @@ gpu-wheels: $(STAMP)
 	$(BIN)/python -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 	  --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .whl \
 	  keras==$$($(BIN)/python -c 'import keras; print(keras.__version__)') namex==0.1.0 optree==0.20.0
-	cp $$($(BIN)/python -c 'from generator.weights import hed_weights_path; print(hed_weights_path())') .whl/
+	cp $$($(BIN)/python -c 'from generator.network.weights import hed_weights_path; print(hed_weights_path())') .whl/
 
 # Rewrites generator/layer_tables/*.json from the Keras graphs (after a Keras upgrade).
 layer-tables: $(STAMP)
-	$(BIN)/python -m generator.layers
+	$(BIN)/python -m generator.network.layers
 
 # Generated model folders of users' networks carry a .gitignore marker written by `atlas site`.
 clean:

@@ -72,21 +72,21 @@ def error_line(proc) -> str:
 @pytest.fixture(scope="session", autouse=True)
 def keras_backend():
     """The backend imported as the CLI imports it (quietly), once per test process."""
-    from generator import backend
+    from generator.network import backend
 
     backend.select("tensorflow")
 
 
 @pytest.fixture(scope="session")
 def hed_model():
-    from generator.models import load_model
+    from generator.network.models import load_model
 
     return load_model("vgg16", "hed-bsds500")
 
 
 @pytest.fixture(scope="session")
 def random_model():
-    from generator.models import load_model
+    from generator.network.models import load_model
 
     return load_model("vgg16", "random")
 
@@ -94,7 +94,7 @@ def random_model():
 @pytest.fixture(scope="session")
 def sample_tiles(tmp_path_factory) -> Path:
     """The offline image set of `atlas sample-images` (96 px tiles of scikit-image's photographs)."""
-    from generator.imagesets import write_sample_tiles
+    from generator.evidence.imagesets import write_sample_tiles
 
     folder = tmp_path_factory.mktemp("tiles")
     write_sample_tiles(folder, 96)
@@ -129,7 +129,7 @@ def hostile_images(sample_tiles, tmp_path_factory) -> tuple[Path, dict[str, str]
 @pytest.fixture(scope="session")
 def hostile_weights(tmp_path_factory) -> Path:
     """The offline VGG16 weights under a file name that means something to Markdown, HTML and Jinja."""
-    from generator.weights import hed_weights_path
+    from generator.network.weights import hed_weights_path
     from tests.hostile import HOSTILE_WEIGHTS
 
     path = tmp_path_factory.mktemp("weights") / HOSTILE_WEIGHTS

@@ -27,7 +27,7 @@ def test_bench_gpu_reduced_runs_on_the_cpu(tmp_path):
     assert "| block1_conv2 | shipped | off |" in text  # the child without deterministic ops ran
     assert "| block1_conv2 | pool reshape | on |" in text and "| block1_conv2 | pool keras |" not in text  # CPU: Keras' pool shipped
     assert "not measured" not in text, text  # every part ran
-    from generator.config import METHOD_VERSION
+    from generator.render.config import METHOD_VERSION
 
     assert f"method version {METHOD_VERSION}._" in text  # which pictures the figures belong to
     assert "tensorflow" not in proc.stderr.lower()
@@ -60,7 +60,7 @@ def test_bench_site_builds_a_synthetic_atlas_and_reuses_a_kept_one(tmp_path, mon
 def test_quality_samples_held_out_filters_with_an_offset():
     from types import SimpleNamespace
 
-    from generator.selection import sample_filters
+    from generator.network.selection import sample_filters
 
     layer = SimpleNamespace(filters=64)
     samples = [sample_filters(layer, 16, offset) for offset in range(4)]

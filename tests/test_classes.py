@@ -9,9 +9,9 @@ import math
 import numpy as np
 import pytest
 
-from generator import inputs
-from generator.classes import binomial_tail
-from generator.imagesets import list_images, load_image
+from generator.evidence.classes import binomial_tail
+from generator.evidence.imagesets import list_images, load_image
+from generator.network import inputs
 from tests.usermodels import CLASSES
 
 
@@ -80,10 +80,10 @@ def test_votes_match_the_gradient_image_by_image(colour_files):
     difference of the network's logit in the offset of one image's channel."""
     from keras import ops
 
-    from generator import backend
-    from generator.classes import ClassNet
-    from generator.modelfile import read_model_file
-    from generator.models import load_model
+    from generator.evidence.classes import ClassNet
+    from generator.network import backend
+    from generator.network.modelfile import read_model_file
+    from generator.network.models import load_model
 
     read_model_file(str(colour_files["keras"]), name="colours_fd")
     loaded = load_model("colours_fd", None)

@@ -8,9 +8,9 @@ import sys
 import numpy as np
 import pytest
 
-from generator.compute import NetOptions, block_max_pool, pad_kernel
 from generator.errors import AtlasError
-from generator.layers import model_layers
+from generator.network.compute import NetOptions, block_max_pool, pad_kernel
+from generator.network.layers import model_layers
 from tests.conftest import ROOT
 
 
@@ -66,10 +66,10 @@ def test_bad_options_and_kernel_padding():
 
 JAX_POOL = """
 import json, sys, numpy as np
-from generator import backend
+from generator.network import backend
 backend.select("jax")
 import jax, keras
-from generator.compute import block_max_pool
+from generator.network.compute import block_max_pool
 x = np.random.default_rng(0).integers(0, 3, (2, 9, 11, 4)).astype(np.float32)
 g = np.random.default_rng(1).normal(size=(2, 4, 5, 4)).astype(np.float32)
 grads = [np.asarray(jax.grad(lambda x, p=p: (p(x) * g).sum())(x)) for p in (keras.layers.MaxPooling2D(2), block_max_pool("p", "float32"))]

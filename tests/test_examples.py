@@ -19,16 +19,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from generator import examples, inputs
-from generator.examples import ExamplesConfig
-from generator.imagesets import (
+from generator.atlas.store import AtlasStore
+from generator.evidence.imagesets import (
     SAMPLE_PHOTOS,
     list_images,
     load_image,
     sample_photos_folder,
 )
-from generator.layers import find_layer
-from generator.store import AtlasStore
+from generator.network import inputs
+from generator.network.layers import find_layer
+from generator.passes import examples
+from generator.passes.examples import ExamplesConfig
 from tests.conftest import HOSTILE_EXAMPLES, ROOT, error_line, run_atlas
 
 ARGS = ["--weights", "hed-bsds500", "--layers", "block2_conv2,block4_conv3", "--top", "8", "--size", "96"]
@@ -93,8 +94,8 @@ def test_recorded_values_and_positions_are_what_the_network_says(examples_atlas,
 @pytest.mark.slow
 def test_a_filters_own_picture_is_found_near_the_top(hed_model, sample_tiles, tmp_path):
     """Plant the rendered pictures of deep filters among the tiles: each should rank high for its filter."""
-    from generator.config import RenderConfig
-    from generator.render import LayerRenderer
+    from generator.render.config import RenderConfig
+    from generator.render.renderer import LayerRenderer
 
     layer = find_layer("block4_conv3", "vgg16")
     filters = list(range(0, 512, 64))

@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from generator.config import RenderConfig
-from generator.layers import find_layer
-from generator.render import LayerRenderer
+from generator.network.layers import find_layer
+from generator.render.config import RenderConfig
+from generator.render.renderer import LayerRenderer
 from tests.conftest import ROOT, error_line, run_atlas
 
 TINY = ["--weights", "random", "--size", "32", "--steps", "4"]
@@ -198,8 +198,8 @@ def test_kill_9_leaves_whole_files_and_a_second_run_is_refused_meanwhile(tmp_pat
 
 def test_a_live_runs_temporary_files_are_not_touched(tmp_path):
     """Temporaries are removed only under the lock: a refused run deletes nothing."""
+    from generator.atlas.store import AtlasLock
     from generator.paths import AtlasPaths
-    from generator.store import AtlasLock
 
     out = tmp_path / "atlas"
     paths = AtlasPaths(out, "vgg16")
@@ -232,7 +232,7 @@ def test_a_live_runs_temporary_files_are_not_touched(tmp_path):
 )
 def test_bad_input_is_one_line_writes_nothing_and_imports_no_backend(tmp_path, args, message):
     out = tmp_path / "atlas"
-    code = ("import sys; from generator.cli import main; rc = main(sys.argv[1:]); "
+    code = ("import sys; from generator.cli.main import main; rc = main(sys.argv[1:]); "
             "print('backend imported' if {'tensorflow', 'jax', 'keras'} & set(sys.modules) else 'no backend'); sys.exit(rc)")
     proc = subprocess.run([sys.executable, "-c", code, "generate", "--weights", "random", "--size", "32",
                            "--steps", "2", *args, "--out", str(out)], capture_output=True, text=True, cwd=ROOT)
@@ -288,9 +288,9 @@ def test_progress_lines_when_not_a_terminal():
 
 
 def test_out_of_memory_halves_the_batch_for_the_rest_of_the_layer(tmp_path, random_model, monkeypatch):
-    from generator import generate as gen_module
-    from generator.backend import DeviceFacts
-    from generator.selection import parse_filters
+    from generator.network.backend import DeviceFacts
+    from generator.network.selection import parse_filters
+    from generator.passes import generate as gen_module
 
     real = LayerRenderer.render_batch
     seen = []
@@ -315,9 +315,9 @@ def test_out_of_memory_halves_the_batch_for_the_rest_of_the_layer(tmp_path, rand
 
 
 def test_a_filter_non_finite_in_float32_is_reported_not_written(tmp_path, random_model, monkeypatch):
-    from generator import generate as gen_module
-    from generator.backend import DeviceFacts
-    from generator.render import RenderedView
+    from generator.network.backend import DeviceFacts
+    from generator.passes import generate as gen_module
+    from generator.render.renderer import RenderedView
 
     def fake(self, filters, batch=None, view=None):
         return [RenderedView(f, view, [], np.zeros(2, np.float32), failed=True) if f == 1 else
@@ -352,10 +352,10 @@ def test_two_devices_write_the_bytes_of_one(tmp_path):
 
 
 def test_a_device_out_of_memory_ends_the_run_in_one_line_and_a_rerun_resumes(tmp_path, random_model, monkeypatch):
-    from generator import generate as gen_module
-    from generator.backend import Device, DeviceFacts
     from generator.errors import AtlasError
-    from generator.selection import parse_filters
+    from generator.network.backend import Device, DeviceFacts
+    from generator.network.selection import parse_filters
+    from generator.passes import generate as gen_module
 
     facts = DeviceFacts("gpu", "Test GPU", 9.0, 2**34)
     devices = [Device(0, "/CPU:0", facts), Device(1, "/CPU:0", facts)]  # two names for the one CPU

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from generator.imagesets import (
+from generator.evidence.imagesets import (
     EXTREME_ASPECT,
     TOO_MANY_PIXELS,
     UNREADABLE,
@@ -136,7 +136,7 @@ def test_fit_resamples_only_the_centre_square_in_bounded_memory():
     code = ("import resource\n"
             "resource.setrlimit(resource.RLIMIT_AS, (600 << 20, 600 << 20))\n"
             "from PIL import Image\n"
-            "from generator.imagesets import fit\n"
+            "from generator.evidence.imagesets import fit\n"
             "out = fit(Image.new('RGB', (20000, 1), (1, 2, 3)), 224)\n"
             "assert out.size == (224, 224) and out.getpixel((0, 0)) == (1, 2, 3), out.getpixel((0, 0))\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,

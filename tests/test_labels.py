@@ -8,9 +8,14 @@ import json
 import pytest
 
 from generator.errors import AtlasError
-from generator.imagesets import ImageSet
-from generator.labels import IMAGENET_FILE, check_labels_arg, imagenet_classes, read_labels
-from generator.zoo import ModelSpec
+from generator.evidence.imagesets import ImageSet
+from generator.evidence.labels import (
+    IMAGENET_FILE,
+    check_labels_arg,
+    imagenet_classes,
+    read_labels,
+)
+from generator.network.zoo import ModelSpec
 
 
 def _spec(classes: int | None) -> ModelSpec:

@@ -4,9 +4,9 @@ examples pass and the site rely on."""
 import pytest
 
 from generator.errors import AtlasError
-from generator.layers import discover, find_layer, model_layers
-from generator.models import build_keras_model
-from generator.zoo import MODELS, model_spec
+from generator.network.layers import discover, find_layer, model_layers
+from generator.network.models import build_keras_model
+from generator.network.zoo import MODELS, model_spec
 from tests.conftest import error_line, run_atlas
 
 

@@ -9,11 +9,11 @@ import json
 import numpy as np
 import pytest
 
-from generator.cli import main
+from generator.cli.main import main
 from generator.errors import AtlasError
-from generator.layers import discover, model_layers
-from generator.modelfile import model_title, model_name, read_model_file, slug
-from generator.zoo import model_spec
+from generator.network.layers import discover, model_layers
+from generator.network.modelfile import model_name, model_title, read_model_file, slug
+from generator.network.zoo import model_spec
 from tests.conftest import error_line, run_atlas
 
 
@@ -95,7 +95,7 @@ def test_sequential_nested_depthwise_linear_and_unfollowed(tmp_path):
 
 def test_zoo_tables_are_unchanged_by_the_general_rules():
     """The rules for users' networks (linear convs, merges, notes) leave the shipped tables as they are."""
-    from generator.models import build_keras_model
+    from generator.network.models import build_keras_model
 
     notes: list[str] = []
     spec = model_spec("resnet50")

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from generator.errors import AtlasError
-from generator.layers import model_layers
-from generator.models import load_model
-from generator.weights import (
+from generator.network.layers import model_layers
+from generator.network.models import load_model
+from generator.network.weights import (
     conv_shapes,
     hed_weights_path,
     read_conv_kernels,
@@ -105,11 +105,11 @@ def test_pre_activation_cut_matches_keras_after_its_relu(name):
 
 JAX_CHECK = """
 import json, sys, numpy as np
-from generator import backend
+from generator.network import backend
 backend.select("jax")
 import keras
-from generator.layers import model_layers
-from generator.models import load_model
+from generator.network.layers import model_layers
+from generator.network.models import load_model
 out = {}
 for name in ("vgg16", "resnet50"):
     loaded = load_model(name, "random", seed=1)

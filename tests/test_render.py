@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
-from generator import objectives
-from generator.config import RenderConfig
-from generator.layers import find_layer
-from generator.render import LayerRenderer
-from generator.views import CHANNEL, DIVERSITY, NEGATIVE, NEURON
+from generator.network.layers import find_layer
+from generator.render import objectives
+from generator.render.config import RenderConfig
+from generator.render.renderer import LayerRenderer
+from generator.render.views import CHANNEL, DIVERSITY, NEGATIVE, NEURON
 
 
 def test_mixed_precision_and_float32_redo_of_the_bad_rows_only(random_model):
@@ -145,7 +145,7 @@ def test_naive_method_is_the_original_script(random_model):
 
 
 def test_resnet_renders_at_a_residual_output():
-    from generator.models import load_model
+    from generator.network.models import load_model
 
     loaded = load_model("resnet50", "random")
     layer = find_layer("conv3_block1_out", "resnet50")
@@ -157,8 +157,8 @@ def test_the_contrast_term_tells_block1_look_alikes_apart(hed_model):
     """block1_conv1's 3x3x3 filters often have a look-alike or an opposite, and a picture that drives one
     drives the other as hard: the bench's sample of 16 is 0.56 specific without the contrast term here
     and 0.94 with it (measured; the bench shows 1.00 at the defaults)."""
-    from generator.selection import sample_filters
-    from generator.quality import judge
+    from generator.network.selection import sample_filters
+    from generator.render.quality import judge
 
     layer = find_layer("block1_conv1", "vgg16")
     filters = sample_filters(layer, 16)

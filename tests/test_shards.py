@@ -11,13 +11,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from generator.config import RenderConfig
-from generator.examples import merge_tracker_states
-from generator.layers import find_layer, model_layers
+from generator.atlas.store import AtlasLock, ShardLock
+from generator.cluster.shards import (
+    Shard,
+    image_range,
+    parse_shard,
+    picture_cost,
+    split_generate,
+)
+from generator.network.layers import find_layer, model_layers
+from generator.passes.examples import merge_tracker_states
 from generator.paths import AtlasPaths
-from generator.shards import Shard, image_range, parse_shard, picture_cost, split_generate
-from generator.store import AtlasLock, ShardLock
-from generator.views import VIEWS
+from generator.render.config import RenderConfig
+from generator.render.views import VIEWS
 from tests.conftest import ROOT, error_line, run_atlas, tree_bytes, tree_json
 
 TINY = ["--weights", "random", "--size", "32", "--steps", "4", "--layers", "block1_conv2,block4_conv1", "--filters",
@@ -34,7 +40,7 @@ GENERATE = [sys.executable, "-m", "generator", "generate", *TINY]
 ])
 def test_bad_shards_are_one_line_before_any_backend(tmp_path, text, message):
     out = tmp_path / "atlas"
-    code = ("import sys; from generator.cli import main; rc = main(sys.argv[1:]); "
+    code = ("import sys; from generator.cli.main import main; rc = main(sys.argv[1:]); "
             "print('backend imported' if {'tensorflow', 'jax', 'keras'} & set(sys.modules) else 'no backend'); sys.exit(rc)")
     for command in (["generate", *TINY], ["examples", "--images", str(tmp_path), "--weights", "random"]):
         proc = subprocess.run([sys.executable, "-c", code, *command, f"--shard={text}", "--out", str(out)],

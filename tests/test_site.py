@@ -18,8 +18,15 @@ import pytest
 
 from generator import paths
 from generator.errors import AtlasError
-from generator.escape import bibtex_text, markdown_text
-from generator.site import DEFAULT_SITE_URL, build_site, downloads_url, relative, site_url, stage_project
+from generator.site.build import (
+    DEFAULT_SITE_URL,
+    build_site,
+    downloads_url,
+    relative,
+    site_url,
+    stage_project,
+)
+from generator.site.escape import bibtex_text, markdown_text
 from tests.conftest import ROOT, error_line, run_atlas
 from tests.hostile import HOSTILE_FILES, HOSTILE_LICENSE, HOSTILE_NAME, HOSTILE_WEIGHTS
 
@@ -244,7 +251,7 @@ def test_site_needs_no_deep_learning_library(tiny_atlas, tmp_path):
             "        if name.split('.')[0] in ('tensorflow', 'jax', 'keras'):\n"
             "            raise ImportError('blocked: ' + name)\n"
             "sys.meta_path.insert(0, Block())\n"
-            "from generator.cli import main\n"
+            "from generator.cli.main import main\n"
             "sys.exit(main(sys.argv[1:]))\n")
     proc = subprocess.run([sys.executable, "-c", code, "site", "--data", str(tiny_atlas), "--out", str(tmp_path / "o")],
                           capture_output=True, text=True, cwd=ROOT)
@@ -397,7 +404,7 @@ def test_class_names_are_text_not_markdown(tiny_atlas, tmp_path):
 
 
 def test_a_users_folder_is_marked_swapped_and_removed(tiny_atlas, tmp_path):
-    from generator.site import MARKER, generated_folders
+    from generator.site.build import MARKER, generated_folders
 
     atlas = _copy_atlas(tiny_atlas, tmp_path)
     out = tmp_path / "site_src"

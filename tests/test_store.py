@@ -7,8 +7,8 @@ import json
 
 import pytest
 
+from generator.atlas.store import AtlasStore
 from generator.errors import AtlasError
-from generator.store import AtlasStore
 from tests.conftest import error_line, run_atlas
 
 TINY = ["--layers", "block1_conv1", "--filters", "0-1", "--size", "32", "--steps", "3"]

@@ -11,9 +11,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from generator import inputs
-from generator.layers import find_layer
-from generator.trust import cosine, footprint, input_patch, pair_share, ranks, spearman
+from generator.network import inputs
+from generator.network.layers import find_layer
+from generator.passes.trust import (
+    cosine,
+    footprint,
+    input_patch,
+    pair_share,
+    ranks,
+    spearman,
+)
 from tests.conftest import error_line, run_atlas
 
 SIZE = 32
@@ -65,7 +72,7 @@ def test_footprint_is_the_units_a_target_unit_reads():
 
 
 def test_the_random_photo_is_drawn_per_filter_the_same_every_run_and_never_a_top_one():
-    from generator.trust import _picks, _random_image
+    from generator.passes.trust import _picks, _random_image
 
     layer = find_layer("block3_conv3", "vgg16")
     rng = np.random.default_rng(1)
@@ -90,9 +97,9 @@ def _red_network():
     after it get no gradient and their pictures stay grey and dead: two-image score 0.)"""
     import keras
 
-    from generator.layers import discover
-    from generator.models import LoadedModel
-    from generator.zoo import model_spec
+    from generator.network.layers import discover
+    from generator.network.models import LoadedModel
+    from generator.network.zoo import model_spec
 
     inp = keras.Input((None, None, 3))
     c1 = keras.layers.Conv2D(6, 3, padding="same", activation="relu", name="block1_conv1")(inp)
@@ -135,13 +142,13 @@ def _image_set(folder: Path) -> Path:
 def red_atlas(tmp_path_factory):
     """The hand-made network's atlas: channel and diversity pictures of 4 filters per layer (lucid),
     its dataset examples among the hand-made images, and its trust."""
-    from generator.config import RenderConfig
-    from generator.examples import ExamplesConfig, run_examples
-    from generator.generate import generate
-    from generator.imagesets import list_images
+    from generator.evidence.imagesets import list_images
+    from generator.passes.examples import ExamplesConfig, run_examples
+    from generator.passes.generate import generate
+    from generator.passes.trust import TrustConfig, run_trust
     from generator.progress import Progress
-    from generator.trust import TrustConfig, run_trust
-    from generator.views import CHANNEL, DIVERSITY
+    from generator.render.config import RenderConfig
+    from generator.render.views import CHANNEL, DIVERSITY
 
     loaded, model = _red_network()
     root = tmp_path_factory.mktemp("red")
@@ -307,7 +314,7 @@ def test_the_layer_table_carries_each_filters_summary_and_the_means(red_atlas):
 
 
 def test_the_probe_reads_footprints_at_the_border_and_the_strongest_unit(red_atlas):
-    from generator.trust import LayerProbe
+    from generator.passes.trust import LayerProbe
 
     _, loaded, model, images = red_atlas
     image = _load(images.root / "red-0.png")

@@ -6,21 +6,22 @@ import math
 import numpy as np
 import pytest
 
-from generator import inputs, plots
-from generator.config import RenderConfig
 from generator.errors import AtlasError
-from generator.layers import find_layer
-from generator.params import (
+from generator.network import inputs
+from generator.network.layers import find_layer
+from generator.network.selection import parse_filters, parse_layers
+from generator.render.config import RenderConfig
+from generator.render.params import (
     fourier_constants,
     fourier_to_rgb,
     irfft2_bases,
     periodic_gain,
     spectrum_shape,
 )
-from generator.quality import specificity
-from generator.selection import parse_filters, parse_layers
-from generator.transforms import Robustness, calm_draws, random_transform
-from generator.views import parse_views
+from generator.render.quality import specificity
+from generator.render.transforms import Robustness, calm_draws, random_transform
+from generator.render.views import parse_views
+from generator.site import plots
 
 
 @pytest.mark.parametrize("size", [8, 9, 32])
@@ -133,7 +134,7 @@ def test_plots_thin_long_curves_and_stay_one_html_block():
     ys = [float(p.split(",")[1]) for p in line.points.split()]
     band = sorted(ys)[1:]  # the sine's points: all near the bottom of the plot, the spike far above them
     assert len(ys) <= plots.MAX_POINTS and min(ys) < min(band) - 50
-    from generator.site import _environment
+    from generator.site.build import _environment
 
     env = _environment()
     for name, plot in [("_loss_plot.svg.j2", line), ("_loss_plot.svg.j2", plots.histogram([1.0, 2.0])),
@@ -153,7 +154,8 @@ def test_specificity():
 def test_floor_pulls_up_the_units_under_a_tenth_of_the_peak_only():
     from keras import ops
 
-    from generator import backend, objectives
+    from generator.network import backend
+    from generator.render import objectives
 
     target = np.array([[[10.0, 0.5], [-3.0, 2.0]]], np.float32)  # peak 10: the cap is 1
     value, _, grad = backend.value_and_grad(lambda t: (ops.sum(objectives.floor(t)), ()))(ops.convert_to_tensor(target))
@@ -165,7 +167,7 @@ def test_floor_pulls_up_the_units_under_a_tenth_of_the_peak_only():
 def test_contrast_is_zero_unless_another_filter_comes_within_the_margin():
     from keras import ops
 
-    from generator import objectives
+    from generator.render import objectives
 
     reference = ops.convert_to_tensor(np.array([1.0, 4.0, 2.0], np.float32))
     # one position: post-ReLU means per channel; relative = [2, 1, 0.5] and [2, 3.5, 1.9] for filter 0

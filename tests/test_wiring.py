@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from generator.models import load_model
-from generator.wiring import TOP, wiring_tables
+from generator.network.models import load_model
+from generator.passes.wiring import TOP, wiring_tables
 from tests.conftest import run_atlas
 
 
@@ -126,7 +126,7 @@ def test_wiring_through_a_concatenation_batchnorm_and_separable_conv(user_atlas,
 def test_a_layer_the_weights_cannot_pass_is_a_cut(tmp_path):
     import keras
 
-    from generator.modelfile import read_model_file
+    from generator.network.modelfile import read_model_file
 
     image = keras.Input((16, 16, 3))
     x = keras.layers.Conv2D(4, 3, name="first")(image)

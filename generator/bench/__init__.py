@@ -14,7 +14,7 @@ import re
 import time
 from pathlib import Path
 
-from generator.config import METHOD_VERSION
+from generator.render.config import METHOD_VERSION
 
 SECTIONS = {
     "speed": "generator.bench.speed",
@@ -30,7 +30,7 @@ SECTIONS = {
 
 def machine() -> str:
     """The machine a figure was measured on, in words (the backend must be selected)."""
-    from generator import backend
+    from generator.network import backend
 
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     facts = backend.device_facts()

@@ -15,20 +15,20 @@ import numpy as np
 
 
 def run(args) -> tuple[str, str]:
-    from generator import backend
     from generator.bench import default_weights, machine
+    from generator.network import backend
 
     backend.select(args.backend)
-    from generator.examples import (
+    from generator.evidence.imagesets import list_images, load_image, write_sample_tiles
+    from generator.network.models import load_model
+    from generator.network.selection import parse_layers
+    from generator.passes.examples import (
         ExamplesConfig,
         Tracker,
         auto_examples_batch,
         run_examples,
     )
-    from generator.imagesets import list_images, load_image, write_sample_tiles
-    from generator.models import load_model
     from generator.progress import Progress
-    from generator.selection import parse_layers
 
     size = args.size or 224
     weights = default_weights(args)
@@ -51,7 +51,7 @@ def run(args) -> tuple[str, str]:
         stack = np.stack([d for d in decoded if d is not None])
         labels = None
         if args.labels and loaded.spec.head:
-            from generator.labels import read_labels
+            from generator.evidence.labels import read_labels
 
             labels = read_labels(args.labels, images, loaded.spec)
         trackers = {"plain": Tracker(loaded, layers, 16, precision, loaded.spec.preprocessing)}

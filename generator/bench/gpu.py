@@ -45,16 +45,16 @@ def _peak(name: str) -> float | None:
 def run(args) -> tuple[str, str]:
     import dataclasses
 
-    from generator import backend
     from generator.bench import default_weights, machine
+    from generator.network import backend
 
     backend.select(args.backend or "jax")
-    from generator.config import RenderConfig
-    from generator.layers import find_layer, model_layers
-    from generator.models import load_model
-    from generator.quality import judge
-    from generator.render import LayerRenderer, auto_batch
-    from generator.selection import sample_filters
+    from generator.network.layers import find_layer, model_layers
+    from generator.network.models import load_model
+    from generator.network.selection import sample_filters
+    from generator.render.config import RenderConfig
+    from generator.render.quality import judge
+    from generator.render.renderer import LayerRenderer, auto_batch
 
     reduced = args.reduced
     clock = Clock(900.0 if reduced else BUDGET_S)  # reduced: a smoke test of every part, on a slow CPU too
@@ -196,7 +196,7 @@ def run(args) -> tuple[str, str]:
     # 5. the dataset-examples pass on the device (synthetic images; decoding is a CPU figure)
     examples = "not measured (time budget)"
     if clock.left() > 20:
-        from generator.examples import Tracker, auto_examples_batch
+        from generator.passes.examples import Tracker, auto_examples_batch
 
         ex_size = 64 if reduced else 224
         ex_layers = list(all_layers)

@@ -7,8 +7,8 @@ import time
 
 def measure_layer(loaded, layer, config, batch: int, view=None) -> tuple[float, int]:
     """Seconds for one batch after a compiling warm-up, and the filters in it."""
-    from generator.render import LayerRenderer
-    from generator.views import CHANNEL
+    from generator.render.renderer import LayerRenderer
+    from generator.render.views import CHANNEL
 
     renderer = LayerRenderer(loaded, layer, config)
     filters = list(range(min(batch, layer.filters)))
@@ -19,14 +19,14 @@ def measure_layer(loaded, layer, config, batch: int, view=None) -> tuple[float, 
 
 
 def run(args) -> tuple[str, str]:
-    from generator import backend
     from generator.bench import default_weights, machine
+    from generator.network import backend
 
     backend.select(args.backend)
-    from generator.config import RenderConfig
-    from generator.models import load_model
-    from generator.render import auto_batch
-    from generator.selection import parse_layers
+    from generator.network.models import load_model
+    from generator.network.selection import parse_layers
+    from generator.render.config import RenderConfig
+    from generator.render.renderer import auto_batch
 
     size, steps = args.size or 128, args.steps or 16
     weights = default_weights(args)

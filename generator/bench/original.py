@@ -17,13 +17,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=96)
     parser.add_argument("--steps", type=int, default=50)
     args = parser.parse_args(argv)
-    from generator import backend
+    from generator.network import backend
 
     backend.select("tensorflow")
     import keras
     import tensorflow as tf
 
-    from generator.models import load_model
+    from generator.network.models import load_model
 
     model = load_model("vgg16", args.weights).model
     extractor = keras.Model(inputs=model.inputs, outputs=model.get_layer(args.layer).output)

@@ -21,15 +21,15 @@ VARIANTS = {
 
 
 def run(args) -> tuple[str, str]:
-    from generator import backend
     from generator.bench import default_weights, machine
+    from generator.network import backend
 
     backend.select(args.backend)
-    from generator.config import RenderConfig
-    from generator.models import load_model
-    from generator.quality import judge
-    from generator.render import LayerRenderer
-    from generator.selection import parse_layers, sample_filters
+    from generator.network.models import load_model
+    from generator.network.selection import parse_layers, sample_filters
+    from generator.render.config import RenderConfig
+    from generator.render.quality import judge
+    from generator.render.renderer import LayerRenderer
 
     size, steps = args.size or 128, args.steps or 256
     weights = default_weights(args)

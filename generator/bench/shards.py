@@ -28,10 +28,10 @@ def measured_spread(split) -> float:
 
 
 def run(args) -> tuple[str, str]:
-    from generator.config import RenderConfig
-    from generator.layers import model_layers
-    from generator.shards import PIXEL_COST, split_generate
-    from generator.views import CHANNEL, VIEWS
+    from generator.cluster.shards import PIXEL_COST, split_generate
+    from generator.network.layers import model_layers
+    from generator.render.config import RenderConfig
+    from generator.render.views import CHANNEL, VIEWS
 
     size = args.size or 128
     rows = []

@@ -20,16 +20,16 @@ BUDGET_MB = 500
 
 
 def _loaded(model: str):
-    from generator.layers import model_layers
-    from generator.models import LoadedModel
-    from generator.zoo import model_spec
+    from generator.network.layers import model_layers
+    from generator.network.models import LoadedModel
+    from generator.network.zoo import model_spec
 
     return LoadedModel(None, model_spec(model), "synthetic", "0" * 64, model_layers(model))
 
 
 def _pictures(rng, count: int, size: int, constants) -> np.ndarray:
-    from generator.inputs import rgb_to_uint8
-    from generator.params import fourier_to_rgb, initial_spectrum
+    from generator.network.inputs import rgb_to_uint8
+    from generator.render.params import fourier_to_rgb, initial_spectrum
 
     spec = np.stack([initial_spectrum(rng, size, 2.0) for _ in range(count)])
     return rgb_to_uint8(np.asarray(fourier_to_rgb(spec, constants)))
@@ -51,7 +51,7 @@ def _histogram(rng, images: int = 50_000) -> list[int]:
     """Counts of a filter's strongest response per image: normal in the symlog axis, centred between
     10 and 3,000, 0.3-0.7 decades wide. That fills 38 bins at the median, where the real histograms of
     the 292 sample images fill 18 (50,000 images reach further into the tails)."""
-    from generator.examples import HIST_BINS, HIST_DECADES
+    from generator.passes.examples import HIST_BINS, HIST_DECADES
 
     level = rng.normal(rng.uniform(1.0, 3.5), rng.uniform(0.3, 0.7), images)
     bins = np.clip(np.floor((level + HIST_DECADES) / (2 * HIST_DECADES) * HIST_BINS), 0, HIST_BINS - 1)
@@ -63,12 +63,12 @@ def synthetic_atlas(root: Path, model: str, size: int, steps: int, top: int = 16
     real shapes, pictures of Fourier noise and crops of photographs. Returns the filter count."""
     from PIL import Image
 
-    from generator.config import RenderConfig
-    from generator.examples import CELL, histogram_edges
-    from generator.params import fourier_constants
-    from generator.render import RenderedView
-    from generator.store import AtlasStore, atomic_write_bytes, atomic_write_json
-    from generator.views import VIEWS
+    from generator.atlas.store import AtlasStore, atomic_write_bytes, atomic_write_json
+    from generator.passes.examples import CELL, histogram_edges
+    from generator.render.config import RenderConfig
+    from generator.render.params import fourier_constants
+    from generator.render.renderer import RenderedView
+    from generator.render.views import VIEWS
 
     loaded = _loaded(model)
     cfg = RenderConfig(model=model, weights="synthetic", weights_sha256="0" * 64, size=size, steps=steps)
@@ -78,7 +78,7 @@ def synthetic_atlas(root: Path, model: str, size: int, steps: int, top: int = 16
     rng = np.random.default_rng(0)
     photos = []
     try:
-        from generator.imagesets import SAMPLE_PHOTOS, sample_photos_folder
+        from generator.evidence.imagesets import SAMPLE_PHOTOS, sample_photos_folder
 
         folder = sample_photos_folder()
         photos = [np.asarray(Image.open(folder / name).convert("RGB")) for name in SAMPLE_PHOTOS[:6]]
@@ -119,7 +119,7 @@ def synthetic_atlas(root: Path, model: str, size: int, steps: int, top: int = 16
                 others = [{"layer": layer.name, "filter": int(g), "weight": 0.1} for g in rng.integers(0, layer.filters, 8)]
                 wiring[str(f)] = {"excite": others, "inhibit": others, "excites": others, "inhibits": others}
                 count += 1
-        from generator.store import layer_row
+        from generator.atlas.store import layer_row
 
         store.write_layer(layer, {f: layer_row(r, list(VIEWS)) for f, r in rows.items()}, cfg)
         atomic_write_json(store.paths.wiring_json(layer.name), {"rule": "synthetic", "filters": wiring}, indent=None)
@@ -132,7 +132,7 @@ def synthetic_atlas(root: Path, model: str, size: int, steps: int, top: int = 16
 def _kept(data: Path, model: str, size: int, steps: int) -> int | None:
     """The filter count when ``data`` holds a complete synthetic atlas of this model, size and steps
     (``--keep``); None when it must be written."""
-    from generator.store import read_json
+    from generator.atlas.store import read_json
 
     if data.exists() and not data.is_dir():
         raise AtlasError(f"--keep {data}: a file, not a folder; name a folder (it is made if missing)")
@@ -154,9 +154,9 @@ def _du(path: Path, pattern: str = "*") -> int:
 
 
 def run(args) -> tuple[str, str]:
-    from generator import backend
     from generator.bench import machine
-    from generator.site import build_site, stage_project
+    from generator.network import backend
+    from generator.site.build import build_site, stage_project
 
     backend.select(args.backend)  # machine() reads the device; the build itself needs no backend
     size, steps = args.size or 128, args.steps or 256

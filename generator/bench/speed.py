@@ -44,14 +44,14 @@ def _process(args: list[str], cwd: Path) -> float:
 
 
 def run(args) -> tuple[str, str]:
-    from generator import backend
     from generator.bench import default_weights, machine
+    from generator.network import backend
 
     backend.select(args.backend)
     from generator.bench.layers import measure_layer
-    from generator.config import RenderConfig
-    from generator.layers import find_layer
-    from generator.models import load_model
+    from generator.network.layers import find_layer
+    from generator.network.models import load_model
+    from generator.render.config import RenderConfig
 
     weights = default_weights(args)
     root = Path(__file__).resolve().parents[2]

@@ -1,7 +1,7 @@
 """Where a render step's time goes: the compiled run of one batch, timed step by step, under each lever.
 
 A *setting* is the shipped configuration with one lever moved: the cut network's options
-(``generator.compute``: Keras' max-pool instead of the reshape, the input padded to 8 channels), the
+(``generator.network.compute``: Keras' max-pool instead of the reshape, the input padded to 8 channels), the
 precision, or XLA's deterministic GPU ops (a process-wide flag read when JAX starts, so those settings
 run in a child process: ``python -m generator.bench.steps SPEC``). Each is timed on the bare compiled
 run (``LayerRenderer.compiled_run``, the program ``render_batch`` runs), called twice: the first call
@@ -24,8 +24,8 @@ import subprocess
 import sys
 import time
 
-from generator.compute import NetOptions
-from generator.views import VIEWS
+from generator.network.compute import NetOptions
+from generator.render.views import VIEWS
 
 LEVER_LAYERS = ("block1_conv2", "block3_conv3", "block5_conv3")
 # name: (net options, precision or None for the shipped one, view)
@@ -48,8 +48,8 @@ def settings_to_run(names) -> list[str]:
 
 def measure(loaded, layer, config, batch: int, setting: str, peak: float | None) -> dict:
     """One row of the step table: ``layer`` under ``setting`` at ``batch`` rows, ``config.steps`` steps."""
-    from generator import backend
-    from generator.render import LayerRenderer
+    from generator.network import backend
+    from generator.render.renderer import LayerRenderer
 
     options, precision, view_name = SETTINGS[setting]
     view = VIEWS[view_name]
@@ -78,7 +78,7 @@ def measure(loaded, layer, config, batch: int, setting: str, peak: float | None)
 def program_facts(run, args, net) -> dict | None:
     """What the program handed to XLA holds (JAX only): convolutions against the cut network's own
     count, float32 convolutions, transposes, scatters."""
-    from generator import backend
+    from generator.network import backend
 
     if backend.name() != "jax":
         return None
@@ -139,13 +139,13 @@ def run_child(spec: dict, deterministic: bool, timeout: float) -> list[dict]:
 
 
 def main(argv: list[str]) -> None:
-    from generator import backend
+    from generator.network import backend
 
     spec = json.loads(argv[0])
     backend.select("jax")
-    from generator.config import RenderConfig
-    from generator.layers import find_layer
-    from generator.models import load_model
+    from generator.network.layers import find_layer
+    from generator.network.models import load_model
+    from generator.render.config import RenderConfig
 
     loaded = load_model(spec["model"], spec["weights"])
     config = RenderConfig(model=spec["model"], weights=spec["weights"], weights_sha256=loaded.weights_sha256,

@@ -25,10 +25,10 @@ def _quiet(total: int):
 
 def _render(loaded, method: str, layers, filters: dict, size: int, steps: int, out: str, precision: str) -> dict:
     """One atlas of the sampled filters: lucid with its diversity view, naive (channel only)."""
-    from generator import backend
-    from generator.config import DEFAULT_LR, RenderConfig
-    from generator.generate import generate
-    from generator.views import CHANNEL, DIVERSITY
+    from generator.network import backend
+    from generator.passes.generate import generate
+    from generator.render.config import DEFAULT_LR, RenderConfig
+    from generator.render.views import CHANNEL, DIVERSITY
 
     config = RenderConfig(model=loaded.name, weights=loaded.weights, weights_sha256=loaded.weights_sha256,
                           method=method, size=size, steps=steps, lr=DEFAULT_LR[method], precision=precision,
@@ -46,7 +46,7 @@ def _copy_examples(loaded, source: str, out: str, layers, filters: dict) -> None
     """The sampled filters' dataset examples of one bench atlas into another, with the manifest's record."""
     import shutil
 
-    from generator.store import AtlasStore, read_json
+    from generator.atlas.store import AtlasStore, read_json
 
     src, dst = AtlasStore(source, loaded.name), AtlasStore(out, loaded.name)
     for layer in layers:
@@ -61,7 +61,7 @@ def _scores(out: str, model: str, layers, filters: dict) -> dict:
     import json
 
     from generator.paths import AtlasPaths
-    from generator.quality import BLOB_COVERAGE
+    from generator.render.quality import BLOB_COVERAGE
 
     paths = AtlasPaths(Path(out), model)
     table = {}
@@ -107,15 +107,15 @@ def _least_trusted(rows: list[dict], key: str) -> tuple[int, int, float | None, 
 
 
 def run(args) -> tuple[str, str]:
-    from generator import backend
     from generator.bench import default_weights
+    from generator.network import backend
 
     backend.select(args.backend)
-    from generator.examples import ExamplesConfig, run_examples
-    from generator.imagesets import list_images, write_sample_tiles
-    from generator.models import load_model
-    from generator.selection import parse_layers, sample_filters
-    from generator.trust import TrustConfig, run_trust
+    from generator.evidence.imagesets import list_images, write_sample_tiles
+    from generator.network.models import load_model
+    from generator.network.selection import parse_layers, sample_filters
+    from generator.passes.examples import ExamplesConfig, run_examples
+    from generator.passes.trust import TrustConfig, run_trust
 
     size, steps = args.size or 96, args.steps or 64
     naive_size, naive_steps = (96, 50) if args.naive_original else (size, steps)
@@ -159,8 +159,8 @@ def run(args) -> tuple[str, str]:
 
 def _section(args, results, timings, layers, count, size, steps, naive_size, naive_steps, weights, precision,
              image_count, examples_size) -> tuple[str, str]:
-    from generator import backend
     from generator.bench import machine
+    from generator.network import backend
 
     naive, lucid = results["naive"], results["lucid"]
     head = ("| layer | two-image: naive | lucid | path: naive | lucid | random photo's path | beyond nature: naive "

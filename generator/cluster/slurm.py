@@ -2,7 +2,7 @@
 after it that merges the shards, writes the wiring and builds the site.
 
 Only the scripts and Slurm's own commands live here (``sbatch``, ``squeue``, ``scontrol``, ``scancel``,
-``sinfo``); what a shard is and how shards merge is ``generator.shards``. Another scheduler is one more
+``sinfo``); what a shard is and how shards merge is ``generator.cluster.shards``. Another scheduler is one more
 module like this: a Kubernetes Indexed Job runs ``atlas generate ... --shard $JOB_COMPLETION_INDEX/N``.
 
 The same command again submits only the shards that have not finished (each finished shard left a
@@ -23,10 +23,15 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from generator.atlas.store import AtlasStore
+from generator.cluster.shards import (
+    check_merged,
+    expand_ranges,
+    finished_shards,
+    ranges,
+)
 from generator.errors import AtlasError
 from generator.paths import logs_dir
-from generator.shards import expand_ranges, check_merged, finished_shards, ranges
-from generator.store import AtlasStore
 
 # States of a job that has not ended yet (squeue's and scontrol's names).
 ACTIVE = {"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "REQUEUED", "REQUEUE_HOLD",

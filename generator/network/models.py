@@ -15,11 +15,17 @@ from typing import Sequence
 
 import numpy as np
 
-from generator.compute import NetOptions, block_max_pool, is_plain_max_pool, pad_input, pad_kernel
 from generator.errors import AtlasError
-from generator.layers import Layer, model_layers
-from generator.weights import load_weights
-from generator.zoo import ModelSpec, model_spec
+from generator.network.compute import (
+    NetOptions,
+    block_max_pool,
+    is_plain_max_pool,
+    pad_input,
+    pad_kernel,
+)
+from generator.network.layers import Layer, model_layers
+from generator.network.weights import load_weights
+from generator.network.zoo import ModelSpec, model_spec
 
 POLICIES = {"float32": "float32", "mixed_float16": "mixed_float16", "mixed_bfloat16": "mixed_bfloat16"}
 
@@ -60,7 +66,7 @@ class LoadedModel:
     weights_sha256: str
     layers: tuple[Layer, ...]
     _clones: dict = field(default_factory=dict, repr=False)
-    options: NetOptions = NetOptions()  # how the cut network computes (speed only: generator.compute)
+    options: NetOptions = NetOptions()  # how the cut network computes (speed only: generator.network.compute)
 
     @property
     def name(self) -> str:
@@ -131,8 +137,8 @@ def load_model(name: str = "vgg16", weights: str | None = "imagenet", seed: int 
     """Build ``name`` without its classifier and load ``weights`` into it.
 
     Args:
-        name: a model of ``generator.zoo.MODELS``, or a user's network registered from its file
-            (``generator.modelfile.read_model_file``): that one keeps its classifier.
+        name: a model of ``generator.network.zoo.MODELS``, or a user's network registered from its file
+            (``generator.network.modelfile.read_model_file``): that one keeps its classifier.
         weights: ``imagenet`` (downloaded and cached by Keras), ``hed-bsds500`` (VGG16's offline
             trained backbone), ``random`` (seeded, for plumbing tests), or the path of a ``.h5`` /
             ``.weights.h5`` file (or of a whole saved model of the same network). A user's network:
@@ -142,8 +148,8 @@ def load_model(name: str = "vgg16", weights: str | None = "imagenet", seed: int 
     spec = model_spec(name)
     layers = model_layers(name)
     if not spec.zoo:
-        from generator.modelfile import keras_model
-        from generator.weights import load_user_weights
+        from generator.network.modelfile import keras_model
+        from generator.network.weights import load_user_weights
 
         model = keras_model(name)
         source, digest = load_user_weights(model, spec, weights, seed)
@@ -153,7 +159,7 @@ def load_model(name: str = "vgg16", weights: str | None = "imagenet", seed: int 
     if missing:
         raise AtlasError(
             f"{name}: this Keras builds no layer {missing[0]!r}; the layer table is out of date "
-            "(python -m generator.layers rewrites it)"
+            "(python -m generator.network.layers rewrites it)"
         )
     digest = load_weights(model, spec, str(weights), seed)
     return LoadedModel(model, spec, str(weights), digest, layers)

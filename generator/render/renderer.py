@@ -7,7 +7,7 @@ loss of every row at every step stays on the device until the batch ends. Each p
 comes from (seed, layer, filter, view) alone, so it is the same whichever batch it lands in.
 
 What happens inside a step (the objectives, the wake-up, the restart, the floor, the contrast term,
-Adam) is ``generator.step``; the renderer plans the batches, pads them, compiles one run per layer,
+Adam) is ``generator.render.step``; the renderer plans the batches, pads them, compiles one run per layer,
 view and precision, redoes non-finite rows in float32 and judges the saved 8-bit pictures.
 """
 
@@ -17,15 +17,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from generator import backend, inputs
-from generator.config import RenderConfig, robustness_for
 from generator.errors import AtlasError
-from generator.layers import Layer
-from generator.models import LoadedModel
-from generator.params import fourier_constants, initial_spectrum, periodic_gain
-from generator.selection import sample_filters
-from generator.step import LucidCarry, LucidConsts, LucidStep, NaiveStep, picture
-from generator.views import CHANNEL, DIVERSITY, NEURON, View
+from generator.network import backend, inputs
+from generator.network.layers import Layer
+from generator.network.models import LoadedModel
+from generator.network.selection import sample_filters
+from generator.render.config import RenderConfig, robustness_for
+from generator.render.params import fourier_constants, initial_spectrum, periodic_gain
+from generator.render.step import LucidCarry, LucidConsts, LucidStep, NaiveStep, picture
+from generator.render.views import CHANNEL, DIVERSITY, NEURON, View
+
 COMPUTE_DTYPE = {"float32": "float32", "mixed_float16": "float16", "mixed_bfloat16": "bfloat16"}
 COVERAGE_GRID = 4
 COVERAGE_LEVEL = 0.1

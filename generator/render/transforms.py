@@ -103,7 +103,7 @@ def _jax_warp():
 
 def random_transform(images, draws):
     """Apply each row's affine map to (B, H, W, 3) images in [0, 1]; outside the image reads grey."""
-    from generator import backend
+    from generator.network import backend
 
     matrices = affine_matrices(draws, images.shape[1])
     if backend.name() == "jax":

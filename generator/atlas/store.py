@@ -30,12 +30,12 @@ from pathlib import Path
 
 import numpy as np
 
-from generator.config import RenderConfig, robustness_for
+from generator.render.config import RenderConfig, robustness_for
 from generator.errors import AtlasError
-from generator.layers import Layer
+from generator.network.layers import Layer
 from generator.paths import AtlasPaths
-from generator.render import RenderedView
-from generator.views import CHANNEL, VIEWS
+from generator.render.renderer import RenderedView
+from generator.render.views import CHANNEL, VIEWS
 
 LOSS_DEFINITION = "minus the view's objective (for the channel view: mean activation of the filter) at each step"
 RENDER_FILE = re.compile(r"^\d{4}(\.(neuron|negative|diversity-\d))?\.(png|json)$")
@@ -126,7 +126,7 @@ def read_json_or_none(path: Path) -> dict | None:
 def weights_name(source: str) -> str:
     """How the manifest and the site name a weight source: ``imagenet``, ``hed-bsds500``, ``random``, or
     a file's name without its folder (the atlas is published; ``/home/alice/...`` is nobody's business)."""
-    from generator.weights import SOURCES
+    from generator.network.weights import SOURCES
 
     return source if source in SOURCES else Path(str(source)).name
 
@@ -412,7 +412,7 @@ class AtlasStore:
             manifest["config_hash"] = config.hash
             manifest["config"] = config.to_dict()
         if not loaded.spec.zoo:  # a user's model file: what the site needs to show it without Keras
-            from generator.modelfile import describe
+            from generator.network.modelfile import describe
 
             manifest["user_model"] = describe(loaded.spec, loaded.layers)
         manifest.update(extra or {})
@@ -577,7 +577,7 @@ def atlas_models(root: Path | str) -> list[str]:
     """The models that have an atlas under ``root``: the zoo's in its order, then users' networks
     (folders whose manifest describes a model file) by name."""
     from generator.paths import SAFE_NAME
-    from generator.zoo import MODELS
+    from generator.network.zoo import MODELS
 
     zoo = [name for name in MODELS if AtlasPaths(Path(root), name).manifest.exists()]
     folder = Path(root)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from generator.errors import AtlasError
-from generator.layers import Layer, find_layer, model_layers
+from generator.network.layers import Layer, find_layer, model_layers
 from generator.paths import safe_name
 
 

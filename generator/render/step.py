@@ -1,6 +1,6 @@
 """One step of gradient ascent on a batch of pictures: the objective, its gradient and the update.
 
-The renderer (``generator.render``) plans batches, pads them, compiles a whole run of steps into one
+The renderer (``generator.render.renderer``) plans batches, pads them, compiles a whole run of steps into one
 loop (``backend.compile_loop``) and turns the result into pictures; what happens *inside* a step lives
 here, one class per method, ``LucidStep`` and ``NaiveStep``:
 
@@ -42,12 +42,13 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from generator import backend, inputs, objectives
-from generator.config import RenderConfig
-from generator.layers import Layer
-from generator.params import fourier_to_rgb
-from generator.transforms import calm_draws, random_transform
-from generator.views import DIVERSITY, NEGATIVE, NEURON, View
+from generator.network import backend, inputs
+from generator.network.layers import Layer
+from generator.render import objectives
+from generator.render.config import RenderConfig
+from generator.render.params import fourier_to_rgb
+from generator.render.transforms import calm_draws, random_transform
+from generator.render.views import DIVERSITY, NEGATIVE, NEURON, View
 
 ADAM_B1, ADAM_B2, ADAM_EPS = 0.9, 0.999, 1e-8
 

@@ -21,8 +21,8 @@ from mkdocs.config import base
 from mkdocs.config import config_options as c
 from mkdocs.plugins import BasePlugin
 
-from generator.layers import groups, model_layers
-from generator.zoo import MODELS
+from generator.network.layers import groups, model_layers
+from generator.network.zoo import MODELS
 
 
 class AtlasNavConfig(base.Config):

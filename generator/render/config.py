@@ -15,8 +15,8 @@ import math
 from dataclasses import asdict, dataclass, field
 
 from generator.errors import AtlasError
-from generator.layers import Layer
-from generator.transforms import Robustness
+from generator.network.layers import Layer
+from generator.render.transforms import Robustness
 
 METHODS = ("lucid", "naive")
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")

@@ -17,7 +17,7 @@ import os
 import sys
 
 from generator.errors import AtlasError
-from generator.zoo import MODELS
+from generator.network.zoo import MODELS
 
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130
@@ -65,7 +65,7 @@ def _batch(text: str) -> int | None:
 
 
 def _shard(text: str):
-    from generator.shards import parse_shard
+    from generator.cluster.shards import parse_shard
 
     try:
         return parse_shard(text)
@@ -86,7 +86,7 @@ class OneLineParser(argparse.ArgumentParser):
 
 def _model(text: str) -> str:
     """A network of the zoo, or the path of a user's model file (read once the backend is up)."""
-    from generator.modelfile import is_model_path
+    from generator.network.modelfile import is_model_path
 
     if text in MODELS or is_model_path(text):
         return text
@@ -238,12 +238,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_layers(args: argparse.Namespace) -> int:
-    from generator.layers import model_layers
+    from generator.network.layers import model_layers
 
     notes: list[str] = []
     weights = args.weights
     if _model_file_checks(args):
-        from generator import backend
+        from generator.network import backend
 
         backend.select(None)
         spec = _read_model_file(args, notes)
@@ -253,10 +253,10 @@ def cmd_layers(args: argparse.Namespace) -> int:
     size = args.size or model_spec_of(args).input_size or 128
     if args.weights:
         _check_weights(args.weights, args.model)
-        from generator import backend
+        from generator.network import backend
 
         backend.select(None)
-        from generator.models import load_model
+        from generator.network.models import load_model
 
         loaded = load_model(args.model, args.weights)
         print(f"weights: {loaded.weights} sha256 {loaded.weights_sha256[:16]}")
@@ -277,7 +277,7 @@ def cmd_layers(args: argparse.Namespace) -> int:
 
 
 def model_spec_of(args: argparse.Namespace):
-    from generator.zoo import model_spec
+    from generator.network.zoo import model_spec
 
     return model_spec(args.model)
 
@@ -285,8 +285,8 @@ def model_spec_of(args: argparse.Namespace):
 def _model_file_checks(args: argparse.Namespace) -> bool:
     """What can be told of ``--model`` and its flags before any library is imported; True when it
     names a user's model file."""
-    from generator.inputs import parse_preprocessing
-    from generator.modelfile import check_path, is_model_path, model_name
+    from generator.network.inputs import parse_preprocessing
+    from generator.network.modelfile import check_path, is_model_path, model_name
 
     if not is_model_path(args.model):
         for flag, value in (("--name", args.name), ("--preprocess", args.preprocess),
@@ -304,7 +304,7 @@ def _model_file_checks(args: argparse.Namespace) -> bool:
 
 def _read_model_file(args: argparse.Namespace, notes: list[str] | None = None):
     """Read the model file (the backend is up); the rest of the command knows it by its name."""
-    from generator.modelfile import read_model_file
+    from generator.network.modelfile import read_model_file
 
     spec, _, found = read_model_file(args.model, args.name, args.preprocess, args.custom_objects)
     args.model_file, args.model = args.model, spec.name
@@ -323,7 +323,7 @@ def _open_model(args: argparse.Namespace, images: str | None = None) -> None:
     nothing) before the backend starts to read it; a zoo network's weights default to imagenet."""
     if _model_file_checks(args):
         if images is not None:
-            from generator.imagesets import list_images
+            from generator.evidence.imagesets import list_images
 
             list_images(images)
         _check_out(args.out)
@@ -354,7 +354,7 @@ def _size(args: argparse.Namespace, default: int, strict: bool = False) -> int:
 
 def _check_weights(weights: str, model: str) -> None:
     """What can be told of a weight source without loading anything."""
-    from generator.weights import HED_MODELS, SOURCES
+    from generator.network.weights import HED_MODELS, SOURCES
 
     if not model_spec_of(argparse.Namespace(model=model)).zoo:
         return  # a model file's weights are checked as they load
@@ -380,7 +380,7 @@ def _check_out(out: str) -> None:
 
 def _start_backend(args: argparse.Namespace):
     """Import the backend (the slow part) and say which device and precision this run uses."""
-    from generator import backend
+    from generator.network import backend
 
     if getattr(args, "started", None):
         return args.started  # a model file's command starts it first, to read the file
@@ -395,10 +395,10 @@ def _start_backend(args: argparse.Namespace):
 
 def _generate_job(args: argparse.Namespace):
     """What ``atlas generate`` would render, checked: (work, views, config before the backend)."""
-    from generator.config import DEFAULT_LR, RenderConfig
-    from generator.selection import parse_filters, parse_layers
-    from generator.store import weights_name
-    from generator.views import parse_views
+    from generator.atlas.store import weights_name
+    from generator.network.selection import parse_filters, parse_layers
+    from generator.render.config import DEFAULT_LR, RenderConfig
+    from generator.render.views import parse_views
 
     _open_model(args)
     args.size = _size(args, 128)
@@ -428,7 +428,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if facts.kind == "cpu" and args.device == "auto":
         mine = work
         if args.shard is not None:
-            from generator.shards import split_generate
+            from generator.cluster.shards import split_generate
 
             mine = split_generate(work, views, config, args.shard.count).shares[args.shard.index]
         hours = _cpu_hours(mine, views, config)
@@ -439,8 +439,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
                 "this project's 2-core machines; add --device cpu to run it here anyway, or run on a GPU "
                 "(make install sets one up on NVIDIA machines)"
             )
-    from generator.generate import generate
-    from generator.models import load_model
+    from generator.network.models import load_model
+    from generator.passes.generate import generate
 
     loaded = load_model(args.model, args.weights, seed=args.seed)
     config = dataclasses.replace(config, weights_sha256=loaded.weights_sha256)
@@ -478,9 +478,9 @@ def _cpu_hours(work, views, config) -> float:
 
 def _examples_job(args: argparse.Namespace):
     """What ``atlas examples`` would read, checked: (layers, image set)."""
-    from generator.imagesets import list_images
-    from generator.labels import check_labels_arg, read_labels
-    from generator.selection import parse_layers
+    from generator.evidence.imagesets import list_images
+    from generator.evidence.labels import check_labels_arg, read_labels
+    from generator.network.selection import parse_layers
 
     check_labels_arg(args.labels, args.classes)
     _open_model(args, images=args.images)
@@ -496,11 +496,11 @@ def _examples_job(args: argparse.Namespace):
 
 
 def cmd_examples(args: argparse.Namespace) -> int:
-    from generator.examples import ExamplesConfig, run_examples
+    from generator.passes.examples import ExamplesConfig, run_examples
 
     layers, images, labels = _examples_job(args)
     chosen, facts, precision, devices = _start_backend(args)
-    from generator.models import load_model
+    from generator.network.models import load_model
 
     loaded = load_model(args.model, args.weights)
     config = ExamplesConfig(model=args.model, weights_sha256=loaded.weights_sha256, size=args.size, top=args.top,
@@ -523,7 +523,7 @@ def _say_shard(args: argparse.Namespace, finished: bool) -> None:
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
-    from generator.shards import merge
+    from generator.passes.merge import merge
 
     if not os.path.isdir(args.out):
         raise AtlasError(f"--out {args.out}: no such folder; give the atlas folder the shards wrote into")
@@ -563,7 +563,7 @@ def _as_options(parser: argparse.ArgumentParser, args: argparse.Namespace, leave
 
 
 def cmd_slurm(args: argparse.Namespace) -> int:
-    from generator import shards, slurm
+    from generator.cluster import shards, slurm
 
     command = args.slurm_command
     if args.shard is not None:
@@ -592,10 +592,10 @@ def cmd_slurm(args: argparse.Namespace) -> int:
 
 
 def cmd_trust(args: argparse.Namespace) -> int:
-    from generator.imagesets import list_images
-    from generator.selection import parse_layers
-    from generator.store import AtlasStore
-    from generator.trust import check_images, read_atlas
+    from generator.atlas.store import AtlasStore
+    from generator.evidence.imagesets import list_images
+    from generator.network.selection import parse_layers
+    from generator.passes.trust import check_images, read_atlas
 
     _open_model(args, images=args.images)
     _check_weights(args.weights, args.model)
@@ -608,8 +608,8 @@ def cmd_trust(args: argparse.Namespace) -> int:
         raise AtlasError(f"--layers {args.layers}: no dataset examples of {', '.join(without)} in this atlas; run "
                          f"`atlas examples --layers {','.join(without)}` first")
     chosen, facts, precision, *_ = _start_backend(args)  # one device: the pass is forward passes only
-    from generator.models import load_model
-    from generator.trust import TrustConfig, run_trust
+    from generator.network.models import load_model
+    from generator.passes.trust import TrustConfig, run_trust
 
     loaded = load_model(args.model, args.weights)
     config = TrustConfig(model=args.model, weights_sha256=loaded.weights_sha256, images=images,
@@ -628,11 +628,11 @@ def cmd_wiring(args: argparse.Namespace) -> int:
     if not user:
         _check_weights(args.weights, args.model)
     _check_out(args.out)
-    from generator import backend
+    from generator.network import backend
 
     backend.select(None)
-    from generator.models import load_model
-    from generator.wiring import write_wiring
+    from generator.network.models import load_model
+    from generator.passes.wiring import write_wiring
 
     if user:
         _read_model_file(args)
@@ -646,7 +646,7 @@ def cmd_wiring(args: argparse.Namespace) -> int:
 
 
 def cmd_sample_images(args: argparse.Namespace) -> int:
-    from generator.imagesets import write_sample_tiles
+    from generator.evidence.imagesets import write_sample_tiles
 
     count, sources = write_sample_tiles(args.folder, args.size)
     print(f"{count} tiles of {args.size} px from {sources} scikit-image photographs written to {args.folder}")
@@ -654,7 +654,7 @@ def cmd_sample_images(args: argparse.Namespace) -> int:
 
 
 def cmd_site(args: argparse.Namespace) -> int:
-    from generator.site import build_site
+    from generator.site.build import build_site
 
     _check_out(args.out)
     count = build_site(args.data, args.out, args.compare)
@@ -669,7 +669,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         if args.what not in ("layers", "quality", "examples"):
             raise AtlasError(f"atlas bench {args.what} runs on the atlas's own networks; a model file works with "
                              "bench layers, quality and examples")
-        from generator import backend
+        from generator.network import backend
 
         backend.select(args.backend)
         _read_model_file(args)

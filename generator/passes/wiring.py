@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from generator import inputs
-from generator.layers import Layer, inbound_layers
-from generator.models import LoadedModel
-from generator.store import AtlasStore, atomic_write_json, weights_name
+from generator.atlas.store import AtlasStore, atomic_write_json, weights_name
+from generator.network import inputs
+from generator.network.layers import Layer, inbound_layers
+from generator.network.models import LoadedModel
 
 TOP = 8
 RULE = ("Weights: the sum of the kernel connecting two filters over its spatial positions, times the "

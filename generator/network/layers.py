@@ -22,7 +22,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from generator.errors import AtlasError
-from generator.zoo import ModelSpec, model_spec
+from generator.network.zoo import ModelSpec, model_spec
 
 TABLES = Path(__file__).resolve().parent / "layer_tables"
 CONVOLUTIONS = ("Conv2D", "DepthwiseConv2D", "SeparableConv2D")
@@ -95,7 +95,7 @@ class Layer:
         return cls(**{**data, "size_ops": tuple(tuple(op) for op in data["size_ops"])})
 
 
-_REGISTERED: dict[str, tuple[Layer, ...]] = {}  # users' networks of this run (generator.modelfile)
+_REGISTERED: dict[str, tuple[Layer, ...]] = {}  # users' networks of this run (generator.network.modelfile)
 
 
 def register_layers(model: str, layers: tuple[Layer, ...]) -> None:
@@ -346,10 +346,10 @@ def write_table(spec: ModelSpec, layers: tuple[Layer, ...], keras_version: str) 
 
 
 def main() -> None:
-    """``python -m generator.layers``: rewrite every model's table from its Keras graph."""
+    """``python -m generator.network.layers``: rewrite every model's table from its Keras graph."""
     import keras
 
-    from generator.zoo import MODELS
+    from generator.network.zoo import MODELS
 
     for spec in MODELS.values():
         model = getattr(keras.applications, spec.constructor)(include_top=False, weights=None)

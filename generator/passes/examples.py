@@ -16,7 +16,7 @@ decoded images; a failure while writing (a full disk) does not redo the pass. Th
 image set, and every file skipped with its reason.
 
 With ``--labels`` the same pass also counts each class, and for a network with a classifier records each
-image's top predictions and each filter's votes for the classes (``generator.classes``): every filter's
+image's top predictions and each filter's votes for the classes (``generator.evidence.classes``): every filter's
 ``examples.json`` gains ``classes``, its entries a ``label``, and the model ``accuracy.json``.
 """
 
@@ -35,16 +35,30 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from generator import backend, classes, inputs
+from generator.atlas.store import (
+    AtlasStore,
+    atomic_write_bytes,
+    atomic_write_json,
+    read_json,
+    weights_name,
+)
+from generator.cluster.shards import ExamplesJob, Shard, ShardStore
 from generator.errors import AtlasError
-from generator.imagesets import SKIP_REASONS, UNREADABLE_FOLDER, ImageSet, decode_image, display_name, load_image
+from generator.evidence import classes
+from generator.evidence.imagesets import (
+    SKIP_REASONS,
+    UNREADABLE_FOLDER,
+    ImageSet,
+    decode_image,
+    display_name,
+    load_image,
+)
+from generator.evidence.labels import LabelSet
 from generator.interrupt import StopFlag
-from generator.labels import LabelSet
-from generator.layers import Layer
-from generator.models import LoadedModel
+from generator.network import backend, inputs
+from generator.network.layers import Layer
+from generator.network.models import LoadedModel
 from generator.progress import Progress
-from generator.shards import ExamplesJob, Shard, ShardStore
-from generator.store import AtlasStore, atomic_write_bytes, atomic_write_json, read_json, weights_name
 
 HIST_BINS = 120  # uniform in sign(v) log10(1 + |v|) over +-HIST_DECADES: 0.1 decade per bin
 HIST_DECADES = 6.0

@@ -3,7 +3,7 @@ its ImageNet weights live, and how its layers group into blocks or stages.
 
 Adding a ``keras.applications`` convnet is one entry here plus its layer table
 (``make layer-tables`` writes it from the Keras graph); nothing else names a model. A user's own
-network (``--model PATH.keras``) is read by ``generator.modelfile`` and registered here under its
+network (``--model PATH.keras``) is read by ``generator.network.modelfile`` and registered here under its
 ``--name`` for the rest of the run (``register_model``), so every command and page finds it the same way.
 """
 
@@ -31,7 +31,7 @@ class ModelSpec:
     about: str  # one sentence for the model page
 
     imagenet_folder: str = ""  # its folder under Keras's storage (default: the model name)
-    # a user's own network (generator.modelfile): the file it came from (name and sha256, never its
+    # a user's own network (generator.network.modelfile): the file it came from (name and sha256, never its
     # path), the image side its input is fixed to (None: any), its classification head, if any
     source: dict | None = None
     input_size: int | None = None
@@ -89,7 +89,7 @@ MODELS: dict[str, ModelSpec] = {
 }
 
 
-_REGISTERED: dict[str, ModelSpec] = {}  # users' networks resolved in this run (generator.modelfile)
+_REGISTERED: dict[str, ModelSpec] = {}  # users' networks resolved in this run (generator.network.modelfile)
 
 
 def register_model(spec: ModelSpec) -> ModelSpec:

@@ -30,7 +30,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from generator.errors import AtlasError
-from generator.imagesets import ImageSet
+from generator.evidence.imagesets import ImageSet
 
 IMAGENET_FILE = Path(__file__).resolve().parent / "data" / "imagenet_classes.json"
 SYNSET = re.compile(r"^n\d{8}$")

@@ -25,18 +25,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from generator import paths, plots, trust_pages
+from generator import paths
+from generator.site import plots
+from generator.site import trust_pages
 from generator.errors import AtlasError
-from generator.escape import bibtex_text, fenced_code, markdown_text
-from generator.layers import Layer, groups, model_layers
-from generator.shards import check_merged
-from generator.store import AtlasStore, atlas_models, read_json, read_json_or_none, weights_name
-from generator.views import VIEWS
-from generator.zoo import MODELS, model_spec
+from generator.site.escape import bibtex_text, fenced_code, markdown_text
+from generator.network.layers import Layer, groups, model_layers
+from generator.cluster.shards import check_merged
+from generator.atlas.store import AtlasStore, atlas_models, read_json, read_json_or_none, weights_name
+from generator.render.views import VIEWS
+from generator.network.zoo import MODELS, model_spec
 
 MARKER = "# written by atlas site: this folder is generated, and git ignores all of it\n*\n"
 
-TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
 DEFAULT_SITE_URL = "https://vgg16-filter-atlas.github.io/"
 THUMB = 96
 DISPLAY = 320  # the picture beside its facts table; the lightbox shows it larger
@@ -231,7 +233,7 @@ class SiteBuilder:
             raise AtlasError(f"{self.data}: no atlas here; run `atlas generate --out {self.data}` first")
         for model in self.models:
             if model not in MODELS:  # a user's network, known from its manifest
-                from generator.modelfile import register_from_manifest
+                from generator.network.modelfile import register_from_manifest
 
                 register_from_manifest(model, AtlasStore(self.data, model).read_manifest())
         self.env = _environment()
@@ -554,7 +556,7 @@ class ModelSite:
 
     def _trust_table(self, layer: Layer, here: str, trusted: dict[int, dict | None]) -> dict | None:
         """The layer page's table of its pictures' trust scores, and the layer's means."""
-        from generator.store import trust_means
+        from generator.atlas.store import trust_means
 
         scored = {f: s for f, s in trusted.items() if s}
         if not scored:
@@ -623,7 +625,7 @@ class ModelSite:
 def class_display(name: str, short: bool = False) -> str:
     """A class as pages name it: an ImageNet synset id with its name (``tench (n01440764)``, or
     ``tench`` where space is short), any other class as it is."""
-    from generator.labels import SYNSET, imagenet_classes
+    from generator.evidence.labels import SYNSET, imagenet_classes
 
     if SYNSET.match(name):
         names = {c.synset: c.name for c in imagenet_classes()}

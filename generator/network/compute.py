@@ -47,7 +47,7 @@ class NetOptions:
         25.4), so it is taken only where Keras' pool meets XLA's deterministic GPU ops."""
         if self.pool != "auto":
             return self
-        from generator import backend
+        from generator.network import backend
 
         fast = backend.name() == "jax" and backend.device_facts().kind == "gpu" and backend.deterministic()
         return NetOptions("reshape" if fast else "keras", self.input_channels)

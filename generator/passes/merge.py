@@ -1,0 +1,184 @@
+"""``atlas merge``: join the finished shards of a job into the atlas one machine would have made.
+
+It holds the model folder alone, checks that every shard of the job finished with the same settings and
+weights, rebuilds the layer tables and the manifest, merges the examples states
+(``passes.examples.merge_tracker_states``) and writes their files, and removes the records. Until then
+``atlas site`` refuses the atlas (``cluster.shards.check_merged``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from generator.atlas.store import AtlasStore, read_json
+from generator.cluster.shards import (
+    COMMANDS,
+    ExamplesJob,
+    describe_missing,
+    expand_ranges,
+    job_progress,
+    load_state,
+    ranges,
+    read_records,
+    remove_job_files,
+)
+from generator.errors import AtlasError
+from generator.network.layers import find_layer
+from generator.render.config import RenderConfig
+from generator.render.views import VIEWS
+
+
+def _one_job(store: AtlasStore, command: str, records: list[dict]) -> dict:
+    """The records of one complete job of ``command``, checked; returns one of them."""
+    jobs = {(r["job"], r["count"]) for r in records}
+    if len(jobs) > 1:
+        counts = ", ".join(f"{count} ways" for _, count in sorted(jobs, key=lambda j: j[1]))
+        raise AtlasError(f"{store.paths.model_dir} holds shards of {len(jobs)} different {command} jobs ({counts}); "
+                         f"remove the records of the one to drop ({store.paths.shards_dir}/{command}-*-of-N.*)")
+    count = records[0]["count"]
+    finished, started, missing = job_progress(records, count)
+    if started or missing:
+        raise AtlasError(f"{store.paths.model_dir}: {describe_missing(command, count, started, missing)}; run them "
+                         f"(--shard K/{count}, or the same atlas slurm command again) and merge again")
+    return records[0]
+
+
+def _sharded_models(out: str) -> list[str]:
+    """The zoo's networks, then every other model folder of ``out`` that holds shard records."""
+    from generator.network.zoo import MODELS
+
+    root = Path(out)
+    others = sorted(p.parent.name for p in root.glob("*/.shards") if p.parent.name not in MODELS and p.is_dir())
+    return [*MODELS, *others]
+
+
+def merge(out: str) -> list[str]:
+    """``atlas merge``: join the finished shards of every model under ``out``; one line per model."""
+    lines = []
+    for model in _sharded_models(out):
+        store = AtlasStore(out, model)
+        if not read_records(store):
+            continue
+        with store.lock():
+            records = [r for _, r in read_records(store)]
+            jobs = {command: _one_job(store, command, [r for r in records if r["command"] == command])
+                    for command in COMMANDS if any(r["command"] == command for r in records)}
+            shas = {r["weights"]["sha256"] for r in jobs.values()}
+            if len(shas) > 1:
+                raise AtlasError(f"{store.paths.model_dir}: its generate and examples shards were made with other "
+                                 "weights; rerun one of them with the other's --weights")
+            loaded = _load(model, jobs)
+            store.remove_stale_temporaries()
+            done = []
+            if "generate" in jobs:
+                done.append(_merge_generate(store, loaded, jobs["generate"]))
+            if "examples" in jobs:
+                done.append(_merge_examples(store, loaded, jobs["examples"]))
+            for command, record in jobs.items():
+                remove_job_files(store.paths, command, record["count"])
+        lines.append(f"{store.paths.model_dir}: merged " + " and ".join(done))
+    return lines
+
+
+def _load(model: str, jobs: dict):
+    """The model with the shards' weights: the manifest is written from it, as one run writes it."""
+    from generator.network import backend
+
+    backend.select(None)
+    from generator.network.models import load_model
+    from generator.network.zoo import MODELS
+
+    record = jobs.get("generate") or jobs["examples"]
+    if model not in MODELS:  # a user's network: its file, read as the shards read it
+        from generator.network.modelfile import reopen
+
+        reopen(model, record.get("model_file"))
+    name = record["weights"]["name"]
+    seed = record.get("config", {}).get("seed", 0)
+    loaded = load_model(model, name, seed=seed)
+    if loaded.weights_sha256 != record["weights"]["sha256"]:
+        raise AtlasError(f"--weights {name}: sha256 {loaded.weights_sha256[:16]} here, but the shards ran with "
+                         f"{record['weights']['sha256'][:16]}; merge where the shards' weights file is")
+    return loaded
+
+
+def _merge_generate(store: AtlasStore, loaded, record: dict) -> str:
+    config = RenderConfig(**record["config"])
+    manifest = read_json(store.paths.manifest, "manifest") if store.paths.manifest.exists() else {}
+    if manifest.get("config_hash") != config.hash:
+        raise AtlasError(f"{store.paths.manifest}: the atlas holds other settings (config {manifest.get('config_hash')}) "
+                         f"than its generate shards ({config.hash}); run the shards again or remove "
+                         f"{store.paths.shards_dir}")
+    work = {name: expand_ranges(spec) for name, spec in _job_work(store, record).items()}
+    views = [VIEWS[name] for name in record["share"]["views"]]
+    views_done = 0
+    for name, filters in work.items():
+        layer = find_layer(name, store.model)
+        records = store.records(layer, config.hash)
+        for f in filters:
+            done = store.done_views(layer, records[f]) if f in records else []
+            lost = [v.name for v in views if v.name not in done]
+            if lost:
+                raise AtlasError(f"{store.paths.layer_dir(name)}: {name}:{f} ({', '.join(lost)}) is missing although "
+                                 f"its shard finished; run that shard again (--shard K/{record['count']}) and merge")
+            views_done += len(views)
+        store.refresh_layer(layer, config)
+    store.write_manifest(config, loaded)
+    return f"the generate job of {record['count']} shards ({views_done} filter views)"
+
+
+def _job_work(store: AtlasStore, record: dict) -> dict[str, str]:
+    """The whole job's work: the union of the shards' parts (every record holds its own)."""
+    work: dict[str, list[int]] = {}
+    for _, r in read_records(store):
+        if r["command"] == "generate" and r["job"] == record["job"]:
+            for name, spec in r["share"]["work"].items():
+                work.setdefault(name, []).extend(expand_ranges(spec))
+    names = [layer.name for layer in _model_layers(store.model) if layer.name in work]
+    return {name: ranges(work[name]) for name in names}
+
+
+def _model_layers(model: str):
+    from generator.network.layers import model_layers
+
+    return model_layers(model)
+
+
+def _merge_examples(store: AtlasStore, loaded, record: dict) -> str:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from generator.evidence.imagesets import list_images
+    from generator.passes.examples import (
+        ExamplesConfig,
+        merge_tracker_states,
+        write_examples,
+    )
+
+    settings = record["examples"]
+    images = list_images(settings["images_root"])
+    labels = None
+    if "labels" in settings:
+        from generator.evidence.labels import LabelSet
+
+        given = settings["labels"]
+        labels = LabelSet(**{**given, "classes": tuple(given["classes"]), "index": tuple(given["index"])})
+    config = ExamplesConfig(model=store.model, weights_sha256=record["weights"]["sha256"], size=settings["size"],
+                            top=settings["top"], images=images, name=settings["name"], license=settings["license"],
+                            precision=settings["precision"], backend=settings["backend"], labels=labels)
+    layers = [find_layer(name, store.model) for name in settings["layers"]]
+    job = ExamplesJob(config, tuple(layers), record["count"])
+    if job.id != record["job"]:
+        raise AtlasError(f"--images {settings['images_root']}: the folder changed since the examples shards ran "
+                         "(its list of images differs); run them again")
+    states, skips = [], []
+    for _, r in sorted(read_records(store), key=lambda pr: pr[1]["shard"]):
+        if r["command"] == "examples":
+            states.append(load_state(store.paths.shard_file("examples", r["shard"], r["count"], ".npz"), len(layers)))
+            skips += [(int(i), str(reason)) for i, reason in r["result"]["skips"]]
+    state = merge_tracker_states(states)
+    with ThreadPoolExecutor(max_workers=min(16, os.cpu_count() or 1)) as pool:
+        write_examples(store, loaded, layers, state, config, skips, pool,
+                       classify=labels is not None and loaded.spec.head is not None)
+    store.paths.examples_state.unlink(missing_ok=True)
+    return f"the examples job of {record['count']} shards ({len(images.files)} images)"
