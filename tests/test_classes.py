@@ -85,8 +85,7 @@ def test_votes_match_the_gradient_image_by_image(colour_files):
     from generator.network.modelfile import read_model_file
     from generator.network.models import load_model
 
-    read_model_file(str(colour_files["keras"]), name="colours_fd")
-    loaded = load_model("colours_fd", None)
+    loaded = load_model(read_model_file(str(colour_files["keras"]), name="colours_fd"), None)
     layer = next(x for x in loaded.layers if x.name == "conv2_relu")
     net = ClassNet(loaded, [layer], "float32", 4)
     images = list_images(colour_files["images"])

@@ -44,7 +44,8 @@ def test_atlas_layers_lists_a_users_model(colour_files):
 
 
 def test_geometry_and_heads_of_the_table(colour_files):
-    spec, layers, notes = read_model_file(str(colour_files["h5"]), name="colours_h5")
+    read_file = read_model_file(str(colour_files["h5"]), name="colours_h5")
+    spec, layers, notes = read_file.spec, read_file.layers, list(read_file.notes)
     assert notes == [] and spec.input_size == 32 and spec.channels == 3
     assert spec.head == {"layer": "classes", "unfuse": True, "activation": "softmax", "classes": 3, "binary": False}
     assert [x.name for x in layers] == ["red_detector", "conv1", "conv2_relu", "sep3"]
@@ -52,7 +53,7 @@ def test_geometry_and_heads_of_the_table(colour_files):
     # the concatenation of 1 + 7 channels feeds conv2: in_channels 8; the separable conv reads 12
     assert joined["conv2_relu"].in_channels == 8 and joined["sep3"].in_channels == 12
     assert [x.output_size(32) for x in layers] == [32, 32, 16, 16]
-    assert model_layers("colours_h5") == layers and model_spec("colours_h5").source["file"] == "colours.h5"
+    assert model_layers(spec) == layers and spec.source["file"] == "colours.h5"  # the spec carries its table
 
 
 def _sequential_and_nested():
@@ -80,11 +81,13 @@ def test_sequential_nested_depthwise_linear_and_unfollowed(tmp_path):
     seq, nested = _sequential_and_nested()
     seq.save(tmp_path / "seq.keras")
     nested.save(tmp_path / "nested.keras")
-    spec, layers, notes = read_model_file(str(tmp_path / "seq.keras"), preprocess="scale=0.00392157,offset=0")
+    read_file = read_model_file(str(tmp_path / "seq.keras"), preprocess="scale=0.00392157,offset=0")
+    spec, layers, notes = read_file.spec, read_file.layers, list(read_file.notes)
     assert [(x.name, x.keras, x.tap, x.filters) for x in layers] == [("r1", "r1", "c1", 4), ("dw_act", "Dw_Act", "dw", 8)]
     assert spec.channels == 1 and spec.input_size is None and spec.preprocessing.key == "scale=0.00392157,offset=0,gray"
     assert spec.head["binary"] and spec.head["classes"] == 2 and spec.head["activation"] == "sigmoid"
-    spec, layers, notes = read_model_file(str(tmp_path / "nested.keras"), preprocess="tf")
+    read_file = read_model_file(str(tmp_path / "nested.keras"), preprocess="tf")
+    spec, layers, notes = read_file.spec, read_file.layers, list(read_file.notes)
     names = {x.name: x for x in layers}
     # the nested backbone is flattened; a 1x1 conv with no activation after it is shown at its output
     assert set(names) == {"inner_conv", "linear_1x1"} and names["linear_1x1"].activation == "linear"

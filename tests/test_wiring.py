@@ -133,9 +133,9 @@ def test_a_layer_the_weights_cannot_pass_is_a_cut(tmp_path):
     x = keras.layers.ReLU(name="first_relu")(keras.layers.LayerNormalization(name="norm")(x))
     x = keras.layers.Conv2D(4, 3, activation="relu", name="second")(x)
     keras.Model(image, x).save(tmp_path / "cut.keras")
-    read_model_file(str(tmp_path / "cut.keras"), preprocess="none")
+    read_file = read_model_file(str(tmp_path / "cut.keras"), preprocess="none")
     notes: list[str] = []
-    tables = wiring_tables(load_model("cut", None), notes)
+    tables = wiring_tables(load_model(read_file, None), notes)
     assert tables["first_relu"]["inputs"] == [] and tables["first_relu"]["cut"] == ["norm"]
     assert tables["second"]["inputs"] == ["first_relu"]
     assert notes == ["wiring stops at layer 'norm' (LayerNormalization): the weights cannot be carried through it, so "

@@ -38,8 +38,18 @@ def machine() -> str:
     return f"{backend.cpu_name()}, {mem:.0f} GiB, {device}, {platform.system()} {platform.release()}"
 
 
-def default_weights(args) -> str:
-    return args.weights or ("hed-bsds500" if args.model == "vgg16" else "random")
+def default_weights(args, network) -> str:
+    """``--weights``, else the offline backbone for VGG16, a model file's own, random for the others."""
+    if args.weights or network.file is not None:
+        return args.weights or network.weights
+    return "hed-bsds500" if network.name == "vgg16" else "random"
+
+
+def load(network, weights: str):
+    """The bench's network with ``weights`` (the backend is up)."""
+    from generator.network.models import load_model
+
+    return load_model(network.file or network.spec, weights)
 
 
 def write_section(path: Path, name: str, text: str) -> None:
@@ -54,9 +64,11 @@ def write_section(path: Path, name: str, text: str) -> None:
     path.write_text(new)
 
 
-def main(args) -> int:
+def main(args, network) -> int:
+    """Run one bench on ``network`` (``generator.cli.prepare.Network``: the model read once) and write its
+    section of BENCHMARKS.md."""
     module = importlib.import_module(SECTIONS[args.what])
-    name, text = module.run(args)
+    name, text = module.run(args, network)
     # The method version says which pictures a figure belongs to, long after the date is forgotten.
     section = f"{text}\n\n_Measured {time.strftime('%Y-%m-%d')}, method version {METHOD_VERSION}._"
     write_section(Path(args.out), name, section)

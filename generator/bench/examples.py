@@ -14,13 +14,12 @@ from pathlib import Path
 import numpy as np
 
 
-def run(args) -> tuple[str, str]:
-    from generator.bench import default_weights, machine
+def run(args, network) -> tuple[str, str]:
+    from generator.bench import default_weights, load, machine
     from generator.network import backend
 
     backend.select(args.backend)
     from generator.evidence.imagesets import list_images, load_image, write_sample_tiles
-    from generator.network.models import load_model
     from generator.network.selection import parse_layers
     from generator.passes.examples import (
         ExamplesConfig,
@@ -31,11 +30,11 @@ def run(args) -> tuple[str, str]:
     from generator.progress import Progress
 
     size = args.size or 224
-    weights = default_weights(args)
+    weights = default_weights(args, network)
     facts = backend.device_facts()
     precision = args.precision or backend.resolve_precision("auto", facts)
-    loaded = load_model(args.model, weights)
-    layers = parse_layers(args.layers, args.model)
+    loaded = load(network, weights)
+    layers = parse_layers(args.layers, network.spec)
     with tempfile.TemporaryDirectory(prefix="atlas-examples-bench-") as tmp:
         folder = Path(args.images) if args.images else Path(tmp) / "tiles"
         if not args.images:
@@ -72,7 +71,7 @@ def run(args) -> tuple[str, str]:
                 backend.to_numpy(state[0]["hist"])
                 times[kind] = min(times.get(kind, np.inf), time.perf_counter() - t0)
         t_device = times["plain"]
-        config = ExamplesConfig(model=args.model, weights_sha256=loaded.weights_sha256, size=size, top=16,
+        config = ExamplesConfig(model=network.name, weights_sha256=loaded.weights_sha256, size=size, top=16,
                                 images=images, precision=precision, backend=backend.name(), labels=labels)
         t0 = time.perf_counter()
         summary = run_examples(loaded, layers, config, str(Path(tmp) / "atlas"), batch=batch, facts=facts,
@@ -80,10 +79,10 @@ def run(args) -> tuple[str, str]:
         t_total = time.perf_counter() - t0
     filters = sum(layer.filters for layer in layers)
     text = (
-        f"### Dataset examples of {args.model}: {count} images at {size} px through {len(layers)} layers "
+        f"### Dataset examples of {network.name}: {count} images at {size} px through {len(layers)} layers "
         f"({filters:,} filters), top 16 each way\n\n"
         f"Machine: {machine()}. Backend {backend.name()}, {precision}, batch {batch}, {workers} decode threads. "
-        f"Command: `atlas bench examples --model {Path(getattr(args, 'model_file', args.model)).name}"
+        f"Command: `atlas bench examples --model {Path(network.name).name}"
         f"{' --preprocess ' + args.preprocess if getattr(args, 'preprocess', None) else ''}"
         f"{' --images ' + args.images if args.images else ''}{' --labels ' + args.labels if labels else ''}`"
         f"{'' if args.images else ' (the sample-images tiles, 96 px, resized to ' + str(size) + ')'}.\n\n"
@@ -98,4 +97,4 @@ def run(args) -> tuple[str, str]:
         f"The pass itself (decode and device overlapped) took {summary.timings['pass']:.1f} s of that; the rest "
         "was cutting the crops and writing each filter's JSON and sprite."
     )
-    return f"examples-{args.model}", text
+    return f"examples-{network.name}", text

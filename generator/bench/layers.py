@@ -18,25 +18,24 @@ def measure_layer(loaded, layer, config, batch: int, view=None) -> tuple[float, 
     return time.perf_counter() - start, len(filters)
 
 
-def run(args) -> tuple[str, str]:
-    from generator.bench import default_weights, machine
+def run(args, network) -> tuple[str, str]:
+    from generator.bench import default_weights, load, machine
     from generator.network import backend
 
     backend.select(args.backend)
-    from generator.network.models import load_model
     from generator.network.selection import parse_layers
     from generator.render.config import RenderConfig
     from generator.render.renderer import auto_batch
 
     size, steps = args.size or 128, args.steps or 16
-    weights = default_weights(args)
-    loaded = load_model(args.model, weights)
+    weights = default_weights(args, network)
+    loaded = load(network, weights)
     facts = backend.device_facts()
     precision = args.precision or backend.resolve_precision("auto", facts)
-    cfg = RenderConfig(model=args.model, weights=weights, weights_sha256=loaded.weights_sha256, size=size,
+    cfg = RenderConfig(model=network.name, weights=weights, weights_sha256=loaded.weights_sha256, size=size,
                        steps=steps, precision=precision, backend=backend.name())
     rows, total_seconds, total_flop = [], 0.0, 0.0
-    layers = parse_layers(args.layers, args.model)
+    layers = parse_layers(args.layers, network.spec)
     for layer in layers:
         batch = args.batch or auto_batch(layer, loaded.layers, size, layer.filters, facts)
         seconds, count = measure_layer(loaded, layer, cfg, batch)
@@ -49,9 +48,9 @@ def run(args) -> tuple[str, str]:
                     f"| {flop / seconds / 1e12:.3f} | {at_default / 60:.1f} |")
     filters = sum(layer.filters for layer in layers)
     text = (
-        f"### Throughput per layer of {args.model}: {size} px, measured over {steps} steps, projected to 256 steps\n\n"
+        f"### Throughput per layer of {network.name}: {size} px, measured over {steps} steps, projected to 256 steps\n\n"
         f"Machine: {machine()}. Backend {backend.name()}, {precision}. "
-        f"Command: `atlas bench layers --model {args.model} --size {size} --steps {steps}"
+        f"Command: `atlas bench layers --model {network.name} --size {size} --steps {steps}"
         f"{' --batch ' + str(args.batch) if args.batch else ''}`.\n\n"
         "| layer | batch | filters/s at 256 steps | TFLOP/s | minutes for all its filters at 256 steps |\n"
         "| --- | ---: | ---: | ---: | ---: |\n" + "\n".join(rows)
@@ -59,4 +58,4 @@ def run(args) -> tuple[str, str]:
         f"**{total_seconds / 3600:.1f} h**, {total_flop / 1e15:.1f} PFLOP of convolutions (forward and the "
         "gradient with respect to the image, twice the forward)."
     )
-    return f"layers-{args.model}", text
+    return f"layers-{network.name}", text

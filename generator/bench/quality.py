@@ -20,31 +20,30 @@ VARIANTS = {
 }
 
 
-def run(args) -> tuple[str, str]:
-    from generator.bench import default_weights, machine
+def run(args, network) -> tuple[str, str]:
+    from generator.bench import default_weights, load, machine
     from generator.network import backend
 
     backend.select(args.backend)
-    from generator.network.models import load_model
     from generator.network.selection import parse_layers, sample_filters
     from generator.render.config import RenderConfig
     from generator.render.quality import judge
     from generator.render.renderer import LayerRenderer
 
     size, steps = args.size or 128, args.steps or 256
-    weights = default_weights(args)
+    weights = default_weights(args, network)
     variants = [v.strip() for v in args.variants.split(",")]
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
         raise AtlasError(f"--variants {','.join(unknown)}: choose from {', '.join(VARIANTS)}")
-    loaded = load_model(args.model, weights)
+    loaded = load(network, weights)
     precision = args.precision or "float32"
     table = {}
-    for layer in parse_layers(args.layers, args.model):
+    for layer in parse_layers(args.layers, network.spec):
         filters = sample_filters(layer, args.sample, args.offset)
         for name in variants:
             v_size, v_steps = (96, 50) if name == "naive" and args.naive_original else (size, steps)
-            cfg = RenderConfig(model=args.model, weights=weights, weights_sha256=loaded.weights_sha256, size=v_size,
+            cfg = RenderConfig(model=network.name, weights=weights, weights_sha256=loaded.weights_sha256, size=v_size,
                                steps=v_steps, backend=backend.name(), precision=precision, **VARIANTS[name])
             renderer = LayerRenderer(loaded, layer, cfg)
             images = []
@@ -69,12 +68,12 @@ def run(args) -> tuple[str, str]:
     naive_note = " (`naive` at the original 96 px, 50 steps)" if args.naive_original and "naive" in variants else ""
     offset_note = f", each moved {args.offset} along (a held-out sample)" if args.offset else ""
     offset_flag = f" --offset {args.offset}" if args.offset else ""
-    command = (f"atlas bench quality --model {args.model} --weights {weights} --size {size} --steps {steps} "
+    command = (f"atlas bench quality --model {network.name} --weights {weights} --size {size} --steps {steps} "
                f"--sample {args.sample}{offset_flag} --variants {args.variants}{' --naive-original' if args.naive_original else ''}"
                f"{' --precision ' + precision if args.precision else ''}"
                f"{'' if args.layers == 'all' else ' --layers ' + args.layers}")
     text = (
-        f"### Quality of {args.model}: {args.sample} filters per layer{offset_note}, {size} px, {steps} steps, {precision}{naive_note}\n\n"
+        f"### Quality of {network.name}: {args.sample} filters per layer{offset_note}, {size} px, {steps} steps, {precision}{naive_note}\n\n"
         f"Machine: {machine()}. Backend {backend.name()}. Command: `{command}`.\n\n"
         "Each cell: dead filters / specificity / median coverage / blobs (coverage ≤ 0.25), judged on the saved "
         "8-bit images. Dead: post-ReLU map all zero. Specificity: share of pictures whose own filter responds "
@@ -82,7 +81,7 @@ def run(args) -> tuple[str, str]:
         "grid over the filter's map holding a unit at ≥ 10% of the map's maximum.\n\n"
         + "\n".join(lines)
     )
-    return f"quality-{args.model}-{size}-{steps}-{precision}{f'-offset{args.offset}' if args.offset else ''}", text
+    return f"quality-{network.name}-{size}-{steps}-{precision}{f'-offset{args.offset}' if args.offset else ''}", text
 
 
 def _cell(q) -> str:

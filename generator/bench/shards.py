@@ -27,7 +27,7 @@ def measured_spread(split) -> float:
     return max(seconds) / (sum(seconds) / len(seconds))
 
 
-def run(args) -> tuple[str, str]:
+def run(args, network) -> tuple[str, str]:
     from generator.cluster.shards import PIXEL_COST, split_generate
     from generator.network.layers import model_layers
     from generator.render.config import RenderConfig

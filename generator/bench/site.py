@@ -153,14 +153,14 @@ def _du(path: Path, pattern: str = "*") -> int:
     return sum(p.stat().st_size for p in path.rglob(pattern) if p.is_file())
 
 
-def run(args) -> tuple[str, str]:
+def run(args, network) -> tuple[str, str]:
     from generator.bench import machine
     from generator.network import backend
     from generator.site.build import build_site, stage_project
 
     backend.select(args.backend)  # machine() reads the device; the build itself needs no backend
     size, steps = args.size or 128, args.steps or 256
-    model = args.model
+    model = network.name
     with tempfile.TemporaryDirectory(prefix="atlas-site-bench-") as tmp:
         tmp = Path(tmp)
         data = Path(args.keep) if args.keep else tmp / "atlas"

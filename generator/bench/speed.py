@@ -43,7 +43,7 @@ def _process(args: list[str], cwd: Path) -> float:
     return seconds
 
 
-def run(args) -> tuple[str, str]:
+def run(args, network) -> tuple[str, str]:
     from generator.bench import default_weights, machine
     from generator.network import backend
 
@@ -53,7 +53,7 @@ def run(args) -> tuple[str, str]:
     from generator.network.models import load_model
     from generator.render.config import RenderConfig
 
-    weights = default_weights(args)
+    weights = default_weights(args, network)
     root = Path(__file__).resolve().parents[2]
     original = ["-m", "generator.bench.original", "--weights", weights, "--layer", LAYER, "--filters", str(FILTERS),
                 "--size", str(SIZE), "--steps", str(STEPS)]

@@ -106,23 +106,22 @@ def _least_trusted(rows: list[dict], key: str) -> tuple[int, int, float | None, 
         _mean([r for r in scored if not r["deadish"]], key)
 
 
-def run(args) -> tuple[str, str]:
-    from generator.bench import default_weights
+def run(args, network) -> tuple[str, str]:
+    from generator.bench import default_weights, load
     from generator.network import backend
 
     backend.select(args.backend)
     from generator.evidence.imagesets import list_images, write_sample_tiles
-    from generator.network.models import load_model
     from generator.network.selection import parse_layers, sample_filters
     from generator.passes.examples import ExamplesConfig, run_examples
     from generator.passes.trust import TrustConfig, run_trust
 
     size, steps = args.size or 96, args.steps or 64
     naive_size, naive_steps = (96, 50) if args.naive_original else (size, steps)
-    weights = default_weights(args)
+    weights = default_weights(args, network)
     precision = args.precision or "float32"
-    loaded = load_model(args.model, weights)
-    layers = parse_layers(args.layers, args.model)
+    loaded = load(network, weights)
+    layers = parse_layers(args.layers, network.spec)
     filters = {layer.name: sample_filters(layer, args.sample, args.offset) for layer in layers}
     count = sum(len(f) for f in filters.values())
     results, timings = {}, {}
@@ -138,7 +137,7 @@ def run(args) -> tuple[str, str]:
             print(f"bench trust: {method} pictures in {rendered['seconds']:.0f} s", file=sys.stderr, flush=True)
             start = time.monotonic()
             if method == "naive":
-                run_examples(loaded, layers, ExamplesConfig(model=args.model, weights_sha256=loaded.weights_sha256,
+                run_examples(loaded, layers, ExamplesConfig(model=network.name, weights_sha256=loaded.weights_sha256,
                                                             size=examples_size, top=EXAMPLES_TOP, images=images,
                                                             precision=precision, backend=backend.name()),
                              out, progress=_quiet(len(images.files)))
@@ -146,13 +145,13 @@ def run(args) -> tuple[str, str]:
                 _copy_examples(loaded, str(Path(tmp) / "naive"), out, layers, filters)
             examples_seconds = time.monotonic() - start
             start = time.monotonic()
-            config = TrustConfig(model=args.model, weights_sha256=loaded.weights_sha256, images=images,
+            config = TrustConfig(model=network.name, weights_sha256=loaded.weights_sha256, images=images,
                                  size=examples_size, top=EXAMPLES_TOP, precision=precision, backend=backend.name())
             summary = run_trust(loaded, layers, config, out, progress=_quiet(1))
             timings[method] = (rendered["seconds"], examples_seconds, time.monotonic() - start)
             print(f"bench trust: {method} trust in {timings[method][2]:.0f} s ({summary.line()})", file=sys.stderr,
                   flush=True)
-            results[method] = _scores(out, args.model, layers, filters)
+            results[method] = _scores(out, network.name, layers, filters)
     return _section(args, results, timings, layers, count, size, steps, naive_size, naive_steps, weights, precision,
                     len(images.files), examples_size)
 

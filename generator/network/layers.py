@@ -95,41 +95,35 @@ class Layer:
         return cls(**{**data, "size_ops": tuple(tuple(op) for op in data["size_ops"])})
 
 
-_REGISTERED: dict[str, tuple[Layer, ...]] = {}  # users' networks of this run (generator.network.modelfile)
-
-
-def register_layers(model: str, layers: tuple[Layer, ...]) -> None:
-    """The layer table of a user's network, discovered from its file or read from its atlas."""
-    _REGISTERED[model] = tuple(layers)
-
-
-def model_layers(model: str) -> tuple[Layer, ...]:
-    """The visualizable layers of ``model``, in forward order, from its shipped table (or, for a
-    user's network, the table registered when its file or atlas was read)."""
-    if model in _REGISTERED:
-        return _REGISTERED[model]
+def model_layers(model: ModelSpec | str) -> tuple[Layer, ...]:
+    """The visualizable layers of ``model``, in forward order: a user's network carries its table, a
+    network of the zoo (its spec, or its name) reads the table shipped beside this module."""
+    if isinstance(model, ModelSpec):
+        if model.layers or not model.zoo:
+            return model.layers
+        model = model.name
     return _shipped_table(model)
 
 
 @lru_cache(maxsize=None)
 def _shipped_table(model: str) -> tuple[Layer, ...]:
     spec = model_spec(model)
-    if not spec.zoo:
-        raise AtlasError(f"{model}: its layer table was not read yet; give --model the path of its file")
-    data = json.loads((TABLES / f"{model}.json").read_text())
+    data = json.loads((TABLES / f"{spec.name}.json").read_text())
     return tuple(Layer.from_dict(row) for row in data["layers"])
 
 
-def find_layer(name: str, model: str) -> Layer:
-    for layer in model_layers(model):
+def find_layer(name: str, model: ModelSpec | str) -> Layer:
+    table = model_layers(model)
+    for layer in table:
         if layer.name == name:
             return layer
-    names = [layer.name for layer in model_layers(model)]
+    names = [layer.name for layer in table]
     shown = ", ".join(names) if len(names) <= 20 else ", ".join(names[:4] + ["…"] + names[-3:])
-    raise AtlasError(f"unknown layer {name!r} for {model}: choose from {shown} (atlas layers --model {model})")
+    title = model if isinstance(model, str) else model.name
+    raise AtlasError(f"unknown layer {name!r} for {title}: choose from {shown} (atlas layers --model {title})")
 
 
-def groups(model: str) -> list[str]:
+def groups(model: ModelSpec | str) -> list[str]:
     """The model's blocks or stages, in forward order."""
     return list(dict.fromkeys(layer.group for layer in model_layers(model)))
 

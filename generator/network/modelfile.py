@@ -3,9 +3,10 @@
 ``read_model_file`` loads the file, flattens nested and ``Sequential`` models into one graph, finds
 the visualizable layers (``layers.discover``), the input (square side or any, RGB or grayscale), the
 preprocessing (the model's own ``Rescaling``/``Normalization`` layer, else ``--preprocess``) and the
-classification head, and registers the network under its ``--name`` (``zoo.register_model``), so every
-command finds it like a ``keras.applications`` one. ``describe`` puts into the manifest what the site
-needs to show it without Keras, and ``register_from_manifest`` reads it back.
+classification head, and returns them as a ``ModelFile``: its ``ModelSpec`` (which carries the layer
+table) and the Keras model, which the command hands down; nothing is registered by name. ``describe``
+puts into the manifest what the site needs to show it without Keras, and ``spec_from_manifest`` reads
+it back.
 
 Groups: a user's network has no naming scheme to lean on, so its layers are grouped by resolution
 stage: the layers at the same stride (input pixels per map pixel) form one stage, numbered from the
@@ -19,7 +20,7 @@ no preprocessing.
 from __future__ import annotations
 
 import re
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from generator.errors import AtlasError
@@ -29,8 +30,8 @@ from generator.network.kerasfile import (
     load_keras_file,
     sha256_file,
 )
-from generator.network.layers import Layer, discover, register_layers
-from generator.network.zoo import MODELS, ModelSpec, register_model
+from generator.network.layers import Layer, discover
+from generator.network.zoo import MODELS, ModelSpec
 from generator.paths import SAFE_NAME
 
 SUFFIXES = (".keras", ".h5")
@@ -39,9 +40,6 @@ RESERVED = {"method", "cite", "assets", "search", "index", "logs", "stylesheets"
 PREPROCESSING_LAYERS = ("Rescaling", "Normalization")
 USER_ABOUT = "A network read from a Keras model file."
 HEAD_ACTIVATIONS = ("softmax", "sigmoid", "linear")
-
-_KERAS_MODELS: dict[str, object] = {}  # name -> the loaded (flattened) Keras model, for this run
-
 
 PLAIN_TITLE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9 _.+-]{0,63}")
 
@@ -166,16 +164,28 @@ def stage_groups(layers: tuple[Layer, ...]) -> tuple[Layer, ...]:
     return tuple(replace(layer, group=f"{prefix}{strides.index(layer.stride) + 1}") for layer in layers)
 
 
-def read_model_file(path: str, name: str | None = None, preprocess: str | None = None,
-                    custom_objects: str | None = None) -> tuple[ModelSpec, tuple[Layer, ...], list[str]]:
-    """Load, check and register a user's network; returns its spec, layer table and one line for each
-    part of the graph the table could not follow."""
+@dataclass(frozen=True)
+class ModelFile:
+    """A user's network as read from its file: what it is (its spec, layer table included), the
+    flattened Keras model with the file's weights, and one line for each part of the graph the layer
+    table could not follow."""
 
+    spec: ModelSpec
+    model: object = field(repr=False, compare=False)  # keras.Model
+    notes: tuple[str, ...] = ()
+
+    @property
+    def layers(self) -> tuple[Layer, ...]:
+        return self.spec.layers
+
+
+def read_model_file(path: str, name: str | None = None, preprocess: str | None = None,
+                    custom_objects: str | None = None) -> ModelFile:
+    """Load and check a user's network (the backend is up)."""
     file = Path(path)
     check_path(path)
     chosen = model_name(path, name)
-    objects = load_custom_objects(custom_objects)
-    model = load_keras_file(file, objects)
+    model = load_keras_file(file, load_custom_objects(custom_objects))
     config = model.get_config()
     size, channels = read_input(model, file)
     preprocessing, origin = read_preprocessing(config, channels, preprocess, file)
@@ -197,44 +207,7 @@ def read_model_file(path: str, name: str | None = None, preprocess: str | None =
         same = [layer.keras for layer in layers if layer.name == twice[0]]
         raise AtlasError(f"{path}: layers {' and '.join(repr(s) for s in same)} would share the page name "
                          f"{twice[0]!r}; rename one of them in Keras")
-    layers = stage_groups(layers)
-    register(spec, layers)
-    _KERAS_MODELS[chosen] = model
-    _FILES[chosen] = {"path": str(file.resolve()), "name": name, "preprocess": preprocess,
-                      "custom_objects": str(Path(custom_objects).resolve()) if custom_objects else None}
-    return spec, layers, notes
-
-
-def reopen_record(name: str) -> dict | None:
-    """How another process reads ``name``'s file again as this one did (``atlas merge`` after shards):
-    its absolute path and the flags given; None for a network of the zoo."""
-    return dict(_FILES[name]) if name in _FILES else None
-
-
-def reopen(name: str, record: object) -> ModelSpec:
-    """Read the model file of a ``reopen_record`` again, checked to be the network ``name``."""
-    if not isinstance(record, dict) or not isinstance(record.get("path"), str):
-        raise AtlasError(f"{name}: its shards do not say where their model file is; rerun them with this release")
-    spec, _, _ = read_model_file(record["path"], record.get("name"), record.get("preprocess"),
-                                 record.get("custom_objects"))
-    if spec.name != name:
-        raise AtlasError(f"{record['path']}: read as {spec.name!r}, but its shards wrote {name!r}; give the same --name")
-    return spec
-
-
-_FILES: dict[str, dict] = {}  # name: how its file was read in this run (reopen_record)
-
-
-def keras_model(name: str):
-    """The Keras model read for ``name`` in this run."""
-    if name not in _KERAS_MODELS:
-        raise AtlasError(f"{name}: its model file was not read in this run; give --model the path of the file")
-    return _KERAS_MODELS[name]
-
-
-def register(spec: ModelSpec, layers: tuple[Layer, ...]) -> None:
-    register_model(spec)
-    register_layers(spec.name, layers)
+    return ModelFile(replace(spec, layers=stage_groups(layers)), model, tuple(notes))
 
 
 # --- what the atlas stores of it (the site reads it without Keras) ----------------------------------------
@@ -252,8 +225,8 @@ def describe(spec: ModelSpec, layers: tuple[Layer, ...]) -> dict:
     }
 
 
-def register_from_manifest(name: str, manifest: dict) -> ModelSpec:
-    """Register the network an atlas folder holds, from its manifest's ``user_model``."""
+def spec_from_manifest(name: str, manifest: dict) -> ModelSpec:
+    """The network an atlas folder holds, read back from its manifest's ``user_model``."""
     entry = manifest.get("user_model")
     if not isinstance(entry, dict):
         raise AtlasError(f"{name}: its manifest does not describe the model file; rerun `atlas generate --model PATH`")
@@ -265,10 +238,9 @@ def register_from_manifest(name: str, manifest: dict) -> ModelSpec:
             imagenet_md5="", group_title=str(entry["group_title"]), conv_only=False, about=str(entry["about"]),
             source={key: entry[key] for key in ("file", "sha256", "bytes", "preprocessing_from") if key in entry},
             input_size=entry.get("input_size"), head=entry.get("head"),
+            layers=tuple(Layer.from_dict(row) for row in entry["layers"]),
         )
-        layers = tuple(Layer.from_dict(row) for row in entry["layers"])
     except (KeyError, TypeError, ValueError) as exc:
         raise AtlasError(f"{name}: its manifest's description of the model file is incomplete ({exc}); rerun "
                          "`atlas generate --model PATH`") from None
-    register(spec, layers)
     return spec

@@ -1,7 +1,7 @@
 """A network with its weights, and the same network cut at the pre-activation maps the atlas shows.
 
-``load_model`` builds the ``keras.applications`` model without its classifier and loads a weight source
-into it. ``LoadedModel.tap_net`` gives the renderer and the examples pass what they need: a functional
+``load_model`` builds the ``keras.applications`` model without its classifier (or takes a user's network
+as read from its file) and loads a weight source into it. ``LoadedModel.tap_net`` gives the renderer and the examples pass what they need: a functional
 model truncated at one or more layers' *pre-activation* outputs (a fused ``Conv2D(activation="relu")``
 is cloned without its activation; an ``Activation`` layer is read at its input), built under the
 requested precision policy, and called as a pure function of its variables, so ``jax.jit`` receives the
@@ -11,7 +11,7 @@ weights as arguments instead of folding them into constants.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
@@ -24,8 +24,11 @@ from generator.network.compute import (
     pad_kernel,
 )
 from generator.network.layers import Layer, model_layers
-from generator.network.weights import load_weights
+from generator.network.weights import load_user_weights, load_weights
 from generator.network.zoo import ModelSpec, model_spec
+
+if TYPE_CHECKING:
+    from generator.network.modelfile import ModelFile
 
 POLICIES = {"float32": "float32", "mixed_float16": "mixed_float16", "mixed_bfloat16": "mixed_bfloat16"}
 
@@ -133,32 +136,34 @@ def build_keras_model(spec: ModelSpec):
     return getattr(keras.applications, spec.constructor)(include_top=False, weights=None)
 
 
-def load_model(name: str = "vgg16", weights: str | None = "imagenet", seed: int = 0) -> LoadedModel:
-    """Build ``name`` without its classifier and load ``weights`` into it.
+def load_model(network: "ModelSpec | str | ModelFile" = "vgg16", weights: str | None = "imagenet",
+               seed: int = 0) -> LoadedModel:
+    """Build ``network`` and load ``weights`` into it.
 
     Args:
-        name: a model of ``generator.network.zoo.MODELS``, or a user's network registered from its file
-            (``generator.network.modelfile.read_model_file``): that one keeps its classifier.
+        network: a network of the zoo (its ``ModelSpec`` or its name), built by ``keras.applications``
+            without its classifier; or a user's network as read from its file
+            (``generator.network.modelfile.read_model_file``), which keeps its classifier.
         weights: ``imagenet`` (downloaded and cached by Keras), ``hed-bsds500`` (VGG16's offline
             trained backbone), ``random`` (seeded, for plumbing tests), or the path of a ``.h5`` /
             ``.weights.h5`` file (or of a whole saved model of the same network). A user's network:
             ``file`` or None (the weights in its file), ``random`` or a ``.weights.h5`` of it.
         seed: the initialization seed for ``random``.
     """
-    spec = model_spec(name)
-    layers = model_layers(name)
-    if not spec.zoo:
-        from generator.network.modelfile import keras_model
-        from generator.network.weights import load_user_weights
+    from generator.network.modelfile import ModelFile
 
-        model = keras_model(name)
-        source, digest = load_user_weights(model, spec, weights, seed)
-        return LoadedModel(model, spec, source, digest, layers)
+    if isinstance(network, ModelFile):
+        source, digest = load_user_weights(network.model, network.spec, weights, seed)
+        return LoadedModel(network.model, network.spec, source, digest, network.layers)
+    spec = network if isinstance(network, ModelSpec) else model_spec(network)
+    if not spec.zoo:
+        raise AtlasError(f"{spec.name}: a model file's network is loaded from its file; give --model the path of it")
+    layers = model_layers(spec)
     model = build_keras_model(spec)
     missing = [layer.tap for layer in layers if layer.tap not in {x.name for x in model.layers}]
     if missing:
         raise AtlasError(
-            f"{name}: this Keras builds no layer {missing[0]!r}; the layer table is out of date "
+            f"{spec.name}: this Keras builds no layer {missing[0]!r}; the layer table is out of date "
             "(python -m generator.network.layers rewrites it)"
         )
     digest = load_weights(model, spec, str(weights), seed)

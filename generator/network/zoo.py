@@ -36,6 +36,9 @@ class ModelSpec:
     source: dict | None = None
     input_size: int | None = None
     head: dict | None = None
+    # a user's network carries its layer table (layers.Layer rows, discovered from its file or read from
+    # its atlas); the zoo's tables ship as JSON beside generator.network.layers
+    layers: tuple = ()
 
     @property
     def zoo(self) -> bool:
@@ -89,26 +92,9 @@ MODELS: dict[str, ModelSpec] = {
 }
 
 
-_REGISTERED: dict[str, ModelSpec] = {}  # users' networks resolved in this run (generator.network.modelfile)
-
-
-def register_model(spec: ModelSpec) -> ModelSpec:
-    """Make a user's network known by its name for the rest of this process."""
-    if spec.name in MODELS:
-        raise AtlasError(f"--name {spec.name}: that is the atlas's own {MODELS[spec.name].title}; choose another name")
-    _REGISTERED[spec.name] = spec
-    return spec
-
-
-def known_models() -> list[str]:
-    """The zoo's networks, then the users' networks registered in this process."""
-    return [*MODELS, *_REGISTERED]
-
-
 def model_spec(name: str) -> ModelSpec:
+    """A network of the zoo by its name (a user's network is never looked up: its spec is passed)."""
     if name in MODELS:
         return MODELS[name]
-    if name in _REGISTERED:
-        return _REGISTERED[name]
     raise AtlasError(f"unknown model {name!r}: the atlas knows {', '.join(MODELS)}, or give the path of a "
                      ".keras / .h5 model file")

@@ -1,0 +1,283 @@
+"""The commands of ``atlas``: each reads its arguments, opens the network once and hands it down to the
+pass that computes (``generator.passes``), the site or the benchmarks, then says in one line what it did.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+
+from generator.cli.prepare import (
+    CPU_HOURS_LIMIT,
+    Network,
+    backend_of,
+    check_out,
+    check_weights,
+    cpu_hours,
+    image_size,
+    model_file_checks,
+    model_file_line,
+    open_network,
+    read_model_file,
+    select_backend,
+)
+from generator.errors import AtlasError
+
+EXIT_INTERRUPTED = 130
+EXIT_FAILED = 3
+
+
+def cmd_layers(args: argparse.Namespace) -> int:
+    from generator.network.layers import model_layers
+    from generator.network.zoo import model_spec
+
+    notes: list[str] = []
+    network = None
+    if model_file_checks(args):
+        select_backend(args)
+        read_file = read_model_file(args, notes)
+        network = Network(read_file.spec, args.weights, read_file)
+        print(model_file_line(read_file.spec))
+    else:
+        network = Network(model_spec(args.model), args.weights)
+    spec = network.spec
+    size = args.size or spec.input_size or 128
+    if args.weights:
+        check_weights(args.weights, spec)
+        select_backend(args)
+        loaded = network.load()
+        print(f"weights: {loaded.weights} sha256 {loaded.weights_sha256[:16]}")
+    _print_layers(model_layers(spec), size, notes)
+    return 0
+
+
+def _print_layers(layers, size: int, notes: list[str]) -> None:
+    rows = [("group", "layer", "filters", "receptive field", f"map at {size}px", "pre-activation")]
+    for layer in layers:
+        side = layer.output_size(size)
+        tap = "conv before its ReLU" if layer.fused else ("conv output (no activation)" if layer.activation == "linear"
+                                                          else f"{layer.tap}")
+        rows.append((layer.group, layer.name, str(layer.filters), f"{layer.receptive_field} px", f"{side}x{side}", tap))
+    total = sum(layer.filters for layer in layers)
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+    for note in notes:
+        print(f"not shown: {note}")
+    print(f"total: {len(layers)} layers, {total:,} filters")
+
+
+def generate_job(args: argparse.Namespace):
+    """What ``atlas generate`` would render, checked: (network, work, views, config before the backend)."""
+    from generator.atlas.store import weights_name
+    from generator.network.selection import parse_filters, parse_layers
+    from generator.render.config import DEFAULT_LR, RenderConfig
+    from generator.render.views import parse_views
+
+    network = open_network(args)
+    spec = network.spec
+    size = image_size(args, spec, 128)
+    layers = parse_layers(args.layers, spec)
+    work = [(layer, parse_filters(args.filters, layer, clip=len(layers) > 1)) for layer in layers]
+    if not any(filters for _, filters in work):
+        parse_filters(args.filters, layers[0])  # none of the layers has these filters: say so for the first
+    work = [(layer, filters) for layer, filters in work if filters]
+    views = parse_views(args.views)
+    if args.method == "naive" and [v.name for v in views] != ["channel"]:
+        raise AtlasError(f"--views {args.views}: the naive method renders the channel view only")
+    config = RenderConfig(
+        model=spec.name, weights=weights_name(str(network.weights)), method=args.method, size=size, steps=args.steps,
+        lr=args.lr or DEFAULT_LR[args.method], seed=args.seed, preprocessing="" if spec.zoo else spec.preprocessing.key,
+    )
+    for layer, _ in work:
+        config.check_layer(layer)
+    check_weights(network.weights, spec)
+    check_out(args.out)
+    return network, work, views, config
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    network, work, views, config = generate_job(args)
+    started = backend_of(args, network)
+    config = dataclasses.replace(config, precision=started.precision, backend=started.backend)
+    if started.facts.kind == "cpu" and args.device == "auto":
+        _refuse_long_cpu_run(args, work, views, config)
+    from generator.passes.generate import generate
+
+    loaded = network.load(seed=args.seed)
+    config = dataclasses.replace(config, weights_sha256=loaded.weights_sha256)
+    summary = generate(loaded, config, work, args.out, views=views, batch=args.batch, force=args.force,
+                       devices=list(started.devices), shard=args.shard)
+    print(
+        f"{summary.rendered} filter views rendered, {summary.skipped} already done, {summary.dead} dead, "
+        f"{summary.retried} redone in float32, {summary.seconds:.1f} s; atlas in {args.out}/{network.name} "
+        f"(config {config.hash}, {config.precision}, {started.backend})"
+    )
+    _say_shard(args, network, finished=not (summary.interrupted or summary.failed))
+    if summary.failed:
+        shown = ", ".join(summary.failed[:5]) + (" …" if len(summary.failed) > 5 else "")
+        print(f"atlas generate: error: {len(summary.failed)} filter views went non-finite even in float32 and were "
+              f"not written ({shown}); try another --seed or --lr", file=sys.stderr)
+        return EXIT_FAILED
+    if summary.interrupted:
+        print("interrupted: finished batches are saved; run the same command again to resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return 0
+
+
+def _refuse_long_cpu_run(args: argparse.Namespace, work, views, config) -> None:
+    mine = work
+    if args.shard is not None:
+        from generator.cluster.shards import split_generate
+
+        mine = split_generate(work, views, config, args.shard.count).shares[args.shard.index]
+    hours = cpu_hours(mine, views, config)
+    if hours > CPU_HOURS_LIMIT:
+        raise AtlasError(
+            f"no GPU found: this run ({sum(len(f) for _, f in mine) * len(views):,} filter views at "
+            f"{config.size} px, {config.steps} steps) would take about {hours:.0f} hours on a CPU like "
+            "this project's 2-core machines; add --device cpu to run it here anyway, or run on a GPU "
+            "(make install sets one up on NVIDIA machines)"
+        )
+
+
+def examples_job(args: argparse.Namespace):
+    """What ``atlas examples`` would read, checked: (network, layers, size, image set, labels)."""
+    from generator.evidence.imagesets import list_images
+    from generator.evidence.labels import check_labels_arg, read_labels
+    from generator.network.selection import parse_layers
+
+    check_labels_arg(args.labels, args.classes)
+    network = open_network(args, images=args.images)
+    spec = network.spec
+    size = image_size(args, spec, 224, strict=True)
+    layers = parse_layers(args.layers, spec)
+    if size < 16:
+        raise AtlasError(f"--size {size}: give an image side of at least 16 pixels")
+    images = list_images(args.images)
+    labels = read_labels(args.labels, images, spec, args.classes) if args.labels else None
+    check_weights(network.weights, spec)
+    check_out(args.out)
+    return network, layers, size, images, labels
+
+
+def cmd_examples(args: argparse.Namespace) -> int:
+    from generator.passes.examples import ExamplesConfig, run_examples
+
+    network, layers, size, images, labels = examples_job(args)
+    started = backend_of(args, network)
+    loaded = network.load()
+    config = ExamplesConfig(model=network.name, weights_sha256=loaded.weights_sha256, size=size, top=args.top,
+                            images=images, name=args.images_name, license=args.images_license,
+                            precision=started.precision, backend=started.backend, labels=labels)
+    summary = run_examples(loaded, layers, config, args.out, batch=args.batch, force=args.force,
+                           checkpoint=args.checkpoint, shard=args.shard, devices=list(started.devices))
+    print(summary.line())
+    _say_shard(args, network, finished=not summary.interrupted)
+    if summary.interrupted:
+        print("interrupted: the pass is checkpointed; run the same command again to resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return 0
+
+
+def _say_shard(args: argparse.Namespace, network: Network, finished: bool) -> None:
+    if args.shard is not None and finished:
+        print(f"shard {args.shard} recorded in {args.out}/{network.name}/.shards/; once every shard has run: "
+              f"atlas merge --out {args.out}")
+
+
+def cmd_trust(args: argparse.Namespace) -> int:
+    from generator.atlas.store import AtlasStore
+    from generator.evidence.imagesets import list_images
+    from generator.network.selection import parse_layers
+    from generator.passes.trust import check_images, read_atlas
+
+    network = open_network(args, images=args.images)
+    check_weights(network.weights, network.spec)
+    layers = parse_layers(args.layers, network.spec)
+    images = list_images(args.images)
+    _, examples = read_atlas(AtlasStore(args.out, network.name))  # refused here, before the backend loads
+    check_images(examples, images, args.images)
+    without = [layer.name for layer in layers if layer.name not in examples.get("layers", [])]
+    if args.layers != "all" and without:
+        raise AtlasError(f"--layers {args.layers}: no dataset examples of {', '.join(without)} in this atlas; run "
+                         f"`atlas examples --layers {','.join(without)}` first")
+    started = backend_of(args, network)  # one device: the pass is forward passes only
+    from generator.passes.trust import TrustConfig, run_trust
+
+    loaded = network.load()
+    config = TrustConfig(model=network.name, weights_sha256=loaded.weights_sha256, images=images,
+                         size=examples["images"]["size"], top=examples["top"], precision=started.precision,
+                         backend=started.backend)
+    summary = run_trust(loaded, layers, config, args.out, batch=args.batch, facts=started.facts)
+    print(summary.line())
+    if summary.interrupted:
+        print("interrupted: finished layers are saved; run the same command again to resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return 0
+
+
+def cmd_wiring(args: argparse.Namespace) -> int:
+    from generator.network.zoo import model_spec
+
+    user = model_file_checks(args)
+    if not user:
+        check_weights(args.weights or "imagenet", model_spec(args.model))
+    check_out(args.out)
+    network = open_network(args, device=False)  # a model file: the backend selected to read it
+    if network.file is None:
+        select_backend(args)
+    from generator.passes.wiring import write_wiring
+
+    loaded = network.load()
+    notes: list[str] = []
+    count = write_wiring(loaded, args.out, force=args.force, notes=notes)
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    print(f"wiring of {count} layers written to {args.out}/{network.name}")
+    return 0
+
+
+def cmd_sample_images(args: argparse.Namespace) -> int:
+    from generator.evidence.imagesets import write_sample_tiles
+
+    count, sources = write_sample_tiles(args.folder, args.size)
+    print(f"{count} tiles of {args.size} px from {sources} scikit-image photographs written to {args.folder}")
+    return 0
+
+
+def cmd_site(args: argparse.Namespace) -> int:
+    from generator.site.build import build_site
+
+    check_out(args.out)
+    count = build_site(args.data, args.out, args.compare)
+    print(f"{count} pages written to {args.out}/")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from generator import bench
+    from generator.network.zoo import model_spec
+
+    if model_file_checks(args):
+        if args.what not in ("layers", "quality", "examples"):
+            raise AtlasError(f"atlas bench {args.what} runs on the atlas's own networks; a model file works with "
+                             "bench layers, quality and examples")
+        select_backend(args)
+        read_file = read_model_file(args)
+        network = Network(read_file.spec, args.weights or read_file.spec.source["file"], read_file)
+    else:
+        network = Network(model_spec(args.model), args.weights)  # no weights: each bench has its default
+    return bench.main(args, network)
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    from generator.passes.merge import merge
+
+    if not os.path.isdir(args.out):
+        raise AtlasError(f"--out {args.out}: no such folder; give the atlas folder the shards wrote into")
+    lines = merge(args.out)
+    print("\n".join(lines) if lines else f"nothing to merge in {args.out}: no shards waiting")
+    return 0
