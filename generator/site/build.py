@@ -14,82 +14,32 @@ is named by its ``--name``, so every generated model folder carries a ``.gitigno
 by which the next build, ``stage_project``, git and ``make clean`` know it as generated.
 """
 
+
 from __future__ import annotations
 
 import json
-import os
-import posixpath
-import re
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from generator import paths
-from generator.site import plots
-from generator.site import trust_pages
-from generator.errors import AtlasError
-from generator.site.escape import bibtex_text, fenced_code, markdown_text
-from generator.network.layers import Layer, groups, model_layers
-from generator.cluster.shards import check_merged
 from generator.atlas.store import AtlasStore, atlas_models, read_json, read_json_or_none, weights_name
-from generator.render.views import VIEWS
+from generator.cluster.shards import check_merged
+from generator.errors import AtlasError
+from generator.network.layers import Layer, groups, model_layers
 from generator.network.zoo import MODELS, model_spec
+from generator.render.views import VIEWS
+from generator.site import plots, trust_pages
+from generator.site.assets import (CHANNEL_QUALITY, DISPLAY, OTHER_VIEWS_QUALITY, THUMB, AssetCache, avif,
+                                   copy_file, crop_first, webp)
+from generator.site.classes import accuracy_summary, class_display, filter_classes, top_class
+from generator.site.escape import bibtex_text, fenced_code
+from generator.site.staging import MARKER, STAGING, swap_in
+from generator.site.templates import environment
+from generator.site.urls import downloads_url, relative, relative_md, site_url
 
-MARKER = "# written by atlas site: this folder is generated, and git ignores all of it\n*\n"
-
-TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
-DEFAULT_SITE_URL = "https://vgg16-filter-atlas.github.io/"
-THUMB = 96
-DISPLAY = 320  # the picture beside its facts table; the lightbox shows it larger
 SAMPLE = 8  # filters per layer on the model and group pages
-GENERATED = ("method.md", "_models.md")  # generated files at the top of site_src
-STAGING = ".atlas-new"
-CACHE = ".assets.json"
-# Display pictures are AVIF with full-resolution colour (4:4:4): WebP halves the colour resolution, which
-# smears the one-pixel colour patterns of early layers (PSNR 21 dB at WebP quality 90, 25 dB here at a
-# smaller file). The channel picture at quality 70; the six other views of a filter smaller at 60.
-CHANNEL_QUALITY = 70
-OTHER_VIEWS_QUALITY = 60
-AVIF_SPEED = 9  # 3 ms a picture on a CPU core, like WebP; speed 8 is 5x slower for 4% smaller files
-# The addresses the pages link (permalinks, downloads): http(s) only, and nothing that could end a
-# Markdown link or autolink or an HTML attribute early.
-WEB_ADDRESS = re.compile(r"^https?://[^\s<>\"'`()\[\]{}|\\^]+$")
-
-
-def _address(variable: str, url: str) -> str:
-    if not WEB_ADDRESS.match(url):
-        raise AtlasError(f"{variable}={url!r}: give an http:// or https:// address without spaces, quotes, "
-                         "brackets or angle brackets")
-    return url if url.endswith("/") else url + "/"
-
-
-def site_url() -> str:
-    """The published site's root, as mkdocs.yml reads it (ATLAS_SITE_URL, for forks)."""
-    return _address("ATLAS_SITE_URL", os.environ.get("ATLAS_SITE_URL", DEFAULT_SITE_URL))
-
-
-def downloads_url() -> str | None:
-    """Where the atlas's lossless files are served, mirroring the data layout (ATLAS_DOWNLOADS_URL);
-    None: the pages point to the atlas data instead (the site carries display WebPs only)."""
-    url = os.environ.get("ATLAS_DOWNLOADS_URL", "").strip()
-    return _address("ATLAS_DOWNLOADS_URL", url) if url else None
-
-
-def relative(from_url: str, to_url: str) -> str:
-    """Link from the page at ``from_url`` to ``to_url`` (both site-root relative directory URLs)."""
-    start = "/" + from_url
-    target = "/" + to_url
-    rel = posixpath.relpath(target, start if start.endswith("/") else posixpath.dirname(start))
-    if to_url.endswith("/") and not rel.endswith("/"):
-        rel += "/"
-    return "./" if rel in (".", "./") else rel
-
-
-def relative_md(from_url: str, to_url: str) -> str:
-    """A Markdown link between the source files of two pages, which MkDocs checks in strict mode."""
-    start = posixpath.dirname(paths.source_path(from_url))
-    return posixpath.relpath(paths.source_path(to_url), start or ".")
 
 
 @dataclass
@@ -102,20 +52,6 @@ class Cell:
     extra: str | None = None  # a second picture beside the first (the top dataset example)
     alt: str | None = None  # the picture's text when shorter than the title
     caption: str | None = None  # a user-given text under the label (the top class), shown as literal text
-
-
-def _environment():
-    import jinja2
-
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(TEMPLATES)),
-        autoescape=True,  # everything lands in HTML, Markdown pages included
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-        trim_blocks=False,
-    )
-    env.filters["text"] = markdown_text  # every user-given string: literal text, not Markdown
-    return env
 
 
 def public_weights(manifest: dict) -> dict:
@@ -142,85 +78,6 @@ def bibtex(title: str, model: str, layer: str, filter_index: int, permalink: str
     )
 
 
-class AssetCache:
-    """Display files of the last build, taken over when their source is unchanged."""
-
-    def __init__(self, old_root: Path, new_root: Path) -> None:
-        self.old_root, self.new_root = old_root, new_root
-        try:
-            self.old = json.loads((old_root / CACHE).read_text())
-        except (OSError, ValueError):
-            self.old = {}
-        self.new: dict[str, list] = {}
-        self.reused = self.made = 0
-
-    def make(self, rel: str, sources: list[Path], build: Callable[[Path], None]) -> None:
-        """Put the file ``rel`` (relative to the model folder) into the new build: linked from the old
-        build if ``sources`` are as they were, else made by ``build(path)``."""
-        key = [[s.name, s.stat().st_size, s.stat().st_mtime_ns] for s in sources]
-        old, new = self.old_root / rel, self.new_root / rel
-        new.parent.mkdir(parents=True, exist_ok=True)
-        if self.old.get(rel) == key and old.is_file():
-            try:
-                os.link(old, new)
-            except OSError:
-                shutil.copyfile(old, new)
-            self.reused += 1
-        else:
-            build(new)
-            self.made += 1
-        self.new[rel] = key
-
-    def save(self) -> None:
-        (self.new_root / CACHE).write_text(json.dumps(self.new, separators=(",", ":")))
-
-
-def _open_rgb(src: Path):
-    """A stored picture as RGB, or one line naming the file and the command that rewrites it."""
-    from PIL import Image
-
-    try:
-        return Image.open(src).convert("RGB")
-    except OSError:
-        raise AtlasError(f"{src}: not a readable image; rerun the command that wrote it") from None
-
-
-def _webp(src: Path, quality: int, side: int | None = None) -> Callable[[Path], None]:
-    def build(target: Path) -> None:
-        from PIL import Image
-
-        image = _open_rgb(src)
-        if side:
-            image = image.resize((side, side), Image.LANCZOS)
-        image.save(target, format="WEBP", quality=quality, method=4)
-
-    return build
-
-
-def _avif(src: Path, quality: int) -> Callable[[Path], None]:
-    def build(target: Path) -> None:
-        from PIL import features
-
-        if not features.check("avif"):
-            raise AtlasError("this Pillow has no AVIF encoder for the display pictures; pip install 'pillow>=11.3'")
-        _open_rgb(src).save(target, format="AVIF", quality=quality, subsampling="4:4:4", speed=AVIF_SPEED, max_threads=1)
-
-    return build
-
-
-def _copy(src: Path) -> Callable[[Path], None]:
-    return lambda target: shutil.copyfile(src, target)
-
-
-def _crop_first(src: Path, cell: int) -> Callable[[Path], None]:
-    def build(target: Path) -> None:
-        from PIL import Image
-
-        Image.open(src).convert("RGB").crop((0, 0, cell, cell)).save(target, format="WEBP", quality=80)
-
-    return build
-
-
 class SiteBuilder:
     """All models of an atlas folder (or the ones named) -> pages under ``out``."""
 
@@ -236,7 +93,7 @@ class SiteBuilder:
                 from generator.network.modelfile import register_from_manifest
 
                 register_from_manifest(model, AtlasStore(self.data, model).read_manifest())
-        self.env = _environment()
+        self.env = environment()
         self.staging = self.out / STAGING
         self.pages = 0
 
@@ -257,31 +114,18 @@ class SiteBuilder:
                 site.build()
             self._landing(sites)
             self._method(sites)
-            self._swap()
+            swap_in(self.staging, self.out, self.models)
         finally:
             if self.staging.exists():
                 shutil.rmtree(self.staging)
         return self.pages
 
-    def _swap(self) -> None:
-        """Put the new pages in place of the old ones, model by model, then the top files."""
-        trash = self.staging / ".old"
-        trash.mkdir()
-        for model in dict.fromkeys([*MODELS, *generated_folders(self.out), *self.models]):  # a model no longer in the atlas loses its pages too
-            current = self.out / model
-            if current.exists():
-                current.rename(trash / model)
-            if model in self.models:
-                (self.staging / model).rename(current)
-        for name in GENERATED:
-            os.replace(self.staging / name, self.out / name)
-
-    def _landing(self, sites: list["ModelSite"]) -> None:
+    def _landing(self, sites: list[ModelSite]) -> None:
         cards = [site.card() for site in sites]
         text = self.env.get_template("models.md.j2").render(cards=cards, thumb=THUMB)
         (self.staging / "_models.md").write_text(text)
 
-    def _method(self, sites: list["ModelSite"]) -> None:
+    def _method(self, sites: list[ModelSite]) -> None:
         self.write_page("method.md", "method.md.j2", sites=[site.method_context() for site in sites])
 
 
@@ -447,7 +291,7 @@ class ModelSite:
         here = paths.filter_url(self.model, layer.name, f)
         record = self.store.read_filter(layer.name, f)
         sp = self.store.paths
-        self.make(self.asset(layer.name, f, "thumb"), [sp.filter_png(layer.name, f)], _webp(sp.filter_png(layer.name, f), 80, THUMB))
+        self.make(self.asset(layer.name, f, "thumb"), [sp.filter_png(layer.name, f)], webp(sp.filter_png(layer.name, f), 80, THUMB))
         views = []
         for name in row.get("views", ["channel"]):
             view = VIEWS[name]
@@ -456,7 +300,7 @@ class ModelSite:
             for suffix in view.suffixes():
                 src = sp.filter_png(layer.name, f, suffix)
                 url = self.asset(layer.name, f, "display" if name == "channel" else f"view:{suffix}")
-                self.make(url, [src], _avif(src, CHANNEL_QUALITY if name == "channel" else OTHER_VIEWS_QUALITY))
+                self.make(url, [src], avif(src, CHANNEL_QUALITY if name == "channel" else OTHER_VIEWS_QUALITY))
                 pictures.append(relative(here, url))
             views.append({
                 "name": name, "title": view.title, "what": view.what, "pictures": pictures,
@@ -503,9 +347,9 @@ class ModelSite:
             return None
         data = read_json(src_json, f"dataset examples of {layer.name}:{f}")
         url = self.asset(layer.name, f, "examples")
-        self.make(url, [sprite], _copy(sprite))
+        self.make(url, [sprite], copy_file(sprite))
         cell = data["sprite"]["cell"]
-        self.make(self.asset(layer.name, f, "top1"), [sprite], _crop_first(sprite, cell))
+        self.make(self.asset(layer.name, f, "top1"), [sprite], crop_first(sprite, cell))
 
         def crops(kind: str, row: int) -> list[dict]:
             return [{"x": -i * cell, "y": -row * cell, "value": e["value"], "image": e["image"],
@@ -603,7 +447,7 @@ class ModelSite:
                 for f in common:
                     url = self.asset(layer.name, f, "compare")
                     src = self.compare.paths.filter_png(layer.name, f)
-                    self.make(url, [src], _webp(src, 80, THUMB))
+                    self.make(url, [src], webp(src, 80, THUMB))
                     cells_naive.append(Cell(relative(here, paths.filter_url(self.model, layer.name, f)),
                                             relative(here, url), f"{layer.name}:{f} (original method)", str(f),
                                             theirs[f]["dead"]))
@@ -619,61 +463,6 @@ class ModelSite:
                 "naive": naive, "comparison": comparison, "trust": trust}
 
 
-# --- classes and accuracy: pure functions from the stored records to what the pages show ---------------------
-
-
-def class_display(name: str, short: bool = False) -> str:
-    """A class as pages name it: an ImageNet synset id with its name (``tench (n01440764)``, or
-    ``tench`` where space is short), any other class as it is."""
-    from generator.evidence.labels import SYNSET, imagenet_classes
-
-    if SYNSET.match(name):
-        names = {c.synset: c.name for c in imagenet_classes()}
-        if name in names:
-            return names[name] if short else f"{names[name]} ({name})"
-    return name
-
-
-def top_class(examples_json: Path) -> dict | None:
-    """The first class of a filter's top examples, or None (no labels)."""
-    if not examples_json.exists():
-        return None
-    rows = (read_json(examples_json, "dataset examples").get("classes") or {}).get("top") or []
-    return rows[0] if rows else None
-
-
-def filter_classes(record: dict | None) -> dict | None:
-    """The classes row of a filter page: its top examples' classes against the image set, its votes."""
-    if not record:
-        return None
-
-    def vote(entry: dict) -> dict:
-        return {"name": class_display(entry["class"]), "value": f"{entry['value']:+.3g}"}
-
-    rows = [{"name": class_display(r["class"]), "count": r["count"], "share": f"{r['share']:.0%}",
-             "base": f"{r['base']:.1%}", "lift": f"{r['lift']:.2g}×" if r.get("lift") else "–",
-             "p": f"{r['p']:.2g}"} for r in record.get("top", [])]
-    return {"examples": record.get("examples", 0), "labelled": record.get("labelled", 0), "rows": rows,
-            "votes": [vote(v) for v in record.get("votes", []) if v["value"] > 0],
-            "against": [vote(v) for v in record.get("against", [])],
-            "has_votes": "votes" in record}
-
-
-def accuracy_summary(data: dict, labels: dict, shown: int = 5) -> dict:
-    """The model page's accuracy: overall, and the worst and best classes by top-1 (ties: more images first)."""
-    per_class = [{"name": class_display(name), "images": v["images"], "top1": v["top1"], "top5": v["top5"]}
-                 for name, v in (data.get("per_class") or {}).items()]
-    ranked = sorted(per_class, key=lambda r: (r["top1"], -r["images"], r["name"]))
-    worst = ranked[:shown]
-    best = [r for r in sorted(per_class, key=lambda r: (-r["top1"], -r["images"], r["name"])) if r not in worst][:shown]
-    fmt = lambda v: "–" if v is None else f"{100 * v:.1f}%"  # noqa: E731
-    for row in worst + best:
-        row["top1_text"], row["top5_text"] = fmt(row["top1"]), fmt(row["top5"])
-    return {"images": data.get("images", 0), "top1": fmt(data.get("top1")), "top5": fmt(data.get("top5")),
-            "top_k": data.get("top_k", 5), "classes": len(data.get("classes") or []), "order": data.get("order", ""),
-            "source": labels.get("source", ""), "worst": worst, "best": best}
-
-
 def model_source(spec) -> dict | None:
     """A user's network: its file (name and sha256, never its path), input and preprocessing."""
     if spec.zoo:
@@ -683,18 +472,6 @@ def model_source(spec) -> dict | None:
             "colour": "grayscale" if spec.channels == 1 else "RGB", "preprocessing": spec.preprocessing.key,
             "preprocessing_from": spec.source.get("preprocessing_from", ""),
             "classes": spec.head["classes"] if spec.head else None}
-
-
-def generated_folders(site_src: Path) -> list[str]:
-    """The model folders a past ``atlas site`` wrote under ``site_src``: the zoo's, and every folder
-    with the generated marker (a user's network, named as its user chose)."""
-    found = []
-    if Path(site_src).is_dir():
-        for folder in sorted(Path(site_src).iterdir()):
-            marker = folder / ".gitignore"
-            if folder.is_dir() and (folder.name in MODELS or (marker.is_file() and marker.read_text() == MARKER)):
-                found.append(folder.name)
-    return found
 
 
 def _numbers(view: str, entry: dict) -> list[tuple[str, str]]:
@@ -717,19 +494,6 @@ def _numbers(view: str, entry: dict) -> list[tuple[str, str]]:
     precision = entry.get("precision", "")
     rows.append(("Precision", precision + (" (redone in float32)" if entry.get("retried_float32") else "")))
     return rows
-
-
-def stage_project(dest: Path) -> Path:
-    """A copy of what ``mkdocs build`` reads (mkdocs.yml, hand-written pages, BENCHMARKS.md) in
-    ``dest/project``, for builds that must not touch the working tree (tests, benchmarks)."""
-    repo = TEMPLATES.parent
-    project = Path(dest) / "project"
-    project.mkdir(parents=True)
-    shutil.copy(repo / "mkdocs.yml", project)
-    shutil.copy(repo / "BENCHMARKS.md", project)
-    shutil.copytree(repo / "site_src", project / "site_src",
-                    ignore=shutil.ignore_patterns(*MODELS, *generated_folders(repo / "site_src"), *GENERATED, STAGING))
-    return project
 
 
 def build_site(data: str | Path, out: str | Path, compare: str | Path | None = None) -> int:
