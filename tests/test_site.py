@@ -18,9 +18,8 @@ import pytest
 
 from generator import paths
 from generator.errors import AtlasError
-from generator.site.build import build_site
-from generator.site.staging import stage_project
-from generator.site.urls import DEFAULT_SITE_URL, downloads_url, relative, site_url
+from generator.site import build_site, downloads_url, relative, site_url, stage_project
+from generator.site.urls import DEFAULT_SITE_URL
 from generator.site.escape import bibtex_text, markdown_text
 from tests.conftest import ROOT, error_line, run_atlas
 from tests.hostile import HOSTILE_FILES, HOSTILE_LICENSE, HOSTILE_NAME, HOSTILE_WEIGHTS
