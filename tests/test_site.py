@@ -18,14 +18,8 @@ import pytest
 
 from generator import paths
 from generator.errors import AtlasError
-from generator.site.build import (
-    DEFAULT_SITE_URL,
-    build_site,
-    downloads_url,
-    relative,
-    site_url,
-    stage_project,
-)
+from generator.site import build_site, downloads_url, relative, site_url, stage_project
+from generator.site.urls import DEFAULT_SITE_URL
 from generator.site.escape import bibtex_text, markdown_text
 from tests.conftest import ROOT, error_line, run_atlas
 from tests.hostile import HOSTILE_FILES, HOSTILE_LICENSE, HOSTILE_NAME, HOSTILE_WEIGHTS
@@ -404,7 +398,7 @@ def test_class_names_are_text_not_markdown(tiny_atlas, tmp_path):
 
 
 def test_a_users_folder_is_marked_swapped_and_removed(tiny_atlas, tmp_path):
-    from generator.site.build import MARKER, generated_folders
+    from generator.site.staging import MARKER, generated_folders
 
     atlas = _copy_atlas(tiny_atlas, tmp_path)
     out = tmp_path / "site_src"

@@ -232,7 +232,7 @@ def slurm():
 
 def project(tmp_path: Path) -> Path:
     """A copy of what mkdocs reads, so that the merge job's site build stays out of the working tree."""
-    from generator.site.build import stage_project
+    from generator.site import stage_project
 
     return stage_project(tmp_path)
 

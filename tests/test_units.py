@@ -134,7 +134,7 @@ def test_plots_thin_long_curves_and_stay_one_html_block():
     ys = [float(p.split(",")[1]) for p in line.points.split()]
     band = sorted(ys)[1:]  # the sine's points: all near the bottom of the plot, the spike far above them
     assert len(ys) <= plots.MAX_POINTS and min(ys) < min(band) - 50
-    from generator.site.build import _environment
+    from generator.site.templates import environment as _environment
 
     env = _environment()
     for name, plot in [("_loss_plot.svg.j2", line), ("_loss_plot.svg.j2", plots.histogram([1.0, 2.0])),

@@ -156,7 +156,7 @@ def _du(path: Path, pattern: str = "*") -> int:
 def run(args, network) -> tuple[str, str]:
     from generator.bench import machine
     from generator.network import backend
-    from generator.site.build import build_site, stage_project
+    from generator.site import build_site, stage_project
 
     backend.select(args.backend)  # machine() reads the device; the build itself needs no backend
     size, steps = args.size or 128, args.steps or 256

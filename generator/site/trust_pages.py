@@ -1,11 +1,12 @@
 """The trust scores (``atlas trust``) as the pages show them: the filter page's row, the layer's table,
 the Method page's layer means. Formatting only, from the stored records: the scores themselves are
-computed in ``generator.passes.trust``; scores computed against examples since replaced are not shown."""
+computed in ``generator.evidence.trust_scores``; scores computed against examples since replaced are not
+shown."""
 
 from __future__ import annotations
 
+from generator.evidence.trust_scores import SEED_PICTURES, current_against
 from generator.site import plots
-from generator.passes.trust import SEED_PICTURES, current_against
 
 WEAK_TWO_IMAGE = 0.6  # below: the picture barely tells top photos from bottom ones (chance is 0.5)
 CLEAR_TWO_IMAGE = 0.75

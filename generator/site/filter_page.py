@@ -1,0 +1,189 @@
+"""A filter's page (``/vgg16/block3_conv3/80/``): every view's display pictures with their loss curve
+and facts, the dataset examples, the wiring, the classes, the trust row, the links to its neighbours,
+its downloads and its BibTeX entry."""
+
+from __future__ import annotations
+
+from generator import paths
+from generator.atlas.store import read_json
+from generator.network.layers import Layer
+from generator.render.views import VIEWS
+from generator.site import plots, trust_pages
+from generator.site.assets import (
+    CHANNEL_QUALITY,
+    DISPLAY,
+    OTHER_VIEWS_QUALITY,
+    THUMB,
+    avif,
+    copy_file,
+    crop_first,
+    webp,
+)
+from generator.site.classes import filter_classes
+from generator.site.escape import bibtex_text, fenced_code
+from generator.site.model_site import Cell, ModelSite, public_weights
+from generator.site.urls import downloads_url, relative, relative_md, site_url
+
+WIRING_ROWS = {"excite": "Strongest positive inputs", "inhibit": "Strongest negative inputs",
+               "excites": "Excites most", "inhibits": "Inhibits most"}
+
+
+def write_filter_page(site: ModelSite, layer: Layer, row: dict, prev: int | None, nxt: int | None,
+                      wiring: dict) -> dict | None:
+    """Write the filter's page; return its trust summary (None if it has no current trust scores)."""
+    f = row["filter"]
+    here = paths.filter_url(site.model, layer.name, f)
+    record = site.store.read_filter(layer.name, f)
+    sp = site.store.paths
+    site.make(site.asset(layer.name, f, "thumb"), [sp.filter_png(layer.name, f)], webp(sp.filter_png(layer.name, f), 80, THUMB))
+    views = [_view(site, layer, f, here, name, record) for name in row.get("views", ["channel"])]
+    permalink = site_url() + here
+    short = site.spec.short_name(layer.name, f)
+
+    def link(other: int | None):
+        if other is None:
+            return None
+        return {"href": relative(here, paths.filter_url(site.model, layer.name, other)), "label": f"{layer.name}:{other}"}
+
+    downloads = downloads_url()
+    trust = trust_pages.current_trust(record, site.manifest)
+    site.writer.write_page(
+        here, "filter.md.j2", layer=layer, record=record, short=short, model=site.model,
+        crumbs=site.crumbs(here, site.group_crumb(layer), (layer.name, paths.layer_url(site.model, layer.name)), (str(f), None)),
+        views=views, display=DISPLAY,
+        downloads=f"{downloads}{site.model}/{layer.name}/{paths.filter_stem(f)}" if downloads else None,
+        data_path=f"atlas/{site.model}/{layer.name}/{paths.filter_stem(f)}",
+        prev=link(prev), next=link(nxt), up=relative(here, paths.layer_url(site.model, layer.name)),
+        permalink=permalink,
+        bibtex=fenced_code(bibtex(site.spec.title, site.model, layer.name, f, permalink, site.manifest), "bibtex"),
+        examples=_examples(site, layer, f, here, record), examples_set=site.examples,
+        wiring=_filter_wiring(site, f, here, wiring), classes=_classes(site, layer, f),
+        model_flag=site.model if site.spec.zoo else f"PATH.keras --name {site.model}",
+        trust=trust_pages.filter_row(trust) if trust else None, method_href=relative_md(here, "method.md"),
+    )
+    return trust["summary"] if trust else None
+
+
+def _view(site: ModelSite, layer: Layer, f: int, here: str, name: str, record: dict) -> dict:
+    """One view of the filter: its display pictures (made now), loss curve and facts."""
+    view = VIEWS[name]
+    entry = record if name == "channel" else record["views"][name]
+    pictures = []
+    for suffix in view.suffixes():
+        src = site.store.paths.filter_png(layer.name, f, suffix)
+        url = site.asset(layer.name, f, "display" if name == "channel" else f"view:{suffix}")
+        site.make(url, [src], avif(src, CHANNEL_QUALITY if name == "channel" else OTHER_VIEWS_QUALITY))
+        pictures.append(relative(here, url))
+    return {
+        "name": name, "title": view.title, "what": view.what, "pictures": pictures,
+        "plot": plots.line_plot(entry.get("loss", [])), "numbers": numbers(name, entry),
+    }
+
+
+def numbers(view: str, entry: dict) -> list[tuple[str, str]]:
+    """The facts table of one view."""
+    def fmt(value) -> str:
+        if isinstance(value, list):
+            return ", ".join(f"{v:.4g}" for v in value)
+        return f"{value:.5g}" if isinstance(value, float) else str(value)
+
+    rows = [("Final loss", fmt(entry.get("final_loss")))]
+    if view in ("channel", "diversity"):
+        rows.append(("Mean activation after ReLU", fmt(entry.get("activation"))))
+        rows.append(("Coverage of the map", fmt(entry.get("coverage"))))
+    if view == "neuron":
+        rows.append(("Centre unit before ReLU", fmt(entry.get("centre"))))
+    if view in ("channel", "negative"):
+        rows.append(("Mean / max before ReLU", f"{fmt(entry.get('pre_relu_mean'))} / {fmt(entry.get('pre_relu_max'))}"))
+    if view == "channel":
+        rows.append(("Dead", "yes" if entry.get("dead") else "no"))
+    precision = entry.get("precision", "")
+    rows.append(("Precision", precision + (" (redone in float32)" if entry.get("retried_float32") else "")))
+    return rows
+
+
+def bibtex(title: str, model: str, layer: str, filter_index: int, permalink: str, manifest: dict) -> str:
+    """The filter's BibTeX entry; every field's text escaped for BibTeX (``bibtex_text``)."""
+    key = f"{model}_{layer}_{filter_index}"
+    year = str(manifest.get("updated", ""))[:4] or "2026"
+    weights = public_weights(manifest)
+    return (
+        f"@misc{{{key},\n"
+        f"  title = {{{bibtex_text(f'{title} {layer}:{filter_index}')}: feature visualization}},\n"
+        f"  author = {{{{VGG16 Filter Atlas}}}},\n"
+        f"  year = {{{bibtex_text(year)}}},\n"
+        f"  howpublished = {{\\url{{{permalink}}}}},\n"
+        f"  note = {{weights {bibtex_text(weights['name'])}, sha256 {bibtex_text(weights['sha256'][:16])}, "
+        f"config {bibtex_text(manifest['config_hash'])}}}\n"
+        f"}}"
+    )
+
+
+# --- evidence: dataset examples, wiring and classes -------------------------------------------------------
+
+
+def _examples(site: ModelSite, layer: Layer, f: int, here: str, record: dict) -> dict | None:
+    sp = site.store.paths
+    src_json, sprite = sp.examples_json(layer.name, f), sp.examples_sprite(layer.name, f)
+    if not (src_json.exists() and sprite.exists()):
+        return None
+    data = read_json(src_json, f"dataset examples of {layer.name}:{f}")
+    url = site.asset(layer.name, f, "examples")
+    site.make(url, [sprite], copy_file(sprite))
+    cell = data["sprite"]["cell"]
+    site.make(site.asset(layer.name, f, "top1"), [sprite], crop_first(sprite, cell))
+
+    def crops(kind: str, row: int) -> list[dict]:
+        return [{"x": -i * cell, "y": -row * cell, "value": e["value"], "image": e["image"],
+                 "title": f"{e['image']} at ({e['y']}, {e['x']}): {e['value']:.4g}"}
+                for i, e in enumerate(data[kind])]
+
+    picture = record.get("pre_relu_max")
+    strongest = data["top"][0]["value"] if data["top"] else None
+    hist = data["histogram"]
+    marks = [(picture, "this picture")] if picture is not None else []
+    ratio = picture / strongest if picture is not None and strongest and strongest > 0 else None
+    return {
+        "sprite": relative(here, url), "cell": cell, "sprite_width": cell * len(data["top"]),
+        "sprite_height": cell * 2, "top": crops("top", 0), "bottom": crops("bottom", 1),
+        "plot": plots.distribution(hist["edges"], hist["counts"], marks), "ratio": ratio,
+        "strongest": strongest, "picture": picture, "count": sum(hist["counts"]),
+    }
+
+
+def read_wiring(site: ModelSite, layer: Layer) -> dict:
+    """The layer's ``wiring.json`` ({} where ``atlas wiring`` has not run)."""
+    path = site.store.paths.wiring_json(layer.name)
+    return read_json(path, f"wiring of {layer.name}") if path.exists() else {}
+
+
+def _filter_wiring(site: ModelSite, f: int, here: str, wiring: dict) -> dict | None:
+    entry = wiring.get("filters", {}).get(str(f))
+    if entry is None:
+        return None
+    rows = []
+    for key, label in WIRING_ROWS.items():
+        items = entry.get(key) or []
+        if not items:
+            continue
+        cells = []
+        for item in items:
+            other, g = item["layer"], item["filter"]
+            rendered = g in site.rows.get(other, {})
+            cells.append(Cell(
+                href=relative(here, paths.filter_url(site.model, other, g)) if rendered else None,
+                thumb=relative(here, site.asset(other, g, "thumb")) if rendered else None,
+                title=f"{other}:{g}, weight {item['weight']:.3g}" + ("" if rendered else " (not rendered in this atlas)"),
+                label=f"{item['weight']:+.2g}", alt=f"{other}:{g}",
+            ))
+        rows.append({"label": label, "cells": cells, "layer": items[0]["layer"]})
+    kernel = entry.get("kernel")
+    return {"rows": rows, "kernel": plots.kernel_image(kernel) if kernel else None,
+            "rule": wiring.get("rule", "")}
+
+
+def _classes(site: ModelSite, layer: Layer, f: int) -> dict | None:
+    path = site.store.paths.examples_json(layer.name, f)
+    if not path.exists():
+        return None
+    return filter_classes(read_json(path, f"dataset examples of {layer.name}:{f}").get("classes"))
