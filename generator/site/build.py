@@ -14,7 +14,8 @@ from pathlib import Path
 
 from generator.atlas.store import AtlasStore, atlas_models
 from generator.errors import AtlasError
-from generator.network.zoo import MODELS
+from generator.network.modelfile import spec_from_manifest
+from generator.network.zoo import MODELS, ModelSpec
 from generator.site.filter_page import read_wiring, write_filter_page
 from generator.site.landing_page import write_landing
 from generator.site.layer_page import write_layer_page
@@ -34,18 +35,14 @@ def build_site(data: str | Path, out: str | Path, compare: str | Path | None = N
     models = atlas_models(data)
     if not models:
         raise AtlasError(f"{data}: no atlas here; run `atlas generate --out {data}` first")
-    for model in models:
-        if model not in MODELS:  # a user's network, known from its manifest
-            from generator.network.modelfile import register_from_manifest
-
-            register_from_manifest(model, AtlasStore(data, model).read_manifest())
+    specs = [network_of(data, model) for model in models]
     staging = out / STAGING
     writer = PageWriter(staging)
     if staging.exists():
         shutil.rmtree(staging)  # left by a failed build
     staging.mkdir(parents=True)
     try:
-        sites = [ModelSite(writer, data, out, model, compare) for model in models]
+        sites = [ModelSite(writer, data, out, spec, compare) for spec in specs]
         for site in sites:
             build_model(site)
         write_landing(writer, sites)
@@ -55,6 +52,13 @@ def build_site(data: str | Path, out: str | Path, compare: str | Path | None = N
         if staging.exists():
             shutil.rmtree(staging)
     return writer.pages
+
+
+def network_of(data: Path, model: str) -> ModelSpec:
+    """The network of the model folder ``model``: one of the zoo, or a user's, read from its manifest."""
+    if model in MODELS:
+        return MODELS[model]
+    return spec_from_manifest(model, AtlasStore(data, model).read_manifest())
 
 
 def build_model(site: ModelSite) -> None:

@@ -19,7 +19,7 @@ def write_landing(writer: PageWriter, sites: list[ModelSite]) -> None:
 def card(site: ModelSite) -> dict:
     """One model's card: two filters of the last rendered layer of each group, and the model's facts."""
     picks = []
-    for group in groups(site.model):
+    for group in groups(site.spec):
         in_group = [layer for layer in site.layers if layer.group == group and site.rows[layer.name]]
         if in_group:
             layer = in_group[-1]

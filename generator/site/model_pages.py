@@ -21,13 +21,13 @@ def write_model_pages(site: ModelSite) -> None:
         here, "model.md.j2", title=site.spec.title, about=site.spec.about,
         layers=[layer_summary(site, here, layer, rows) for layer, rows in summaries],
         groups=[(site.spec.group_label(g), relative_md(here, paths.group_url(site.model, g)))
-                for g in groups(site.model)],
+                for g in groups(site.spec)],
         total_filters=sum(layer.filters for layer in site.layers),
         rendered_count=sum(len(rows) for _, rows in summaries),
         crumbs=[("Atlas", relative(here, "")), (site.spec.title, None)],
         nav=nav_entry(site), source=model_source(site.spec), accuracy=accuracy(site),
     )
-    for group in groups(site.model):
+    for group in groups(site.spec):
         here = paths.group_url(site.model, group)
         in_group = [(layer, rows) for layer, rows in summaries if layer.group == group]
         site.writer.write_page(
@@ -41,7 +41,7 @@ def nav_entry(site: ModelSite) -> str:
     """The model's nav (its groups and their layers) for the nav plugin, as JSON in the page's front
     matter: the plugin sees only the docs folder, and a user's network has no table it could read."""
     groups_ = [[site.spec.group_label(g), g, [layer.name for layer in site.layers if layer.group == g]]
-               for g in groups(site.model)]
+               for g in groups(site.spec)]
     return json.dumps({"title": site.spec.title, "groups": groups_}, separators=(",", ":"))
 
 

@@ -17,7 +17,7 @@ from generator.atlas.store import AtlasStore, read_json_or_none, weights_name
 from generator.cluster.shards import check_merged
 from generator.errors import AtlasError
 from generator.network.layers import Layer, model_layers
-from generator.network.zoo import model_spec
+from generator.network.zoo import ModelSpec
 from generator.site.assets import AssetCache
 from generator.site.classes import class_display, top_class
 from generator.site.templates import PageWriter
@@ -59,10 +59,11 @@ def model_source(spec) -> dict | None:
 class ModelSite:
     """The pages of one model: what they are made from, and the helpers they share."""
 
-    def __init__(self, writer: PageWriter, data: Path, out: Path, model: str, compare: Path | None = None) -> None:
+    def __init__(self, writer: PageWriter, data: Path, out: Path, spec: ModelSpec, compare: Path | None = None) -> None:
+        model = spec.name
         self.writer = writer
         self.model = model
-        self.spec = model_spec(model)
+        self.spec = spec
         self.store = AtlasStore(data, model)
         self.manifest = self.store.read_manifest()
         check_merged(self.store)  # a sharded job's tables are whole only once merged
@@ -71,7 +72,7 @@ class ModelSite:
             raise AtlasError(f"{self.store.paths.manifest}: the atlas has no pictures yet; run `atlas generate "
                              f"--model {flag} --out {data}`")
         self.config_hash = self.manifest["config_hash"]
-        self.layers = model_layers(model)
+        self.layers = model_layers(spec)
         self.rows = {layer.name: self.checked_rows(layer) for layer in self.layers}
         if not any(self.rows.values()):
             raise AtlasError(f"{self.store.paths.model_dir}: the atlas has no rendered filters yet; run `atlas generate`")
