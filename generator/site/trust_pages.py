@@ -5,7 +5,7 @@ computed in ``generator.passes.trust``; scores computed against examples since r
 from __future__ import annotations
 
 from generator.site import plots
-from generator.passes.trust import SEED_PICTURES, current_against
+from generator.evidence.trust_scores import SEED_PICTURES, current_against
 
 WEAK_TWO_IMAGE = 0.6  # below: the picture barely tells top photos from bottom ones (chance is 0.5)
 CLEAR_TWO_IMAGE = 0.75
