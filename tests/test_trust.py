@@ -137,7 +137,8 @@ def red_atlas(tmp_path_factory):
     """The hand-made network's atlas: channel and diversity pictures of 4 filters per layer (lucid),
     its dataset examples among the hand-made images, and its trust."""
     from generator.evidence.imagesets import list_images
-    from generator.passes.examples import ExamplesConfig, run_examples
+    from generator.passes.examples import run_examples
+    from generator.passes.examples_config import ExamplesConfig
     from generator.passes.generate import generate
     from generator.passes.trust import TrustConfig, run_trust
     from generator.progress import Progress

@@ -20,14 +20,11 @@ def run(args) -> tuple[str, str]:
 
     backend.select(args.backend)
     from generator.evidence.imagesets import list_images, load_image, write_sample_tiles
+    from generator.evidence.tracker import Tracker, auto_examples_batch
     from generator.network.models import load_model
     from generator.network.selection import parse_layers
-    from generator.passes.examples import (
-        ExamplesConfig,
-        Tracker,
-        auto_examples_batch,
-        run_examples,
-    )
+    from generator.passes.examples import run_examples
+    from generator.passes.examples_config import ExamplesConfig
     from generator.progress import Progress
 
     size = args.size or 224

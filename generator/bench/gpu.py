@@ -196,7 +196,7 @@ def run(args) -> tuple[str, str]:
     # 5. the dataset-examples pass on the device (synthetic images; decoding is a CPU figure)
     examples = "not measured (time budget)"
     if clock.left() > 20:
-        from generator.passes.examples import Tracker, auto_examples_batch
+        from generator.evidence.tracker import Tracker, auto_examples_batch
 
         ex_size = 64 if reduced else 224
         ex_layers = list(all_layers)

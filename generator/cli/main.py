@@ -496,7 +496,8 @@ def _examples_job(args: argparse.Namespace):
 
 
 def cmd_examples(args: argparse.Namespace) -> int:
-    from generator.passes.examples import ExamplesConfig, run_examples
+    from generator.passes.examples import run_examples
+    from generator.passes.examples_config import ExamplesConfig
 
     layers, images, labels = _examples_job(args)
     chosen, facts, precision, devices = _start_backend(args)
