@@ -120,7 +120,6 @@ def _check_atlas(store: AtlasStore, loaded: LoadedModel, config: ExamplesConfig,
         atomic_write_json(store.paths.manifest, manifest)
 
 
-
 @dataclass
 class _Stream:
     """The images going through the trackers (one a device: batch i to device i mod n), how far they

@@ -31,7 +31,7 @@ from generator.network.models import LoadedModel
 from generator.passes.examples_config import ExamplesConfig
 
 CELL = 64  # side of one crop in the sprites
-GREY = 128
+GREY = 128  # where a crop reaches past its image, and the rows of a batch without one
 # Decoded images the writing of the sprites holds at once (about 1,700 at 224 px), whatever the number
 # of filters and examples: the crops of a layer are written a chunk of filters at a time.
 IMAGE_CACHE_BYTES = 256 << 20
