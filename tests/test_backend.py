@@ -2,9 +2,9 @@
 
 import subprocess
 
+from generator.evidence.tracker import auto_examples_batch
 from generator.network.backend import DeviceFacts, nvidia_smi_free, resolve_precision
 from generator.network.layers import find_layer, model_layers
-from generator.passes.examples import auto_examples_batch
 from generator.render.renderer import auto_batch
 
 H100 = DeviceFacts("gpu", "NVIDIA H100", 9.0, 70 * 2**30)

@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from generator.cli.parser import build_parser
 from generator.cli import main as cli
+from generator.cli.parser import build_parser
 from tests.conftest import ROOT, error_line, run_atlas
 
 

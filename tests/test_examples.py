@@ -20,6 +20,7 @@ import pytest
 from PIL import Image
 
 from generator.atlas.store import AtlasStore
+from generator.evidence import tracker
 from generator.evidence.imagesets import (
     SAMPLE_PHOTOS,
     list_images,
@@ -28,8 +29,8 @@ from generator.evidence.imagesets import (
 )
 from generator.network import inputs
 from generator.network.layers import find_layer
-from generator.passes import examples
-from generator.passes.examples import ExamplesConfig
+from generator.passes import examples_files
+from generator.passes.examples_config import ExamplesConfig
 from tests.conftest import HOSTILE_EXAMPLES, ROOT, error_line, run_atlas
 
 ARGS = ["--weights", "hed-bsds500", "--layers", "block2_conv2,block4_conv3", "--top", "8", "--size", "96"]
@@ -336,7 +337,7 @@ def test_writing_the_examples_holds_few_decoded_images_however_many_filters_and_
     """Peak memory of writing the sprites (tracemalloc: numpy's arrays are traced) stays near the image
     cache (1 MiB here) as filters x examples grow 32-fold and the images they need to all of the set
     (measured 1.9 and 3.2 MiB; 8 MiB of decoded images before)."""
-    monkeypatch.setattr(examples, "IMAGE_CACHE_BYTES", 1 << 20, raising=False)  # 37 images of 96 px
+    monkeypatch.setattr(examples_files, "IMAGE_CACHE_BYTES", 1 << 20, raising=False)  # 37 images of 96 px
     image_set = list_images(sample_tiles)
     rng = np.random.default_rng(0)
 
@@ -348,14 +349,14 @@ def test_writing_the_examples_holds_few_decoded_images_however_many_filters_and_
                  "top_pos": rng.integers(0, width * width, (top, c)).astype(np.int32),
                  "bot_val": -np.sort(-rng.random((top, c)), 0).astype(np.float32), "bot_img": pick().astype(np.int32),
                  "bot_pos": rng.integers(0, width * width, (top, c)).astype(np.int32),
-                 "hist": np.zeros((c, examples.HIST_BINS), np.int32)}
+                 "hist": np.zeros((c, tracker.HIST_BINS), np.int32)}
         config = ExamplesConfig(model="vgg16", weights_sha256="0" * 64, size=96, top=top, images=image_set)
         store = AtlasStore(tmp_path / f"{layer_name}-{top}", "vgg16")
         needed = len(set(state["top_img"].ravel()) | set(state["bot_img"].ravel()))
         with ThreadPoolExecutor(max_workers=2) as pool:
             tracemalloc.start()
             try:
-                examples._write_examples(store, [layer], [state], config, pool)
+                examples_files._write_examples(store, [layer], [state], config, pool)
                 return tracemalloc.get_traced_memory()[1], needed
             finally:
                 tracemalloc.stop()

@@ -19,8 +19,8 @@ from generator.cluster.shards import (
     picture_cost,
     split_generate,
 )
+from generator.evidence.tracker import merge_tracker_states
 from generator.network.layers import find_layer, model_layers
-from generator.passes.examples import merge_tracker_states
 from generator.paths import AtlasPaths
 from generator.render.config import RenderConfig
 from generator.render.views import VIEWS

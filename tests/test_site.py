@@ -19,8 +19,8 @@ import pytest
 from generator import paths
 from generator.errors import AtlasError
 from generator.site import build_site, downloads_url, relative, site_url, stage_project
-from generator.site.urls import DEFAULT_SITE_URL
 from generator.site.escape import bibtex_text, markdown_text
+from generator.site.urls import DEFAULT_SITE_URL
 from tests.conftest import ROOT, error_line, run_atlas
 from tests.hostile import HOSTILE_FILES, HOSTILE_LICENSE, HOSTILE_NAME, HOSTILE_WEIGHTS
 

@@ -11,16 +11,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from generator.evidence.trust_probe import footprint, input_patch
+from generator.evidence.trust_scores import cosine, pair_share, ranks, spearman
 from generator.network import inputs
 from generator.network.layers import find_layer
-from generator.passes.trust import (
-    cosine,
-    footprint,
-    input_patch,
-    pair_share,
-    ranks,
-    spearman,
-)
 from tests.conftest import error_line, run_atlas
 
 SIZE = 32
@@ -143,7 +137,8 @@ def red_atlas(tmp_path_factory):
     """The hand-made network's atlas: channel and diversity pictures of 4 filters per layer (lucid),
     its dataset examples among the hand-made images, and its trust."""
     from generator.evidence.imagesets import list_images
-    from generator.passes.examples import ExamplesConfig, run_examples
+    from generator.passes.examples import run_examples
+    from generator.passes.examples_config import ExamplesConfig
     from generator.passes.generate import generate
     from generator.passes.trust import TrustConfig, run_trust
     from generator.progress import Progress
@@ -314,7 +309,7 @@ def test_the_layer_table_carries_each_filters_summary_and_the_means(red_atlas):
 
 
 def test_the_probe_reads_footprints_at_the_border_and_the_strongest_unit(red_atlas):
-    from generator.passes.trust import LayerProbe
+    from generator.evidence.trust_probe import LayerProbe
 
     _, loaded, model, images = red_atlas
     image = _load(images.root / "red-0.png")

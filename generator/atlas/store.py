@@ -30,10 +30,10 @@ from pathlib import Path
 
 import numpy as np
 
-from generator.render.config import RenderConfig, robustness_for
 from generator.errors import AtlasError
 from generator.network.layers import Layer
 from generator.paths import AtlasPaths
+from generator.render.config import RenderConfig, robustness_for
 from generator.render.renderer import RenderedView
 from generator.render.views import CHANNEL, VIEWS
 
@@ -576,8 +576,8 @@ def trust_means(rows: list[dict]) -> dict:
 def atlas_models(root: Path | str) -> list[str]:
     """The models that have an atlas under ``root``: the zoo's in its order, then users' networks
     (folders whose manifest describes a model file) by name."""
-    from generator.paths import SAFE_NAME
     from generator.network.zoo import MODELS
+    from generator.paths import SAFE_NAME
 
     zoo = [name for name in MODELS if AtlasPaths(Path(root), name).manifest.exists()]
     folder = Path(root)

@@ -14,19 +14,39 @@ from pathlib import Path
 import numpy as np
 
 
+def _device_seconds(trackers: dict, stack: np.ndarray, batch: int, size: int, count: int,
+                    rounds: int) -> dict[str, float]:
+    """Per tracker, the best of ``rounds`` passes of the decoded images (``stack``) through it, the
+    trackers taking turns, after one batch each to compile."""
+    from generator.network import backend
+
+    valid = np.ones(batch, bool)
+    first = np.resize(stack, (batch, size, size, 3))
+    times: dict[str, float] = {}
+    for tracker in trackers.values():
+        backend.to_numpy(tracker.update(tracker.initial_state(), first, valid, 0)[0]["hist"])  # compile
+    for _ in range(rounds):  # alternately, the best of two each
+        for kind, tracker in trackers.items():
+            state = tracker.initial_state()
+            t0 = time.perf_counter()
+            for start in range(0, count, batch):
+                chunk = np.resize(stack[start:start + batch], (batch, size, size, 3))
+                state = tracker.update(state, chunk, valid, start)
+            backend.to_numpy(state[0]["hist"])
+            times[kind] = min(times.get(kind, np.inf), time.perf_counter() - t0)
+    return times
+
+
 def run(args, network) -> tuple[str, str]:
     from generator.bench import default_weights, load, machine
     from generator.network import backend
 
     backend.select(args.backend)
     from generator.evidence.imagesets import list_images, load_image, write_sample_tiles
+    from generator.evidence.tracker import Tracker, auto_examples_batch
     from generator.network.selection import parse_layers
-    from generator.passes.examples import (
-        ExamplesConfig,
-        Tracker,
-        auto_examples_batch,
-        run_examples,
-    )
+    from generator.passes.examples import run_examples
+    from generator.passes.examples_config import ExamplesConfig
     from generator.progress import Progress
 
     size = args.size or 224
@@ -56,20 +76,7 @@ def run(args, network) -> tuple[str, str]:
         trackers = {"plain": Tracker(loaded, layers, 16, precision, loaded.spec.preprocessing)}
         if labels is not None:
             trackers["labels"] = Tracker(loaded, layers, 16, precision, loaded.spec.preprocessing, labels, batch, count)
-        valid = np.ones(batch, bool)
-        first = np.resize(stack, (batch, size, size, 3))
-        times: dict[str, float] = {}
-        for tracker in trackers.values():
-            backend.to_numpy(tracker.update(tracker.initial_state(), first, valid, 0)[0]["hist"])  # compile
-        for _ in range(2 if labels is not None else 1):  # alternately, the best of two each
-            for kind, tracker in trackers.items():
-                state = tracker.initial_state()
-                t0 = time.perf_counter()
-                for start in range(0, count, batch):
-                    chunk = np.resize(stack[start:start + batch], (batch, size, size, 3))
-                    state = tracker.update(state, chunk, valid, start)
-                backend.to_numpy(state[0]["hist"])
-                times[kind] = min(times.get(kind, np.inf), time.perf_counter() - t0)
+        times = _device_seconds(trackers, stack, batch, size, count, 2 if labels is not None else 1)
         t_device = times["plain"]
         config = ExamplesConfig(model=network.name, weights_sha256=loaded.weights_sha256, size=size, top=16,
                                 images=images, precision=precision, backend=backend.name(), labels=labels)
@@ -91,7 +98,7 @@ def run(args, network) -> tuple[str, str]:
         f"| device: one forward pass for all layers + streaming top-k and histograms (alone) | {t_device:.1f} | {count / t_device:.1f} |\n"
         + (f"| device, labelled: the same + predictions + each filter's class votes (one backward pass per batch, "
            f"{len(labels.classes)} classes) | {times['labels']:.1f} | {count / times['labels']:.1f} |\n" if labels else "")
-        + 
+        +
         f"| the whole command: both overlapped, checkpoints, then {filters * 2:,} files written "
         f"| {t_total:.1f} | {count / t_total:.1f} |\n\n"
         f"The pass itself (decode and device overlapped) took {summary.timings['pass']:.1f} s of that; the rest "

@@ -255,8 +255,8 @@ def _reproducibility(check: Check) -> str:
 
 def _examples_rate(check: Check) -> str:
     """5. The dataset-examples pass on the device (synthetic images; decoding is a CPU figure)."""
+    from generator.evidence.tracker import Tracker, auto_examples_batch
     from generator.network import backend
-    from generator.passes.examples import Tracker, auto_examples_batch
 
     if check.clock.left() <= 20:
         return "not measured (time budget)"

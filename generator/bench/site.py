@@ -51,7 +51,7 @@ def _histogram(rng, images: int = 50_000) -> list[int]:
     """Counts of a filter's strongest response per image: normal in the symlog axis, centred between
     10 and 3,000, 0.3-0.7 decades wide. That fills 38 bins at the median, where the real histograms of
     the 292 sample images fill 18 (50,000 images reach further into the tails)."""
-    from generator.passes.examples import HIST_BINS, HIST_DECADES
+    from generator.evidence.tracker import HIST_BINS, HIST_DECADES
 
     level = rng.normal(rng.uniform(1.0, 3.5), rng.uniform(0.3, 0.7), images)
     bins = np.clip(np.floor((level + HIST_DECADES) / (2 * HIST_DECADES) * HIST_BINS), 0, HIST_BINS - 1)
@@ -64,7 +64,8 @@ def synthetic_atlas(root: Path, model: str, size: int, steps: int, top: int = 16
     from PIL import Image
 
     from generator.atlas.store import AtlasStore, atomic_write_bytes, atomic_write_json
-    from generator.passes.examples import CELL, histogram_edges
+    from generator.evidence.tracker import histogram_edges
+    from generator.passes.examples_files import CELL
     from generator.render.config import RenderConfig
     from generator.render.params import fourier_constants
     from generator.render.renderer import RenderedView

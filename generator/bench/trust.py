@@ -113,7 +113,8 @@ def run(args, network) -> tuple[str, str]:
     backend.select(args.backend)
     from generator.evidence.imagesets import list_images, write_sample_tiles
     from generator.network.selection import parse_layers, sample_filters
-    from generator.passes.examples import ExamplesConfig, run_examples
+    from generator.passes.examples import run_examples
+    from generator.passes.examples_config import ExamplesConfig
     from generator.passes.trust import TrustConfig, run_trust
 
     size, steps = args.size or 96, args.steps or 64

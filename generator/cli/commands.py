@@ -164,7 +164,8 @@ def examples_job(args: argparse.Namespace):
 
 
 def cmd_examples(args: argparse.Namespace) -> int:
-    from generator.passes.examples import ExamplesConfig, run_examples
+    from generator.passes.examples import run_examples
+    from generator.passes.examples_config import ExamplesConfig
 
     network, layers, size, images, labels = examples_job(args)
     started = backend_of(args, network)

@@ -149,11 +149,9 @@ def _merge_examples(store: AtlasStore, loaded, record: dict) -> str:
     from concurrent.futures import ThreadPoolExecutor
 
     from generator.evidence.imagesets import list_images
-    from generator.passes.examples import (
-        ExamplesConfig,
-        merge_tracker_states,
-        write_examples,
-    )
+    from generator.evidence.tracker import merge_tracker_states
+    from generator.passes.examples_config import ExamplesConfig
+    from generator.passes.examples_files import write_examples
 
     settings = record["examples"]
     images = list_images(settings["images_root"])

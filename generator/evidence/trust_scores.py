@@ -1,0 +1,174 @@
+"""The trust scores of one filter's picture, in numpy: how far to trust it, measured against the real
+images that drive the filter.
+
+A feature visualization can show one thing while the network's natural behaviour is another (Geirhos
+et al., "Don't trust your eyes: on the (un)reliability of feature visualizations", ICML 2024), and how
+much a picture helps predict which of two real images drives a unit more is an empirical question
+(Zimmermann et al., "How well do feature visualizations support causal understanding of CNN
+activations?", NeurIPS 2021). Four checks per filter, from its channel picture, its dataset examples
+(``atlas examples``) and the network:
+
+beyond nature: the picture's highest unit of the filter's map before the activation, over the best
+    natural example's (the examples pass's top value: the same measure).
+path similarity: at each layer up to the target, Spearman's rank correlation between the picture's
+    activation vector and the mean of the top-k natural examples' (after Geirhos et al.), beside the
+    same for a random natural image: is the picture processed along the path real images take?
+two-image prediction: over the top-k and bottom-k examples, the share of (top, bottom) pairs whose top
+    image is closer to the picture (cosine similarity at the layer just before the target), an
+    automated version of Zimmermann et al.'s task; 0.5 is chance.
+seed agreement: the mean pairwise cosine similarity of the four diversity pictures at the target
+    layer, beside that of four other filters' channel pictures.
+
+The vectors these compare are read on the device by ``generator.evidence.trust_probe``; the pass that
+stores the records is ``generator.passes.trust``. What a record was computed against (``against``)
+is kept with it, so the site can tell current scores from stale ones (``current_against``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+TRUST_VERSION = 2  # 2: layers of fewer than MIN_RANKED filters left out of the path, seeds of one filter None
+MIN_RANKED = 3  # a rank correlation of fewer values says nothing (of one: undefined)
+SEED_PICTURES = 4  # the diversity view's pictures, and the other filters' channel pictures of its baseline
+
+
+def ranks(values: np.ndarray) -> np.ndarray:
+    """Ranks from 1, ties given the mean of the ranks they span (as ``scipy.stats.rankdata``)."""
+    a = np.asarray(values, np.float64).ravel()
+    order = np.argsort(a, kind="mergesort")
+    ordered = a[order]
+    first = np.r_[True, ordered[1:] != ordered[:-1]]  # the start of each run of equal values
+    group = np.cumsum(first) - 1
+    starts = np.flatnonzero(first)
+    counts = np.diff(np.r_[starts, len(a)])
+    out = np.empty(len(a), np.float64)
+    out[order] = (starts + (counts + 1) / 2.0)[group]
+    return out
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman's rank correlation of two vectors; 0 where either does not vary (it ranks nothing)."""
+    ra, rb = ranks(a), ranks(b)
+    ra, rb = ra - ra.mean(), rb - rb.mean()
+    norm = np.sqrt((ra * ra).sum() * (rb * rb).sum())
+    return float((ra * rb).sum() / norm) if norm > 0 else 0.0
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Cosine similarity of the rows of ``a`` (N, D) with ``b`` (D,) or row by row with (N, D); 0 for a
+    zero vector."""
+    a = np.asarray(a, np.float64)
+    b = np.asarray(b, np.float64)
+    dot = (a * b).sum(axis=-1)
+    norm = np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1)
+    return np.where(norm > 0, dot / np.where(norm > 0, norm, 1.0), 0.0)
+
+
+def pair_share(picture: np.ndarray, tops: np.ndarray, bottoms: np.ndarray) -> float | None:
+    """The share of (top, bottom) pairs whose top image is closer to the picture (cosine similarity of
+    their vectors), ties counting half; None without a pair."""
+    if len(tops) == 0 or len(bottoms) == 0:
+        return None
+    up, down = cosine(tops, picture), cosine(bottoms, picture)
+    wins = (up[:, None] > down[None, :]).sum() + 0.5 * (up[:, None] == down[None, :]).sum()
+    return float(wins / (len(up) * len(down)))
+
+
+def mean_pairwise_cosine(vectors: np.ndarray) -> float | None:
+    """The mean cosine similarity over every pair of rows; None for fewer than two."""
+    v = np.asarray(vectors, np.float64)
+    if len(v) < 2:
+        return None
+    i, j = np.triu_indices(len(v), 1)
+    return float(np.mean(cosine(v[i], v[j])))
+
+
+# --- one filter's record -----------------------------------------------------------------------------------
+
+
+@dataclass
+class FilterEvidence:
+    """Everything one filter's scores are computed from; vectors per layer up to the target."""
+
+    picture: list[np.ndarray]  # per layer (C,): the channel picture at its strongest unit
+    picture_value: float  # the filter's value there, before the activation
+    picture_before: np.ndarray  # (D,): the picture at the layer before the target (the input, first layer)
+    top_mean: list[np.ndarray] | None  # per layer (C,): the mean of the top natural examples at their units
+    top_before: np.ndarray  # (n_top, D)
+    bottom_before: np.ndarray  # (n_bottom, D)
+    random: list[np.ndarray] | None  # per layer (C,): a random natural image at its strongest unit
+    strongest_photo: float | None  # the examples pass's top value
+    random_image: str | None = None
+    diversity: np.ndarray | None = None  # (4, C): the diversity pictures, averaged over the target map
+    others: np.ndarray | None = None  # (n, C): other filters' channel pictures, the same way
+    other_filters: list[int] = field(default_factory=list)
+
+
+def _round(value: float | None, digits: int = 4) -> float | None:
+    return None if value is None else float(f"{value:.{digits}g}")
+
+
+def filter_trust(e: FilterEvidence, layers: list[str], before: str, against: dict) -> dict:
+    """The ``"trust"`` record of one filter (the module docstring says what each score is), with a
+    ``summary`` of one number per score for the layer table."""
+    ratio = e.picture_value / e.strongest_photo if e.strongest_photo is not None and e.strongest_photo > 0 else None
+    ranked = [i for i, m in enumerate(e.top_mean or []) if np.asarray(m).size >= MIN_RANKED]
+    path = [spearman(e.picture[i], e.top_mean[i]) for i in ranked] or None
+    path_random = [spearman(e.random[i], e.top_mean[i]) for i in ranked] if path and e.random else None
+    two = pair_share(e.picture_before, e.top_before, e.bottom_before)
+    seed = None
+    if e.diversity is not None:  # a layer of one filter: its pictures' vectors are numbers, alike by nature
+        alike = np.asarray(e.diversity).shape[-1] >= 2
+        seed = {"diversity": _round(mean_pairwise_cosine(e.diversity)) if alike else None,
+                "random_filters": _round(mean_pairwise_cosine(e.others)) if alike and e.others is not None else None,
+                "filters": list(e.other_filters)}
+    return {
+        "version": TRUST_VERSION,
+        "against": against,
+        "beyond_nature": {"ratio": _round(ratio), "picture": _round(e.picture_value, 6),
+                          "strongest_photo": _round(e.strongest_photo, 6)},
+        "path_similarity": {"layers": [layers[i] for i in ranked], "picture": [_round(v) for v in path] if path else None,
+                            "random_image": [_round(v) for v in path_random] if path_random else None,
+                            "random_image_file": e.random_image, "top": len(e.top_before)},
+        "two_image": {"score": _round(two), "pairs": len(e.top_before) * len(e.bottom_before), "layer": before},
+        "seed_agreement": seed,
+        "summary": {
+            "beyond_nature": _round(ratio),
+            "path": _round(float(np.mean(path))) if path else None,
+            "path_random": _round(float(np.mean(path_random))) if path_random else None,
+            "two_image": _round(two),
+            "seed": seed["diversity"] if seed else None,
+            "seed_random": seed["random_filters"] if seed else None,
+        },
+    }
+
+
+# --- what a record was computed against ------------------------------------------------------------------
+
+
+def against(examples_sha256: str, size: int, top: int, weights_sha256: str) -> dict:
+    """What a filter's scores were computed against: the examples' image set, size and k, the weights."""
+    return {"examples": examples_sha256, "size": size, "top": top, "weights_sha256": weights_sha256}
+
+
+def current_against(manifest: dict) -> dict | None:
+    """What scores must have been computed against to belong to the atlas as its manifest stands (None
+    without dataset examples): scores from an image set the examples were since replaced by are stale."""
+    examples = manifest.get("examples") or {}
+    images = examples.get("images") or {}
+    if not images.get("list_sha256"):
+        return None
+    return against(images["list_sha256"], images.get("size"), examples.get("top"),
+                   (manifest.get("weights") or {}).get("sha256"))
+
+
+def is_current(record: dict, against: dict, has_diversity: bool) -> bool:
+    """Whether a filter's stored trust was computed against these examples and weights (and, once its
+    diversity view exists, has its seed agreement)."""
+    trust = record.get("trust")
+    if not isinstance(trust, dict) or trust.get("version") != TRUST_VERSION or trust.get("against") != against:
+        return False
+    return trust.get("seed_agreement") is not None or not has_diversity
