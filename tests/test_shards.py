@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from generator.atlas.store import AtlasLock, ShardLock
+from generator.atlas.locks import AtlasLock, ShardLock
 from generator.cluster.shards import (
     Shard,
     image_range,

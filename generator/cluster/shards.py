@@ -13,7 +13,7 @@ term (the first layers) also pays once for that layer's reference pictures. ``at
 run's batches); every image costs the same.
 
 **Sharing one folder.** A shard holds the model folder shared and itself exclusively
-(``store.ShardLock``); it writes only its own filters' files, leaves the tables every shard would race
+(``atlas.locks.ShardLock``); it writes only its own filters' files, leaves the tables every shard would race
 on (``layer.json``, the manifest's counts) to the merge, and when it has finished its part it leaves a
 record in ``<model>/.shards/`` (settings, weights, its part and its counts). An examples shard's
 result is its final tracker state.
@@ -37,14 +37,9 @@ from pathlib import Path
 
 import numpy as np
 
-from generator.atlas.store import (
-    AtlasStore,
-    ShardLock,
-    atomic_write_bytes,
-    atomic_write_json,
-    lock_holder,
-    read_json,
-)
+from generator.atlas.files import atomic_write_bytes, atomic_write_json, read_json
+from generator.atlas.locks import ShardLock, lock_holder
+from generator.atlas.store import AtlasStore
 from generator.errors import AtlasError
 from generator.network.layers import Layer
 from generator.paths import AtlasPaths

@@ -35,13 +35,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from generator.atlas.store import (
-    AtlasStore,
-    atomic_write_bytes,
-    atomic_write_json,
-    read_json,
-    weights_name,
-)
+from generator.atlas.files import atomic_write_bytes, atomic_write_json, read_json
+from generator.atlas.store import AtlasStore, weights_name
 from generator.cluster.shards import ExamplesJob, Shard, ShardStore
 from generator.errors import AtlasError
 from generator.evidence import classes

@@ -23,7 +23,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable
 
-from generator.atlas.store import AtlasStore, layer_row
+from generator.atlas.records import layer_row
+from generator.atlas.store import AtlasStore
 from generator.cluster.shards import GenerateJob, Shard, ShardStore
 from generator.errors import AtlasError
 from generator.interrupt import StopFlag

@@ -11,7 +11,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from generator.atlas.store import AtlasStore, read_json
+from generator.atlas.files import read_json
+from generator.atlas.store import AtlasStore
 from generator.cluster.shards import (
     COMMANDS,
     ExamplesJob,

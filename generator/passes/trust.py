@@ -41,7 +41,8 @@ from pathlib import Path
 
 import numpy as np
 
-from generator.atlas.store import AtlasStore, atomic_write_json, read_json
+from generator.atlas.files import atomic_write_json, read_json
+from generator.atlas.store import AtlasStore
 from generator.errors import AtlasError
 from generator.evidence.imagesets import ImageSet, load_image
 from generator.interrupt import StopFlag

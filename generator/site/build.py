@@ -32,7 +32,8 @@ from generator.errors import AtlasError
 from generator.site.escape import bibtex_text, fenced_code, markdown_text
 from generator.network.layers import Layer, groups, model_layers
 from generator.cluster.shards import check_merged
-from generator.atlas.store import AtlasStore, atlas_models, read_json, read_json_or_none, weights_name
+from generator.atlas.files import read_json, read_json_or_none
+from generator.atlas.store import AtlasStore, atlas_models, weights_name
 from generator.render.views import VIEWS
 from generator.network.zoo import MODELS, model_spec
 
@@ -556,7 +557,7 @@ class ModelSite:
 
     def _trust_table(self, layer: Layer, here: str, trusted: dict[int, dict | None]) -> dict | None:
         """The layer page's table of its pictures' trust scores, and the layer's means."""
-        from generator.atlas.store import trust_means
+        from generator.atlas.records import trust_means
 
         scored = {f: s for f, s in trusted.items() if s}
         if not scored:
