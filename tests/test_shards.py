@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from generator.atlas.locks import AtlasLock, ShardLock
-from generator.cluster.shards import (
+from generator.cluster.split import (
     Shard,
     image_range,
     parse_shard,

@@ -65,7 +65,7 @@ def _batch(text: str) -> int | None:
 
 
 def _shard(text: str):
-    from generator.cluster.shards import parse_shard
+    from generator.cluster.split import parse_shard
 
     try:
         return parse_shard(text)
@@ -428,7 +428,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if facts.kind == "cpu" and args.device == "auto":
         mine = work
         if args.shard is not None:
-            from generator.cluster.shards import split_generate
+            from generator.cluster.split import split_generate
 
             mine = split_generate(work, views, config, args.shard.count).shares[args.shard.index]
         hours = _cpu_hours(mine, views, config)
@@ -563,17 +563,18 @@ def _as_options(parser: argparse.ArgumentParser, args: argparse.Namespace, leave
 
 
 def cmd_slurm(args: argparse.Namespace) -> int:
-    from generator.cluster import shards, slurm
+    from generator import cluster
+    from generator.cluster import slurm
 
     command = args.slurm_command
     if args.shard is not None:
         raise AtlasError("--shard: atlas slurm gives each task its own shard; say how many with --shards N")
     if command == "generate":
         work, _, _ = _generate_job(args)
-        units, what = shards.generate_units(work), "filters"
+        units, what = cluster.generate_units(work), "filters"
     else:
         _, images, _ = _examples_job(args)
-        units, what = shards.examples_units(len(images.files)), f"runs of {shards.EXAMPLES_GRAIN} images"
+        units, what = cluster.examples_units(len(images.files)), f"runs of {cluster.EXAMPLES_GRAIN} images"
     if args.shards > units:
         raise AtlasError(f"--shards {args.shards}: this job is only {units} {what}; give --shards {units} or fewer")
     parser = next(a for a in build_parser()._actions if a.dest == "command").choices[command]

@@ -37,7 +37,9 @@ import numpy as np
 
 from generator.atlas.files import atomic_write_bytes, atomic_write_json, read_json
 from generator.atlas.store import AtlasStore, weights_name
-from generator.cluster.shards import ExamplesJob, Shard, ShardStore
+from generator.cluster.jobs import ExamplesJob
+from generator.cluster.shard_store import ShardStore
+from generator.cluster.split import Shard
 from generator.errors import AtlasError
 from generator.evidence import classes
 from generator.evidence.imagesets import (

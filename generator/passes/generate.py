@@ -25,7 +25,9 @@ from typing import Callable
 
 from generator.atlas.records import layer_row
 from generator.atlas.store import AtlasStore
-from generator.cluster.shards import GenerateJob, Shard, ShardStore
+from generator.cluster.jobs import GenerateJob
+from generator.cluster.shard_store import ShardStore
+from generator.cluster.split import Shard
 from generator.errors import AtlasError
 from generator.interrupt import StopFlag
 from generator.network import backend
@@ -73,7 +75,7 @@ def generate(
 ) -> GenerateSummary:
     """Render every view of every (layer, filters) of ``work`` into ``out`` under ``config``, on
     ``devices`` (default: the backend's default device alone); with ``shard``, only that part of the
-    work, beside the other shards (``generator.cluster.shards``)."""
+    work, beside the other shards (``generator.cluster.shard_store``)."""
     start = time.monotonic()
     for layer, _ in work:
         config.check_layer(layer)

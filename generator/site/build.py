@@ -31,7 +31,7 @@ from generator.site import trust_pages
 from generator.errors import AtlasError
 from generator.site.escape import bibtex_text, fenced_code, markdown_text
 from generator.network.layers import Layer, groups, model_layers
-from generator.cluster.shards import check_merged
+from generator.cluster.shard_store import check_merged
 from generator.atlas.files import read_json, read_json_or_none
 from generator.atlas.store import AtlasStore, atlas_models, weights_name
 from generator.render.views import VIEWS
