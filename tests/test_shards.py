@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from generator.atlas.store import AtlasLock, ShardLock
-from generator.cluster.shards import (
+from generator.atlas.locks import AtlasLock, ShardLock
+from generator.cluster.split import (
     Shard,
     image_range,
     parse_shard,

@@ -28,7 +28,7 @@ def measured_spread(split) -> float:
 
 
 def run(args, network) -> tuple[str, str]:
-    from generator.cluster.shards import PIXEL_COST, split_generate
+    from generator.cluster.split import PIXEL_COST, split_generate
     from generator.network.layers import model_layers
     from generator.render.config import RenderConfig
     from generator.render.views import CHANNEL, VIEWS

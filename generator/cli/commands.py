@@ -130,7 +130,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 def _refuse_long_cpu_run(args: argparse.Namespace, work, views, config) -> None:
     mine = work
     if args.shard is not None:
-        from generator.cluster.shards import split_generate
+        from generator.cluster.split import split_generate
 
         mine = split_generate(work, views, config, args.shard.count).shares[args.shard.index]
     hours = cpu_hours(mine, views, config)

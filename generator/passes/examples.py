@@ -26,8 +26,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from generator.atlas.store import AtlasStore, atomic_write_json, read_json, weights_name
-from generator.cluster.shards import ExamplesJob, Shard, ShardStore
+from generator.atlas.files import atomic_write_json, read_json
+from generator.atlas.store import AtlasStore, weights_name
+from generator.cluster.jobs import ExamplesJob
+from generator.cluster.shard_store import ShardStore
+from generator.cluster.split import Shard
 from generator.errors import AtlasError
 from generator.evidence.imagesets import ImageSet, decode_image
 from generator.evidence.tracker import Tracker, auto_examples_batch, join_states

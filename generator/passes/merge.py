@@ -3,7 +3,7 @@
 It holds the model folder alone, checks that every shard of the job finished with the same settings and
 weights, rebuilds the layer tables and the manifest, merges the examples states
 (``passes.examples.merge_tracker_states``) and writes their files, and removes the records. Until then
-``atlas site`` refuses the atlas (``cluster.shards.check_merged``).
+``atlas site`` refuses the atlas (``cluster.shard_store.check_merged``).
 """
 
 from __future__ import annotations
@@ -11,18 +11,17 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from generator.atlas.store import AtlasStore, read_json
-from generator.cluster.shards import (
-    COMMANDS,
-    ExamplesJob,
+from generator.atlas.files import read_json
+from generator.atlas.store import AtlasStore
+from generator.cluster.jobs import COMMANDS, ExamplesJob
+from generator.cluster.shard_store import (
     describe_missing,
-    expand_ranges,
     job_progress,
     load_state,
-    ranges,
     read_records,
     remove_job_files,
 )
+from generator.cluster.split import expand_ranges, ranges
 from generator.errors import AtlasError
 from generator.network.layers import find_layer
 from generator.render.config import RenderConfig
