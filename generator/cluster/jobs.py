@@ -37,7 +37,8 @@ class GenerateJob:
     views: tuple
     config: RenderConfig
     count: int
-    weights: str = ""  # the weight source as given (a file's path), for the merge to load the model by
+    weights: str = ""  # the weight source's name, recorded for the merge
+    table: tuple = field(default=(), compare=False, repr=False)  # the network's layers (the cost model reads them)
     command: str = "generate"
     _split: list = field(default_factory=list, compare=False, repr=False)
 
@@ -51,7 +52,7 @@ class GenerateJob:
 
     def split(self) -> Split:
         if not self._split:
-            self._split.append(split_generate(list(self.work), self.views, self.config, self.count))
+            self._split.append(split_generate(list(self.work), self.views, self.config, self.count, self.table or None))
         return self._split[0]
 
     def share(self, index: int) -> list[tuple[Layer, list[int]]]:

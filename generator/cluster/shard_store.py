@@ -29,6 +29,7 @@ from generator.cluster.jobs import COMMANDS
 from generator.cluster.split import Shard, ranges
 from generator.errors import AtlasError
 from generator.network.layers import Layer
+from generator.network.zoo import ModelSpec
 from generator.paths import AtlasPaths
 from generator.render.config import RenderConfig
 
@@ -73,9 +74,10 @@ class ShardStore(AtlasStore):
     it records what it finished in ``.shards/``.
     """
 
-    def __init__(self, root: Path | str, model: str, job, shard: Shard) -> None:
+    def __init__(self, root: Path | str, model: str, job, shard: Shard, network: ModelSpec | None = None) -> None:
         super().__init__(root, model)
         self.job, self.shard = job, shard
+        self.network = network  # what the merge needs of a user's network, recorded with each shard
         self.paths = ShardPaths(Path(root), model, job.command, shard)
         self.started = _now()
         self.clock = time.monotonic()
@@ -138,12 +140,20 @@ class ShardStore(AtlasStore):
         record = {
             "command": self.job.command, "shard": self.shard.index, "count": self.shard.count, "job": self.job.id,
             "finished": finished, "command_line": command_line(), "model": self.model, **self.job.settings(),
-            **_model_file(self.model),
+            **self._network_record(),
             "share": self.share_description(), "result": result or {}, "host": platform.node(),
             "started": self.started, "ended": _now() if finished else None,
             "seconds": round(time.monotonic() - self.clock, 1) if finished else None,
         }
         atomic_write_json(self.file(".json"), record)
+
+    def _network_record(self) -> dict:
+        """A user's network as the manifest describes it (no path to its file): the merge writes the
+        manifest from it without reading the file or starting a backend."""
+        from generator.network.modelfile import describe
+
+        spec = self.network
+        return {"user_model": describe(spec, spec.layers)} if spec is not None and not spec.zoo else {}
 
     def share_description(self) -> dict:
         if self.job.command == "generate":
@@ -252,12 +262,3 @@ def check_merged(store: AtlasStore) -> None:
                              f"`atlas merge --out {store.paths.root}`")
         raise AtlasError(f"{store.paths.model_dir}: the {count} shards of its {command} job are not merged yet; run "
                          f"`atlas merge --out {store.paths.root}` first")
-
-
-def _model_file(model: str) -> dict:
-    """A user's network: where its file is, for the merge to read it again (a shard record is not
-    published: ``atlas merge`` removes it)."""
-    from generator.network.modelfile import reopen_record
-
-    record = reopen_record(model)
-    return {"model_file": record} if record else {}

@@ -77,43 +77,30 @@ def expand_ranges(spec: str) -> list[int]:
 PIXEL_COST = 14.0  # activation values' worth of work per image pixel: the picture's own parameterization and transforms
 
 
-def picture_cost(layer: Layer, size: int) -> float:
+def picture_cost(layer: Layer, size: int, table: tuple[Layer, ...]) -> float:
     """Cost of one picture of a filter of ``layer`` (per step), in activation values: every value of
-    every map the network cut at the layer computes, plus ``PIXEL_COST`` per image pixel. On a GPU the
-    render is bound by moving those values, not by FLOP: fit to the per-layer times of one H100
-    (BENCHMARKS.md, GPU check), it is within 12% for every VGG16 layer but block1_conv2 (which runs
-    faster), where FLOP put block5 at 177 times block1_conv1 and the H100 at 2.5 times."""
-    from generator.network.layers import model_layers
-
-    upstream = model_layers(layer_model(layer))[: layer.index + 1]
+    every map the network cut at the layer computes (``table``: the network's layers), plus
+    ``PIXEL_COST`` per image pixel. On a GPU the render is bound by moving those values, not by FLOP:
+    fit to the per-layer times of one H100 (BENCHMARKS.md, GPU check), it is within 12% for every
+    VGG16 layer but block1_conv2 (which runs faster), where FLOP put block5 at 177 times block1_conv1
+    and the H100 at 2.5 times."""
+    upstream = table[: layer.index + 1]
     return float(sum(x.output_size(size) ** 2 * x.filters for x in upstream)) + PIXEL_COST * size * size
 
 
-def layer_model(layer: Layer) -> str:
-    """The model whose table holds ``layer``."""
-    from generator.network.layers import model_layers
-    from generator.network.zoo import known_models
-
-    for name in known_models():
-        table = model_layers(name)
-        if layer.index < len(table) and table[layer.index] == layer:
-            return name
-    raise AtlasError(f"{layer.name}: not a layer of a known model")
-
-
-def filter_view_cost(layer: Layer, size: int, views, cost=picture_cost) -> float:
+def filter_view_cost(layer: Layer, size: int, views, table: tuple[Layer, ...], cost=picture_cost) -> float:
     """Cost of one filter of ``layer`` with all of ``views``: its pictures."""
-    return cost(layer, size) * sum(view.images for view in views)
+    return cost(layer, size, table) * sum(view.images for view in views)
 
 
-def reference_cost(layer: Layer, views, config: RenderConfig, cost=picture_cost) -> float:
+def reference_cost(layer: Layer, views, config: RenderConfig, table: tuple[Layer, ...], cost=picture_cost) -> float:
     """What a shard pays once for a layer whose pictures carry the contrast term: the reference
     pictures it renders first (see ``render.LayerRenderer.reference``)."""
     from generator.render.renderer import REFERENCE_FILTERS
 
     contrasted = (config.method == "lucid" and config.contrast > 0 and layer.receptive_field <= config.contrast_field
                   and any(view in (CHANNEL, DIVERSITY) for view in views))
-    return cost(layer, config.size) * min(REFERENCE_FILTERS, layer.filters) if contrasted else 0.0
+    return cost(layer, config.size, table) * min(REFERENCE_FILTERS, layer.filters) if contrasted else 0.0
 
 
 @dataclass
@@ -131,15 +118,20 @@ class Split:
 
 
 def split_generate(work: list[tuple[Layer, list[int]]], views, config: RenderConfig, count: int,
-                   cost=picture_cost) -> Split:
+                   table: tuple[Layer, ...] | None = None, cost=picture_cost) -> Split:
     """Cut ``work``'s filters, in layer order, into ``count`` contiguous runs: the cuts that make the
     slowest run cheapest (a binary search on its cost, each try dealt greedily), every shard holding
     at least one filter when there are enough. Contiguous runs keep each shard to few layers, so it
-    renders full batches and compiles few programs. ``cost(layer, size)``: one picture's (the bench
+    renders full batches and compiles few programs. ``table``: the network's layers (a network of the
+    zoo: its shipped table when left out); ``cost(layer, size, table)``: one picture's (the bench
     compares others)."""
+    if table is None:
+        from generator.network.layers import model_layers
+
+        table = model_layers(config.model)
     items = [(layer, f) for layer, filters in work for f in filters]
-    unit = {layer.name: filter_view_cost(layer, config.size, views, cost) for layer, _ in work}
-    overhead = {layer.name: reference_cost(layer, views, config, cost) for layer, _ in work}
+    unit = {layer.name: filter_view_cost(layer, config.size, views, table, cost) for layer, _ in work}
+    overhead = {layer.name: reference_cost(layer, views, config, table, cost) for layer, _ in work}
 
     def deal(cap: float) -> tuple[list[list[int]], list[float]]:
         parts, loads, held = [[]], [0.0], set()

@@ -189,7 +189,7 @@ def _open(out: str, config: ExamplesConfig, layers: list[Layer], loaded: LoadedM
     if shard is None:
         return AtlasStore(out, config.model), config, None
     job = ExamplesJob(config, tuple(layers), shard.count, weights=loaded.weights)
-    return ShardStore(out, config.model, job, shard), job.share(shard.index), job
+    return ShardStore(out, config.model, job, shard, loaded.spec), job.share(shard.index), job
 
 
 def _batch_size(layers: list[Layer], loaded: LoadedModel, config: ExamplesConfig, facts: backend.DeviceFacts) -> int:

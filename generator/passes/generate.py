@@ -116,8 +116,8 @@ def _open_store(loaded: LoadedModel, config: RenderConfig, work: list[tuple[Laye
     if shard is None:
         return AtlasStore(out, config.model), work
     job = GenerateJob(tuple((layer, tuple(f)) for layer, f in work), tuple(views), config, shard.count,
-                      weights=loaded.weights)
-    return ShardStore(out, config.model, job, shard), job.share(shard.index)
+                      weights=loaded.weights, table=loaded.layers)
+    return ShardStore(out, config.model, job, shard, loaded.spec), job.share(shard.index)
 
 
 def _plan(store: AtlasStore, work: list[tuple[Layer, list[int]]], views: list[View],
