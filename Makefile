@@ -123,7 +123,7 @@ gpu-wheels: $(STAMP)
 	  keras==$$($(BIN)/python -c 'import keras; print(keras.__version__)') namex==0.1.0 optree==0.20.0
 	cp $$($(BIN)/python -c 'from generator.network.weights import hed_weights_path; print(hed_weights_path())') .whl/
 
-# Rewrites generator/layer_tables/*.json from the Keras graphs (after a Keras upgrade).
+# Rewrites generator/network/layer_tables/*.json from the Keras graphs (after a Keras upgrade).
 layer-tables: $(STAMP)
 	$(BIN)/python -m generator.network.layers
 

@@ -48,7 +48,7 @@ def run(args, network) -> tuple[str, str]:
     flop = [measured_spread(split_generate(vgg, [CHANNEL], config, n, cost=flop_cost)) for n in COUNTS]
     text = (
         f"### Shards: how evenly `--shard K/N` splits a whole atlas ({size} px)\n\n"
-        "Computed from the cost model, no rendering (`generator/shards.py`); the same on every machine. "
+        "Computed from the cost model, no rendering (`generator/cluster/split.py`); the same on every machine. "
         "Command: `atlas bench shards`.\n\n"
         "Each cell: the slowest shard's cost against the mean (1.0000 is perfectly even), and in brackets "
         "the most layers one shard renders (programs it compiles per view). A shard is a contiguous run of "
