@@ -145,6 +145,39 @@ def sample_tiles(tmp_path_factory) -> Path:
     return shared_folder(tmp_path_factory, "tiles", lambda folder: write_sample_tiles(folder, 96))
 
 
+# What makes a test slow on a 2-core CPU: it runs the atlas command (a fresh process importing
+# TensorFlow), trains or loads a network, renders pictures or builds a site, itself or through a fixture.
+SLOW_SIGNS = ("run_atlas(", "run_atlas_measured(", "main([", "train(", "load_model(", "LayerRenderer(",
+              "build_site(", "run_examples(", "run_trust(", "generate(", "hed_model", "random_model",
+              "OneNodeSlurm(", "build_keras_model(", "keras.applications")
+
+
+def _is_slow(item) -> bool:
+    import inspect
+
+    sources = [getattr(item, "function", None)]
+    info = getattr(item, "_fixtureinfo", None)
+    for name in getattr(info, "names_closure", ()):
+        for definition in info.name2fixturedefs.get(name, ()):
+            sources.append(definition.func)
+    for source in sources:
+        try:
+            text = inspect.getsource(source)
+        except (OSError, TypeError):
+            continue
+        if any(sign in text for sign in SLOW_SIGNS):
+            return True
+    return False
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark slow every test that shows a sign of being slow (``SLOW_SIGNS``), so `make test-fast`
+    (``-m "not slow"``) stays a loop of seconds without anyone keeping the marks by hand."""
+    for item in items:
+        if item.get_closest_marker("slow") is None and _is_slow(item):
+            item.add_marker(pytest.mark.slow)
+
+
 def pytest_terminal_summary(terminalreporter):
     """Skipped browser and Slurm tests are easy to miss in a long log: say it in capitals at the end."""
     skipped = [r for r in terminalreporter.stats.get("skipped", []) if "browser" in str(getattr(r, "keywords", {}))
