@@ -482,3 +482,75 @@ def test_a_model_files_tasks_and_merge_job_read_the_file(colour_files, tmp_path)
     merge_job = text.split("--kill-on-invalid-dep=yes", 1)[1]
     wiring = next(line for line in merge_job.splitlines() if " wiring " in line)
     assert f"generator wiring --model {colour_files['keras']} " in wiring and " --name my_net " in wiring
+
+
+@pytest.mark.slow
+def test_hostile_paths_on_a_real_slurm(slurm, tmp_path):
+    """A working folder and --out holding spaces, quotes, $, backticks, # and %, through the real sbatch:
+    the tasks and the merge job run in that folder, log where asked, and the atlas is merged; a value
+    with a line break is refused before anything is submitted."""
+    where = tmp_path / f"work {HOSTILE}"
+    where.mkdir()
+    out = f"atlas {HOSTILE}"
+    args = ["slurm", "generate", "--weights", "random", "--layers", "block1_conv1", "--filters", "0-3", "--size", "32",
+            "--steps", "2", "--shards", "2", "--time", "0:20:00", "--no-site"]
+    refused = run_atlas(*args, "--out", "A\ntouch PWNED\n#", "--wait", env=slurm.env, cwd=where)
+    assert "holds a line break" in error_line(refused)
+    assert not slurm.run("squeue", "-h").stdout.strip()  # nothing submitted
+    proc = run_atlas(*args, "--out", out, "--wait", env=slurm.env, cwd=where)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    atlas = where / out
+    assert len(list((atlas / "vgg16/block1_conv1").glob("000?.png"))) == 4
+    assert [r["filter"] for r in json.loads((atlas / "vgg16/block1_conv1/layer.json").read_text())["rows"]] == [0, 1, 2, 3]
+    logs = sorted(p.name for p in (atlas / "logs").glob("*.log"))
+    assert len(logs) == 3 and sum("-merge-" in name for name in logs) == 1, logs
+    assert list((atlas / "vgg16").rglob("wiring.json"))  # the merge job's wiring ran, in that folder
+    assert not list(tmp_path.rglob("PWNED"))
+
+
+# --- publishing: the logs keep their local paths, and stay home ----------------------------------------------
+
+
+def _readme_archive_command() -> str:
+    """The archive command README's Publish section documents for a release."""
+    text = (ROOT / "README.md").read_text()
+    publish = text.split("## Publish", 1)[1].split("\n## ", 1)[0]
+    return re.search(r"`(tar\s+czf\s[^`]+)`", publish).group(1).replace("\n", " ")
+
+
+@pytest.mark.slow
+def test_publishing_leaves_out_logs_locks_and_shard_records(tmp_path):
+    """The Slurm logs and scripts name the working folder and the Python, a lock file the command line,
+    a shard record the host and folders: `atlas site` and the archive README documents leave them out,
+    and nothing they write names this machine's folders or its user's home."""
+    import getpass
+
+    where = tmp_path / f"home-{getpass.getuser()}" / "project"
+    where.mkdir(parents=True)
+    tiny = ["--weights", "random", "--layers", "block1_conv1", "--filters", "0-1", "--size", "32", "--steps", "2"]
+    assert run_atlas("generate", *tiny, "--out", "atlas", cwd=where).returncode == 0
+    logs = where / "atlas/logs"
+    logs.mkdir()
+    (logs / "generate-vgg16.sbatch").write_text(f'#SBATCH --chdir="{where}"\nexec {sys.executable} -m generator\n')
+    (logs / "generate-vgg16-7_0.log").write_text(f"{where}/atlas written by {getpass.getuser()}\n")
+    (where / "atlas/vgg16/.shards").mkdir(exist_ok=True)
+    (where / "atlas/vgg16/.shards/examples-0-of-2.lock").write_text(f"pid 1: atlas examples --images {where}/x")
+    (where / "atlas/vgg16/.lock").write_text(f"pid 1: atlas generate --out {where}/atlas")  # as a run holding it
+    shutil.copytree(where / "atlas", where / "atlas-naive")
+    site = run_atlas("site", "--data", "atlas", "--out", "site_src", cwd=where)
+    assert site.returncode == 0, site.stderr
+    archive = subprocess.run(_readme_archive_command(), shell=True, cwd=where, capture_output=True, text=True)
+    assert archive.returncode == 0, archive.stderr
+    members = subprocess.run(["tar", "tzf", "atlas.tar.gz"], cwd=where, capture_output=True, text=True).stdout.split()
+    assert "atlas/vgg16/manifest.json" in members and "atlas-naive/vgg16/manifest.json" in members
+    assert not [m for m in members if "logs" in m.split("/") or any(p.startswith(".") for p in m.split("/"))]
+    unpacked = tmp_path / "unpacked"
+    unpacked.mkdir()
+    subprocess.run(["tar", "xzf", where / "atlas.tar.gz"], cwd=unpacked, check=True)
+    published = [p for folder in (where / "site_src", unpacked) for p in folder.rglob("*") if p.is_file()]
+    assert len(published) > 10
+    home = str(Path.home())
+    for path in published:
+        data = path.read_bytes()
+        assert str(tmp_path).encode() not in data, path
+        assert home == "/" or f"{home}/".encode() not in data, path
