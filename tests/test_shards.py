@@ -4,6 +4,7 @@ gives, the same as one machine's (pictures byte for byte, JSON but timings)."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -355,3 +356,31 @@ def test_a_shard_of_other_settings_names_the_option_not_force(tmp_path):
     line = error_line(proc)
     assert proc.returncode != 0 and "holds shards that ran with --steps 4 (this shard: 5)" in line, line
     assert "run this one with theirs" in line
+
+
+def _suggested_commands(line: str) -> list[list[str]]:
+    """The `atlas ...` commands a message suggests, each checked by the real parser (a flag the command
+    does not have, or a value it refuses, ends the test)."""
+    import shlex
+
+    from generator.cli.parser import build_parser
+
+    commands = [shlex.split(text)[1:] for text in re.findall(r"`(atlas [^`]+)`", line)]
+    for args in commands:
+        build_parser().parse_args(args)
+    return commands
+
+
+@pytest.mark.slow
+def test_messages_suggest_commands_their_parser_takes(colour_files, tmp_path):
+    """Every command a message suggests parses: `atlas trust` on an empty atlas of a model file names the
+    file (a model's folder name is no --model value), and the merge's way out is a merge option."""
+    empty = tmp_path / "empty"
+    line = error_line(run_atlas("trust", "--images", str(colour_files["images"]), "--model", str(colour_files["keras"]),
+                                "--out", str(empty)))
+    (generate,) = _suggested_commands(line)
+    assert generate[:3] == ["generate", "--model", str(colour_files["keras"])], line
+    out = tmp_path / "atlas"
+    assert run_atlas("generate", *TINY, "--shard", "1/2", "--out", str(out)).returncode == 0
+    merge = _suggested_commands(error_line(run_atlas("merge", "--out", str(out))))
+    assert ["merge", "--out", str(out), "--forget-shards"] in merge
