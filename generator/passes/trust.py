@@ -86,7 +86,10 @@ def read_atlas(store: AtlasStore, model_args: str | None = None) -> tuple[dict, 
     """The manifest and its examples record, or one line saying which command is missing (naming the
     network by ``model_args``, as the user gave it: a model file's folder name is no --model value)."""
     model_args = model_args or f"--model {store.model}"
-    manifest = store.read_manifest() if store.paths.manifest.exists() else {}
+    if not store.paths.manifest.exists():
+        raise AtlasError(f"{store.paths.manifest}: no atlas here; run `atlas generate {model_args} --out "
+                         f"{store.paths.root}` first")
+    manifest = store.read_manifest()
     if "config_hash" not in manifest:
         raise AtlasError(f"{store.paths.model_dir}: the atlas has no pictures yet; run `atlas generate {model_args} "
                          f"--out {store.paths.root}` first")
