@@ -472,8 +472,12 @@ def test_a_cancelled_task_is_resubmitted_alone_and_redoes_nothing(slurm, tmp_pat
 
 
 def test_a_model_files_tasks_and_merge_job_read_the_file(colour_files, tmp_path):
+    """The merge job runs only what the user's own command line gave: the custom objects it named reach
+    the tasks and the wiring; the merge itself takes nothing but the atlas folder."""
+    custom = tmp_path / "my layers.py"
+    custom.write_text("# the user's own custom objects (none needed)\n")
     proc = run_atlas("slurm", "generate", "--model", str(colour_files["keras"]), "--name", "my_net", "--steps", "4",
-                     "--shards", "2", "--out", "A", "--dry-run", cwd=tmp_path)
+                     "--custom-objects", str(custom), "--shards", "2", "--out", "A", "--dry-run", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     text = proc.stdout
     task = next(line for line in text.splitlines() if line.startswith("exec "))
@@ -482,6 +486,9 @@ def test_a_model_files_tasks_and_merge_job_read_the_file(colour_files, tmp_path)
     merge_job = text.split("--kill-on-invalid-dep=yes", 1)[1]
     wiring = next(line for line in merge_job.splitlines() if " wiring " in line)
     assert f"generator wiring --model {colour_files['keras']} " in wiring and " --name my_net " in wiring
+    assert f"--custom-objects {shlex.quote(str(custom))}" in wiring and f"--custom-objects {shlex.quote(str(custom))}" in task
+    steps = [shlex.split(line) for line in merge_job.splitlines() if " -m generator " in line]
+    assert steps[0][1:] == ["-m", "generator", "merge", "--out", "A"]
 
 
 @pytest.mark.slow
