@@ -384,3 +384,22 @@ def test_messages_suggest_commands_their_parser_takes(colour_files, tmp_path):
     assert run_atlas("generate", *TINY, "--shard", "1/2", "--out", str(out)).returncode == 0
     merge = _suggested_commands(error_line(run_atlas("merge", "--out", str(out))))
     assert ["merge", "--out", str(out), "--forget-shards"] in merge
+
+
+def test_a_whole_run_covers_a_job_only_if_it_did_all_its_work():
+    from generator.cluster.forget import _covers
+
+    job = {"command": "generate", "count": 3, "config_hash": "c1", "views": ["channel"],
+           "work": {"block1_conv2": "0-5", "block4_conv1": "0-5"}}
+    whole = {**job, "count": 1, "views": ["channel", "neuron"], "work": {"block1_conv2": "0-63", "block4_conv1": "0-5"}}
+    assert _covers(whole, job)
+    assert not _covers({**whole, "work": {"block1_conv2": "0-63", "block4_conv1": "0-4"}}, job)  # one filter short
+    assert not _covers({**whole, "work": {"block1_conv2": "0-63"}}, job)  # a layer short
+    assert not _covers({**whole, "config_hash": "c2"}, job) and not _covers({**whole, "views": ["neuron"]}, job)
+    examples = {"command": "examples", "count": 4, "model": "vgg16", "weights_sha256": "w", "list_sha256": "l",
+                "images": 292, "size": 224, "top": 16, "layers": ["block1_conv2"], "precision": "float32",
+                "backend": "jax"}
+    assert _covers({**examples, "count": 1, "layers": ["block1_conv2", "block3_conv1"]}, examples)
+    assert not _covers({**examples, "count": 1, "top": 8}, examples)  # other settings: the job's merge would differ
+    assert not _covers({**examples, "count": 1, "layers": ["block3_conv1"]}, examples)
+    assert not _covers({**examples, "command": "generate"}, examples)

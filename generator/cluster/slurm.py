@@ -117,9 +117,9 @@ def array_script(req: Request, indices: list[int], gpus: int) -> str:
         f"#SBATCH --array={ranges(indices)}",
         directive("output", _log_pattern(req.logs, f"{req.stem}-%A_%a.log")),
         *_resources(req, gpus),
-        f"# Task K renders shard K/{req.shards} of the job into {shlex.quote(req.out)}. A task that fails or is "
-        "cancelled keeps",
-        "# what it finished: the same atlas slurm command again submits the shards without a finished record.",
+        f"# Task K renders shard K/{req.shards} of the job into {shlex.quote(req.out)}. A task that fails or is",
+        "# cancelled keeps what it finished: the same atlas slurm command again submits the shards without a",
+        "# finished record.",
         f'exec {_quote([req.python, "-m", "generator", *req.options])} --shard "$SLURM_ARRAY_TASK_ID/{req.shards}"',
         "",
     ])
