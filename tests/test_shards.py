@@ -403,3 +403,17 @@ def test_a_whole_run_covers_a_job_only_if_it_did_all_its_work():
     assert not _covers({**examples, "count": 1, "top": 8}, examples)  # other settings: the job's merge would differ
     assert not _covers({**examples, "count": 1, "layers": ["block3_conv1"]}, examples)
     assert not _covers({**examples, "command": "generate"}, examples)
+
+
+@pytest.mark.slow
+def test_a_finished_whole_examples_pass_supersedes_an_abandoned_examples_job(sample_tiles, tmp_path):
+    args = ["examples", "--images", str(sample_tiles), "--weights", "hed-bsds500", "--layers", "block1_conv2",
+            "--top", "4", "--size", "64"]
+    out = tmp_path / "atlas"
+    assert run_atlas(*args, "--shard", "0/2", "--out", str(out)).returncode == 0
+    assert "--forget-shards" in error_line(run_atlas("merge", "--out", str(out)))
+    whole = run_atlas(*args, "--out", str(out))
+    assert whole.returncode == 0, whole.stderr
+    assert "the records of an earlier examples job split 2 ways were dropped: this run did its work" in whole.stdout
+    assert not list((out / "vgg16/.shards").glob("*.json")) and not list((out / "vgg16/.shards").glob("*.npz"))
+    assert run_atlas("merge", "--out", str(out)).stdout.startswith("nothing to merge")
