@@ -28,7 +28,7 @@ GPU_EXTRA := $(shell nvidia-smi -L >/dev/null 2>&1 && echo ,gpu)
 GPU_PYTHON ?= python3
 BENCH_GPU_ARGS ?=
 
-.PHONY: install atlas preview site serve publish test test-fast bench bench-gpu gpu-wheels browser layer-tables clean
+.PHONY: slurm install atlas preview site serve publish test test-fast bench bench-gpu gpu-wheels browser layer-tables clean
 
 $(STAMP): pyproject.toml requirements/offline-data.txt requirements/sample-photos.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -89,10 +89,17 @@ browser:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
 	  || echo "chromium not installed: browser tests will be skipped"; }
 
+# Debian's Slurm and munge for the one-node Slurm the Slurm tests start (tests/test_slurm.py); installed when we may.
+slurm:
+	@command -v slurmctld >/dev/null 2>&1 && command -v slurmd >/dev/null 2>&1 && command -v munged >/dev/null 2>&1 || \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && (apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	  apt-get install -y -qq --no-install-recommends slurmctld slurmd slurm-client munge >/dev/null) \
+	  || echo "Slurm not installed: the Slurm job tests will be skipped"; }
+
 # Both cores, one test module per worker (a module's fixtures are made once); `make test-fast` is the
 # developer's loop: the tests not marked slow.
 TEST_WORKERS ?= 2
-test: $(STAMP) browser
+test: $(STAMP) browser slurm
 	$(BIN)/python -m pytest -q -rs -n $(TEST_WORKERS) --dist loadscope tests
 
 test-fast: $(STAMP)

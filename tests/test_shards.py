@@ -4,6 +4,7 @@ gives, the same as one machine's (pictures byte for byte, JSON but timings)."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -278,3 +279,141 @@ def test_labelled_examples_shards_merge_into_the_one_machine_classes_and_accurac
         assert a == b, path
         assert len(va) == len(vb) and all(
             v["value"] == pytest.approx(w["value"], rel=1e-4, abs=1e-6) for v, w in zip(va, vb)), path
+
+
+# --- what the merge trusts, and jobs given up ------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_merge_runs_nothing_the_atlas_folder_names(tmp_path):
+    """Anyone who can write to a shared atlas folder could name their own code in a shard record: a
+    record naming a file (custom objects, a model file, a path) is refused in one line, and nothing in
+    .shards/ is ever imported or run."""
+    out, marker = tmp_path / "atlas", tmp_path / "PWNED"
+    assert run_atlas("generate", *TINY, "--shard", "0/1", "--out", str(out)).returncode == 0
+    shards = out / "vgg16/.shards"
+    evil = shards / "evil.py"
+    evil.write_text(f"open({str(marker)!r}, 'w').write('ran')\n")
+    path = shards / "generate-0-of-1.json"
+    record = json.loads(path.read_text())
+    for key, value in (("custom_objects", str(evil)), ("model_file", "/elsewhere/net.keras"),
+                       ("user_model", {"file": str(evil)})):
+        path.write_text(json.dumps({**record, key: value}))
+        proc = run_atlas("merge", "--out", str(out))
+        shown = f"user_model.file {str(evil)!r}" if key == "user_model" else f"{key} {value!r}"
+        assert proc.returncode != 0 and f"names a file ({shown}) that atlas merge was not given" in error_line(proc)
+    path.write_text(json.dumps(record))
+    merged = run_atlas("merge", "--out", str(out))
+    assert merged.returncode == 0, merged.stderr
+    assert not marker.exists()
+
+
+def _share(out: Path, name: str) -> dict[str, list[int]]:
+    from generator.cluster.split import expand_ranges
+
+    record = json.loads((out / "vgg16/.shards" / name).read_text())
+    return {layer: expand_ranges(spec) for layer, spec in record["share"]["work"].items()}
+
+
+@pytest.mark.slow
+def test_an_abandoned_job_is_given_up_with_forget_shards(tmp_path):
+    out = tmp_path / "atlas"
+    assert run_atlas("generate", *TINY, "--shard", "1/3", "--out", str(out)).returncode == 0
+    share = _share(out, "generate-1-of-3.json")
+    way_out = f"`atlas merge --out {out} --forget-shards`"
+    assert way_out in error_line(run_atlas("merge", "--out", str(out)))
+    assert way_out in error_line(run_atlas("site", "--data", str(out), "--out", str(tmp_path / "site")))
+    forgot = run_atlas("merge", "--out", str(out), "--forget-shards")
+    assert forgot.returncode == 0, forgot.stderr
+    assert "forgot the unfinished generate job split 3 ways; the filters of shards 1 are kept" in forgot.stdout
+    assert not list((out / "vgg16/.shards").iterdir())
+    for layer, filters in share.items():  # what the shard rendered is listed, as an interrupted whole run leaves it
+        rows = json.loads((out / "vgg16" / layer / "layer.json").read_text())["rows"]
+        assert [r["filter"] for r in rows] == filters
+    assert run_atlas("site", "--data", str(out), "--out", str(tmp_path / "site")).returncode == 0
+
+
+@pytest.mark.slow
+def test_a_finished_whole_run_supersedes_the_job_whose_work_it_did(one_run, tmp_path):
+    out = tmp_path / "atlas"
+    assert run_atlas("generate", *TINY, "--shard", "1/3", "--out", str(out)).returncode == 0
+    part = run_atlas("generate", *TINY[:-4], "--filters", "0-1", "--batch", "4", "--out", str(out))
+    assert part.returncode == 0 and "were dropped" not in part.stdout  # a smaller run did not do the job's work
+    assert "--forget-shards" in error_line(run_atlas("merge", "--out", str(out)))
+    whole = run_atlas("generate", *TINY, "--out", str(out))
+    assert whole.returncode == 0, whole.stderr
+    assert "the records of an earlier generate job split 3 ways were dropped: this run did its work" in whole.stdout
+    assert run_atlas("merge", "--out", str(out)).stdout.startswith("nothing to merge")
+    assert tree_bytes(out, "*.png") == tree_bytes(one_run, "*.png") and tree_json(out) == tree_json(one_run)
+    assert run_atlas("site", "--data", str(out), "--out", str(tmp_path / "site")).returncode == 0
+
+
+@pytest.mark.slow
+def test_a_shard_of_other_settings_names_the_option_not_force(tmp_path):
+    out = tmp_path / "atlas"
+    assert run_atlas("generate", *TINY, "--shard", "0/2", "--precision", "float32", "--out", str(out)).returncode == 0
+    proc = run_atlas("generate", *TINY, "--shard", "1/2", "--steps", "5", "--out", str(out))
+    line = error_line(proc)
+    assert proc.returncode != 0 and "holds shards that ran with --steps 4 (this shard: 5)" in line, line
+    assert "run this one with theirs" in line
+
+
+def _suggested_commands(line: str) -> list[list[str]]:
+    """The `atlas ...` commands a message suggests, each checked by the real parser (a flag the command
+    does not have, or a value it refuses, ends the test)."""
+    import shlex
+
+    from generator.cli.parser import build_parser
+
+    commands = [shlex.split(text)[1:] for text in re.findall(r"`(atlas [^`]+)`", line)]
+    for args in commands:
+        build_parser().parse_args(args)
+    return commands
+
+
+@pytest.mark.slow
+def test_messages_suggest_commands_their_parser_takes(colour_files, tmp_path):
+    """Every command a message suggests parses: `atlas trust` on an empty atlas of a model file names the
+    file (a model's folder name is no --model value), and the merge's way out is a merge option."""
+    empty = tmp_path / "empty"
+    line = error_line(run_atlas("trust", "--images", str(colour_files["images"]), "--model", str(colour_files["keras"]),
+                                "--out", str(empty)))
+    (generate,) = _suggested_commands(line)
+    assert generate[:3] == ["generate", "--model", str(colour_files["keras"])], line
+    out = tmp_path / "atlas"
+    assert run_atlas("generate", *TINY, "--shard", "1/2", "--out", str(out)).returncode == 0
+    merge = _suggested_commands(error_line(run_atlas("merge", "--out", str(out))))
+    assert ["merge", "--out", str(out), "--forget-shards"] in merge
+
+
+def test_a_whole_run_covers_a_job_only_if_it_did_all_its_work():
+    from generator.cluster.forget import _covers
+
+    job = {"command": "generate", "count": 3, "config_hash": "c1", "views": ["channel"],
+           "work": {"block1_conv2": "0-5", "block4_conv1": "0-5"}}
+    whole = {**job, "count": 1, "views": ["channel", "neuron"], "work": {"block1_conv2": "0-63", "block4_conv1": "0-5"}}
+    assert _covers(whole, job)
+    assert not _covers({**whole, "work": {"block1_conv2": "0-63", "block4_conv1": "0-4"}}, job)  # one filter short
+    assert not _covers({**whole, "work": {"block1_conv2": "0-63"}}, job)  # a layer short
+    assert not _covers({**whole, "config_hash": "c2"}, job) and not _covers({**whole, "views": ["neuron"]}, job)
+    examples = {"command": "examples", "count": 4, "model": "vgg16", "weights_sha256": "w", "list_sha256": "l",
+                "images": 292, "size": 224, "top": 16, "layers": ["block1_conv2"], "precision": "float32",
+                "backend": "jax"}
+    assert _covers({**examples, "count": 1, "layers": ["block1_conv2", "block3_conv1"]}, examples)
+    assert not _covers({**examples, "count": 1, "top": 8}, examples)  # other settings: the job's merge would differ
+    assert not _covers({**examples, "count": 1, "layers": ["block3_conv1"]}, examples)
+    assert not _covers({**examples, "command": "generate"}, examples)
+
+
+@pytest.mark.slow
+def test_a_finished_whole_examples_pass_supersedes_an_abandoned_examples_job(sample_tiles, tmp_path):
+    args = ["examples", "--images", str(sample_tiles), "--weights", "hed-bsds500", "--layers", "block1_conv2",
+            "--top", "4", "--size", "64"]
+    out = tmp_path / "atlas"
+    assert run_atlas(*args, "--shard", "0/2", "--out", str(out)).returncode == 0
+    assert "--forget-shards" in error_line(run_atlas("merge", "--out", str(out)))
+    whole = run_atlas(*args, "--out", str(out))
+    assert whole.returncode == 0, whole.stderr
+    assert "the records of an earlier examples job split 2 ways were dropped: this run did its work" in whole.stdout
+    assert not list((out / "vgg16/.shards").glob("*.json")) and not list((out / "vgg16/.shards").glob("*.npz"))
+    assert run_atlas("merge", "--out", str(out)).stdout.startswith("nothing to merge")

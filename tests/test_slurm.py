@@ -8,6 +8,7 @@ import json
 import os
 import re
 import secrets
+import shlex
 import shutil
 import socket
 import subprocess
@@ -36,14 +37,14 @@ def test_dry_run_prints_the_array_and_the_merge_job_and_submits_nothing(tmp_path
     assert proc.returncode == 0, proc.stderr
     text = proc.stdout
     logs = tmp_path / "A" / "logs"
-    assert "#SBATCH --array=0-2" in text and f"#SBATCH --output={logs}/generate-vgg16-%A_%a.log" in text
-    for line in ("#SBATCH --partition=gpu", "#SBATCH --time=4:00:00", "#SBATCH --gpus-per-task=1",
-                 "#SBATCH --cpus-per-task=8", f"#SBATCH --chdir={tmp_path}"):
-        assert line in text
+    array = _as_dict(sbatch_directives(_scripts(text)[0]))
+    assert array["array"] == "0-2" and array["output"] == f"{logs}/generate-vgg16-%A_%a.log"
+    assert {k: array[k] for k in ("partition", "time", "gpus-per-task", "cpus-per-task", "chdir")} == {
+        "partition": "gpu", "time": "4:00:00", "gpus-per-task": "1", "cpus-per-task": "8", "chdir": str(tmp_path)}
     task = next(line for line in text.splitlines() if line.startswith("exec "))
     assert task.endswith('--shard "$SLURM_ARRAY_TASK_ID/3"')
     assert ("-m generator generate --weights hed-bsds500 --layers block1_conv1,block3_conv1 --filters 0-7 --views "
-            "channel,neuron --size 48 --steps 16 --seed 3 --out A") in task
+            "channel,neuron --size 48 --steps 16 --precision mixed_float16 --seed 3 --out A") in task
     assert "--dependency=afterok:<the array's job id> --kill-on-invalid-dep=yes" in text
     merge_job = text.split("--kill-on-invalid-dep=yes", 1)[1]
     assert "--gpus-per-task" not in merge_job  # the merge, wiring and site need no GPU
@@ -93,6 +94,149 @@ def test_make_atlas_with_shards_submits_the_same_steps_through_slurm(sample_tile
     assert "--views all" in arrays[1] and arrays[1].endswith('/3"') and "generator examples" in arrays[2]
     assert proc.stdout.count("generator site --data") == 1  # the site once, after the examples
     assert f"generator site --data {tmp_path}/atlas --out site_src --compare {tmp_path}/atlas-naive" in proc.stdout
+
+
+# --- hostile values: quoted the way sbatch and bash read them, or refused ---------------------------------------
+
+HOSTILE = "sp ace 'q' \"dq\" $HOME `touch PWNED` #hash %p"  # every character a shell or sbatch could misread
+
+
+def sbatch_directives(script: str) -> list[str]:
+    """The options sbatch takes from a script's ``#SBATCH`` lines, read as sbatch reads them
+    (``_opt_batch_script`` and ``_get_argument`` of Slurm's src/sbatch/opt.c): directives up to the first
+    line that is not a comment; in each, arguments split at white space outside quotes (``"`` or
+    ``'``), a backslash keeping the next character, an unquoted ``#`` ending the line."""
+    options = []
+    for line in script.split("\n"):
+        if not line.startswith("#SBATCH"):
+            if line.strip() and not line.lstrip().startswith("#"):
+                break  # the first command: sbatch reads no directive after it
+            continue
+        rest, i = line[len("#SBATCH"):], 0
+        while i < len(rest):
+            while i < len(rest) and rest[i].isspace():
+                i += 1
+            if i == len(rest):
+                break
+            argument, quote, escaped = "", None, False
+            while i < len(rest) and (quote or not rest[i].isspace()):
+                c = rest[i]
+                i += 1
+                if escaped:
+                    escaped = False
+                elif c == "\\":
+                    escaped = True
+                    continue
+                elif quote:
+                    if c == quote:
+                        quote = None
+                        continue
+                elif c in "\"'":
+                    quote = c
+                    continue
+                elif c == "#":
+                    i = len(rest)
+                    break
+                argument += c
+            assert quote is None, f"sbatch: unmatched {quote} in {line!r}"
+            if argument:
+                options.append(argument)
+    return options
+
+
+def _as_dict(options: list[str]) -> dict[str, str]:
+    return dict(option[2:].split("=", 1) for option in options)
+
+
+def _scripts(stdout: str) -> list[str]:
+    return ["#!/bin/bash" + part for part in stdout.split("#!/bin/bash")[1:]]
+
+
+def test_the_directive_parser_reads_as_sbatch_does():
+    # as in sbatch, a backslash does not keep a space (hence the quotes), and nothing after a command is read
+    assert sbatch_directives('#SBATCH --a="x y" --b=\'#\'z # c\n#SBATCH --d=e\\ f --h="\\"\\\\"\necho\n#SBATCH --g=1') == [
+        "--a=x y", "--b=#z", "--d=e", "f", '--h="\\']
+
+
+def test_hostile_paths_reach_sbatch_and_the_shell_as_given(tmp_path):
+    """A working folder and --out holding spaces, quotes, $, backticks, # and %: each #SBATCH value is
+    what was given (parsed as sbatch parses it), no directive after them is lost, and the shell runs
+    the tasks and the merge job with exactly the arguments given, running nothing else."""
+    where = tmp_path / f"work {HOSTILE}"
+    where.mkdir()
+    out = f"atlas {HOSTILE}"
+    proc = run_atlas("slurm", "generate", *DONE_WHEN, "--shards", "2", "--partition", "p q#r", "--time", "1:00:00",
+                     "--gpus-per-task", "1", "--cpus-per-task", "2", "--compare", f"naive {HOSTILE}", "--out", out,
+                     "--dry-run", cwd=where)
+    assert proc.returncode == 0, proc.stderr
+    array, final = _scripts(proc.stdout)
+    logs = f"{where}/{out}/logs".replace("%", "%%")
+    got = _as_dict(sbatch_directives(array))
+    assert got == {"job-name": got["job-name"], "array": "0-1", "output": f"{logs}/generate-vgg16-%A_%a.log",
+                   "ntasks": "1", "chdir": str(where), "partition": "p q#r", "time": "1:00:00",
+                   "cpus-per-task": "2", "gpus-per-task": "1"}
+    got = _as_dict(sbatch_directives(final))
+    assert got["output"] == f"{logs}/generate-vgg16-merge-%j.log" and got["chdir"] == str(where)
+    assert got["time"] == "1:00:00" and "gpus-per-task" not in got
+    # the shell: each script run by bash with a Python that writes down the arguments it was given
+    fake = tmp_path / f"bin {HOSTILE}" / "python"
+    fake.parent.mkdir()
+    calls = tmp_path / "calls.jsonl"
+    fake.write_text(f"#!{sys.executable}\nimport json, sys\nopen({str(calls)!r}, 'a').write(json.dumps(sys.argv[1:]) + "
+                    "'\\n')\n")
+    fake.chmod(0o755)
+    for script in (array, final):
+        text = script.replace(shlex.quote(sys.executable), shlex.quote(str(fake)))
+        assert shlex.quote(str(fake)) in text
+        ran = subprocess.run(["bash", "-c", text], cwd=where, env={**os.environ, "SLURM_ARRAY_TASK_ID": "1"},
+                             capture_output=True, text=True)
+        assert ran.returncode == 0, ran.stderr
+    argvs = [json.loads(line) for line in calls.read_text().splitlines()]
+    assert argvs[0][:3] == ["-m", "generator", "generate"] and argvs[0][-4:] == ["--out", out, "--shard", "1/2"]
+    assert argvs[1] == ["-m", "generator", "merge", "--out", out]
+    assert argvs[2][2] == "wiring" and argvs[2][-2:] == ["--out", out]
+    assert argvs[3] == ["-m", "generator", "site", "--data", out, "--out", "site_src", "--compare", f"naive {HOSTILE}"]
+    assert not list(tmp_path.rglob("PWNED"))
+
+
+@pytest.mark.parametrize("args, named", [
+    (["--out", "A\ntouch PWNED\n#"], "--out 'A\\ntouch PWNED\\n#': holds a line break"),
+    (["--partition", "gpu\n#SBATCH --time=1"], "--partition 'gpu\\n#SBATCH --time=1': holds a line break"),
+    (["--time", "1:00\r"], "--time '1:00\\r': holds a line break"),
+    (["--compare", "naive\x1b[2J"], "--compare 'naive\\x1b[2J': holds a control character ('\\x1b')"),
+    (["--seed", "3", "--filters", "0-3\n"], None),  # refused by the option itself
+    (["--out", "back\\slash"], "--out 'back\\\\slash': a backslash in the log folder's path"),
+])
+def test_values_a_script_cannot_carry_are_refused_in_one_line(tmp_path, args, named):
+    proc = run_atlas("slurm", "generate", *DONE_WHEN[:-2], "--shards", "2", *args, "--dry-run", cwd=tmp_path)
+    line = error_line(proc)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr and "#!/bin/bash" not in proc.stdout
+    if named:
+        assert named in line, line
+    assert not list(tmp_path.rglob("PWNED")) and not (tmp_path / "A").exists()
+
+
+def test_a_working_folder_with_a_line_break_is_refused(tmp_path):
+    where = tmp_path / "a\nb"
+    where.mkdir()
+    line = error_line(run_atlas("slurm", "generate", *DONE_WHEN, "--shards", "2", "--dry-run", cwd=where))
+    assert line.endswith("holds a line break, which a Slurm batch script cannot carry; run atlas slurm from a folder "
+                         "whose path has none") and f"the working folder {str(where)!r}" in line
+
+
+def test_precision_auto_is_fixed_at_submission_for_every_task(tmp_path):
+    """`auto` would be bf16 on one node, fp16 on another, fp32 on a CPU node, and the precision is part
+    of the settings every shard shares: the tasks get one precision, written into their command."""
+    def task(*args):
+        proc = run_atlas("slurm", "generate", *DONE_WHEN, "--shards", "2", *args, "--dry-run", cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        return next(line for line in proc.stdout.splitlines() if line.startswith("exec ")), proc.stderr
+    line, said = task("--gpus-per-task", "1")
+    assert " --precision mixed_float16 " in line and "every task runs at mixed_float16" in said
+    line, said = task("--device", "cpu")
+    assert " --precision float32 " in line and "every task runs at float32" in said
+    line, said = task("--gpus-per-task", "1", "--precision", "mixed_bfloat16")
+    assert " --precision mixed_bfloat16 " in line and not said.strip()
 
 
 # --- a real one-node Slurm ------------------------------------------------------------------------------------
@@ -328,8 +472,12 @@ def test_a_cancelled_task_is_resubmitted_alone_and_redoes_nothing(slurm, tmp_pat
 
 
 def test_a_model_files_tasks_and_merge_job_read_the_file(colour_files, tmp_path):
+    """The merge job runs only what the user's own command line gave: the custom objects it named reach
+    the tasks and the wiring; the merge itself takes nothing but the atlas folder."""
+    custom = tmp_path / "my layers.py"
+    custom.write_text("# the user's own custom objects (none needed)\n")
     proc = run_atlas("slurm", "generate", "--model", str(colour_files["keras"]), "--name", "my_net", "--steps", "4",
-                     "--shards", "2", "--out", "A", "--dry-run", cwd=tmp_path)
+                     "--custom-objects", str(custom), "--shards", "2", "--out", "A", "--dry-run", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     text = proc.stdout
     task = next(line for line in text.splitlines() if line.startswith("exec "))
@@ -338,3 +486,78 @@ def test_a_model_files_tasks_and_merge_job_read_the_file(colour_files, tmp_path)
     merge_job = text.split("--kill-on-invalid-dep=yes", 1)[1]
     wiring = next(line for line in merge_job.splitlines() if " wiring " in line)
     assert f"generator wiring --model {colour_files['keras']} " in wiring and " --name my_net " in wiring
+    assert f"--custom-objects {shlex.quote(str(custom))}" in wiring and f"--custom-objects {shlex.quote(str(custom))}" in task
+    steps = [shlex.split(line) for line in merge_job.splitlines() if " -m generator " in line]
+    assert steps[0][1:] == ["-m", "generator", "merge", "--out", "A"]
+
+
+@pytest.mark.slow
+def test_hostile_paths_on_a_real_slurm(slurm, tmp_path):
+    """A working folder and --out holding spaces, quotes, $, backticks, # and %, through the real sbatch:
+    the tasks and the merge job run in that folder, log where asked, and the atlas is merged; a value
+    with a line break is refused before anything is submitted."""
+    where = tmp_path / f"work {HOSTILE}"
+    where.mkdir()
+    out = f"atlas {HOSTILE}"
+    args = ["slurm", "generate", "--weights", "random", "--layers", "block1_conv1", "--filters", "0-3", "--size", "32",
+            "--steps", "2", "--shards", "2", "--time", "0:20:00", "--no-site"]
+    refused = run_atlas(*args, "--out", "A\ntouch PWNED\n#", "--wait", env=slurm.env, cwd=where)
+    assert "holds a line break" in error_line(refused)
+    assert not slurm.run("squeue", "-h").stdout.strip()  # nothing submitted
+    proc = run_atlas(*args, "--out", out, "--wait", env=slurm.env, cwd=where)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    atlas = where / out
+    assert len(list((atlas / "vgg16/block1_conv1").glob("000?.png"))) == 4
+    assert [r["filter"] for r in json.loads((atlas / "vgg16/block1_conv1/layer.json").read_text())["rows"]] == [0, 1, 2, 3]
+    logs = sorted(p.name for p in (atlas / "logs").glob("*.log"))
+    assert len(logs) == 3 and sum("-merge-" in name for name in logs) == 1, logs
+    assert list((atlas / "vgg16").rglob("wiring.json"))  # the merge job's wiring ran, in that folder
+    assert not list(tmp_path.rglob("PWNED"))
+
+
+# --- publishing: the logs keep their local paths, and stay home ----------------------------------------------
+
+
+def _readme_archive_command() -> str:
+    """The archive command README's Publish section documents for a release."""
+    text = (ROOT / "README.md").read_text()
+    publish = text.split("## Publish", 1)[1].split("\n## ", 1)[0]
+    return re.search(r"`(tar\s+czf\s[^`]+)`", publish).group(1).replace("\n", " ")
+
+
+@pytest.mark.slow
+def test_publishing_leaves_out_logs_locks_and_shard_records(tmp_path):
+    """The Slurm logs and scripts name the working folder and the Python, a lock file the command line,
+    a shard record the host and folders: `atlas site` and the archive README documents leave them out,
+    and nothing they write names this machine's folders or its user's home."""
+    import getpass
+
+    where = tmp_path / f"home-{getpass.getuser()}" / "project"
+    where.mkdir(parents=True)
+    tiny = ["--weights", "random", "--layers", "block1_conv1", "--filters", "0-1", "--size", "32", "--steps", "2"]
+    assert run_atlas("generate", *tiny, "--out", "atlas", cwd=where).returncode == 0
+    logs = where / "atlas/logs"
+    logs.mkdir()
+    (logs / "generate-vgg16.sbatch").write_text(f'#SBATCH --chdir="{where}"\nexec {sys.executable} -m generator\n')
+    (logs / "generate-vgg16-7_0.log").write_text(f"{where}/atlas written by {getpass.getuser()}\n")
+    (where / "atlas/vgg16/.shards").mkdir(exist_ok=True)
+    (where / "atlas/vgg16/.shards/examples-0-of-2.lock").write_text(f"pid 1: atlas examples --images {where}/x")
+    (where / "atlas/vgg16/.lock").write_text(f"pid 1: atlas generate --out {where}/atlas")  # as a run holding it
+    shutil.copytree(where / "atlas", where / "atlas-naive")
+    site = run_atlas("site", "--data", "atlas", "--out", "site_src", cwd=where)
+    assert site.returncode == 0, site.stderr
+    archive = subprocess.run(_readme_archive_command(), shell=True, cwd=where, capture_output=True, text=True)
+    assert archive.returncode == 0, archive.stderr
+    members = subprocess.run(["tar", "tzf", "atlas.tar.gz"], cwd=where, capture_output=True, text=True).stdout.split()
+    assert "atlas/vgg16/manifest.json" in members and "atlas-naive/vgg16/manifest.json" in members
+    assert not [m for m in members if "logs" in m.split("/") or any(p.startswith(".") for p in m.split("/"))]
+    unpacked = tmp_path / "unpacked"
+    unpacked.mkdir()
+    subprocess.run(["tar", "xzf", where / "atlas.tar.gz"], cwd=unpacked, check=True)
+    published = [p for folder in (where / "site_src", unpacked) for p in folder.rglob("*") if p.is_file()]
+    assert len(published) > 10
+    home = str(Path.home())
+    for path in published:
+        data = path.read_bytes()
+        assert str(tmp_path).encode() not in data, path
+        assert home == "/" or f"{home}/".encode() not in data, path

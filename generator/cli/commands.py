@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import shlex
 import sys
 
 from generator.cli.prepare import (
@@ -115,7 +116,12 @@ def cmd_generate(args: argparse.Namespace) -> int:
         f"{summary.retried} redone in float32, {summary.seconds:.1f} s; atlas in {args.out}/{network.name} "
         f"(config {config.hash}, {config.precision}, {started.backend})"
     )
-    _say_shard(args, network, finished=not (summary.interrupted or summary.failed))
+    finished = not (summary.interrupted or summary.failed)
+    _say_shard(args, network, finished)
+    if args.shard is None and finished:
+        from generator.cluster import GenerateJob
+
+        _supersede(args, network, GenerateJob(tuple((layer, tuple(f)) for layer, f in work), tuple(views), config, 1))
     if summary.failed:
         shown = ", ".join(summary.failed[:5]) + (" …" if len(summary.failed) > 5 else "")
         print(f"atlas generate: error: {len(summary.failed)} filter views went non-finite even in float32 and were "
@@ -178,6 +184,10 @@ def cmd_examples(args: argparse.Namespace) -> int:
                            checkpoint=args.checkpoint, shard=args.shard, devices=list(started.devices))
     print(summary.line())
     _say_shard(args, network, finished=not summary.interrupted)
+    if args.shard is None and not summary.interrupted:
+        from generator.cluster import ExamplesJob
+
+        _supersede(args, network, ExamplesJob(config, tuple(layers), 1))
     if summary.interrupted:
         print("interrupted: the pass is checkpointed; run the same command again to resume", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -190,6 +200,14 @@ def _say_shard(args: argparse.Namespace, network: Network, finished: bool) -> No
               f"atlas merge --out {args.out}")
 
 
+def _supersede(args: argparse.Namespace, network: Network, job) -> None:
+    """A whole run that finished: the shard jobs whose work it did are forgotten."""
+    from generator.cluster.forget import supersede
+
+    for line in supersede(args.out, network.name, job):
+        print(line)
+
+
 def cmd_trust(args: argparse.Namespace) -> int:
     from generator.atlas.store import AtlasStore
     from generator.evidence.imagesets import list_images
@@ -200,7 +218,8 @@ def cmd_trust(args: argparse.Namespace) -> int:
     check_weights(network.weights, network.spec)
     layers = parse_layers(args.layers, network.spec)
     images = list_images(args.images)
-    _, examples = read_atlas(AtlasStore(args.out, network.name))  # refused here, before the backend loads
+    model_args = " ".join(shlex.quote(a) for a in ["--model", args.model, *(["--name", args.name] if args.name else [])])
+    _, examples = read_atlas(AtlasStore(args.out, network.name), model_args)  # refused here, before the backend loads
     check_images(examples, images, args.images)
     without = [layer.name for layer in layers if layer.name not in examples.get("layers", [])]
     if args.layers != "all" and without:
@@ -280,6 +299,6 @@ def cmd_merge(args: argparse.Namespace) -> int:
 
     if not os.path.isdir(args.out):
         raise AtlasError(f"--out {args.out}: no such folder; give the atlas folder the shards wrote into")
-    lines = merge(args.out)
+    lines = merge(args.out, forget=args.forget_shards)
     print("\n".join(lines) if lines else f"nothing to merge in {args.out}: no shards waiting")
     return 0

@@ -119,6 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     _bench_parser(sub)
     merge = sub.add_parser("merge", help="join the finished shards of a job into the atlas (after --shard K/N runs)")
     merge.add_argument("--out", default="atlas", help="the atlas folder the shards wrote into")
+    merge.add_argument("--forget-shards", action="store_true",
+                       help="give up the jobs some of whose shards never finished (their rendered filters stay)")
     # Built last, from the finished generate and examples parsers: every option they have travels to the tasks.
     _slurm_parser(sub, gen, ex)
     return parser

@@ -58,6 +58,12 @@ def cmd_slurm(args: argparse.Namespace) -> int:
         units, what = cluster.examples_units(len(images.files)), f"runs of {cluster.EXAMPLES_GRAIN} images"
     if args.shards > units:
         raise AtlasError(f"--shards {args.shards}: this job is only {units} {what}; give --shards {units} or fewer")
+    gpus = slurm.task_gpus(args.device, args.gpus_per_task, args.partition)
+    precision = slurm.task_precision(args.precision, gpus)
+    if precision != args.precision:
+        note = "give --precision mixed_bfloat16 for GPUs of compute capability 8 or newer" if gpus else "no GPU"
+        print(f"--precision auto: every task runs at {precision} ({note})", file=sys.stderr)
+        args.precision = precision
     parser = next(a for a in build_parser()._actions if a.dest == "command").choices[command]
     options = [command, *as_options(parser, args, leave=("shard",))]
     if network.file is None:
@@ -67,7 +73,7 @@ def cmd_slurm(args: argparse.Namespace) -> int:
     request = slurm.Request(
         command=command, options=tuple(options), shards=args.shards, out=args.out, model=network.name,
         model_args=tuple(model_args), device=args.device, partition=args.partition, time=args.time,
-        gpus_per_task=args.gpus_per_task, cpus_per_task=args.cpus_per_task, compare=args.compare,
+        gpus_per_task=gpus, cpus_per_task=args.cpus_per_task, compare=args.compare,
         site=not args.no_site, python=sys.executable, workdir=os.getcwd(),
     )
     return slurm.run(request, wait=args.wait, dry_run=args.dry_run)

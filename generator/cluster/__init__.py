@@ -1,8 +1,9 @@
 """The cluster floor: one atlas job cut into N parts. The K/N split and its cost model (``split``), job
-identity (``jobs``), the shard store, its records and a job's progress (``shard_store``), and one
-scheduler per module (``slurm``). It imports the atlas floor and below.
+identity (``jobs``), the shard store, its records and a job's progress (``shard_store``), giving a job
+up (``forget``), and one scheduler per module (``slurm``). It imports the atlas floor and below.
 """
 
+from generator.cluster.forget import forget_job, supersede, unfinished_jobs
 from generator.cluster.jobs import (
     COMMANDS,
     ExamplesJob,
@@ -52,6 +53,7 @@ __all__ = [
     "examples_units",
     "expand_ranges",
     "finished_shards",
+    "forget_job",
     "generate_units",
     "image_range",
     "job_progress",
@@ -63,4 +65,6 @@ __all__ = [
     "remove_job_files",
     "save_state",
     "split_generate",
+    "supersede",
+    "unfinished_jobs",
 ]

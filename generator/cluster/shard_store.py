@@ -34,6 +34,10 @@ from generator.paths import AtlasPaths
 from generator.render.config import RenderConfig
 
 
+# Settings of a render config that are options of atlas generate (spelled as the option).
+OPTIONS = ("method", "size", "steps", "lr", "seed", "precision", "backend")
+
+
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
 
@@ -109,6 +113,21 @@ class ShardStore(AtlasStore):
             for suffix in (".json", ".npz", ".state.npz"):  # its record and results; lock files stay (ours may share a name)
                 self.paths.shard_file(record["command"], record["shard"], record["count"], suffix).unlink(missing_ok=True)
 
+    def check_settings(self, config: RenderConfig) -> None:
+        """Refuse a shard whose settings differ from those of the shards already in the folder, naming
+        the options that differ (every shard of one job must run with the same settings)."""
+        mine = config.to_dict()
+        for _, record in read_records(self):
+            theirs = record.get("config") if record.get("command") == "generate" else None
+            if not isinstance(theirs, dict):
+                continue
+            differ = [key for key in mine if key in theirs and theirs[key] != mine[key] and key in OPTIONS]
+            if differ:
+                given = ", ".join(f"--{key} {theirs[key]} (this shard: {mine[key]})" for key in differ)
+                raise AtlasError(f"{self.paths.model_dir} holds shards that ran with {given}; every shard of a job "
+                                 "needs the same settings: run this one with theirs (atlas slurm fixes them for every "
+                                 "task when it submits); --force would remove their pictures")
+
     def begin(self, force: bool) -> bool:
         """Check the folder holds no other job's shards and sign this one in; True if this shard had
         already finished its part (its record and result are kept). Call under the manifest lock."""
@@ -126,6 +145,8 @@ class ShardStore(AtlasStore):
         with self.manifest_lock():
             old = read_json(self.paths.manifest, "manifest") if self.paths.manifest.exists() else {}
             if old.get("config_hash") != config.hash:
+                if not force:
+                    self.check_settings(config)
                 super().prepare(config, loaded, force)
             self.begin(force)
 
@@ -140,6 +161,7 @@ class ShardStore(AtlasStore):
         record = {
             "command": self.job.command, "shard": self.shard.index, "count": self.shard.count, "job": self.job.id,
             "finished": finished, "command_line": command_line(), "model": self.model, **self.job.settings(),
+            "whole": self.job.describe(),  # the whole job's work: a whole run that did it supersedes the job
             **self._network_record(),
             "share": self.share_description(), "result": result or {}, "host": platform.node(),
             "started": self.started, "ended": _now() if finished else None,
@@ -259,6 +281,7 @@ def check_merged(store: AtlasStore) -> None:
         if started or missing:
             raise AtlasError(f"{store.paths.model_dir}: {describe_missing(command, count, started, missing)}; run "
                              f"them (--shard K/{count}, or the same atlas slurm command again), then "
-                             f"`atlas merge --out {store.paths.root}`")
+                             f"`atlas merge --out {store.paths.root}`; or give the job up: "
+                             f"`atlas merge --out {store.paths.root} --forget-shards`")
         raise AtlasError(f"{store.paths.model_dir}: the {count} shards of its {command} job are not merged yet; run "
                          f"`atlas merge --out {store.paths.root}` first")

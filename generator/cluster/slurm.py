@@ -81,16 +81,31 @@ def _quote(args) -> str:
     return " ".join(shlex.quote(str(a)) for a in args)
 
 
+def directive(option: str, value: object) -> str:
+    """``#SBATCH --option="value"``, quoted the way sbatch reads its directives: inside double quotes
+    spaces, ``'``, ``$``, backticks and ``#`` are the value's own, and a backslash keeps the next
+    character (``\\"`` a quote, ``\\\\`` a backslash). sbatch reads a directive to the end of its line,
+    so a value can hold no newline: ``check_request`` refuses one first."""
+    text = str(value).replace("\\", "\\\\").replace('"', '\\"')
+    return f'#SBATCH --{option}="{text}"'
+
+
+def _log_pattern(folder: Path, name: str) -> str:
+    """A log file's name as sbatch's ``--output`` takes it: ``%`` of the folder doubled (``%A``, ``%a``
+    and ``%j`` stay Slurm's own)."""
+    return str(folder).replace("%", "%%") + "/" + name
+
+
 def _resources(req: Request, gpus: int) -> list[str]:
-    lines = ["#SBATCH --ntasks=1", f"#SBATCH --chdir={req.workdir}"]
+    lines = ["#SBATCH --ntasks=1", directive("chdir", req.workdir)]
     if req.partition:
-        lines.append(f"#SBATCH --partition={req.partition}")
+        lines.append(directive("partition", req.partition))
     if req.time:
-        lines.append(f"#SBATCH --time={req.time}")
+        lines.append(directive("time", req.time))
     if req.cpus_per_task:
-        lines.append(f"#SBATCH --cpus-per-task={req.cpus_per_task}")
+        lines.append(f"#SBATCH --cpus-per-task={int(req.cpus_per_task)}")
     if gpus:
-        lines.append(f"#SBATCH --gpus-per-task={gpus}")
+        lines.append(f"#SBATCH --gpus-per-task={int(gpus)}")
     return lines
 
 
@@ -98,19 +113,22 @@ def array_script(req: Request, indices: list[int], gpus: int) -> str:
     """The job array: task K runs shard K/N of the command."""
     return "\n".join([
         "#!/bin/bash",
-        f"#SBATCH --job-name={req.name}",
+        directive("job-name", req.name),
         f"#SBATCH --array={ranges(indices)}",
-        f"#SBATCH --output={req.logs}/{req.stem}-%A_%a.log",
+        directive("output", _log_pattern(req.logs, f"{req.stem}-%A_%a.log")),
         *_resources(req, gpus),
-        f"# Task K renders shard K/{req.shards} of the job into {req.out}. A task that fails or is cancelled keeps",
-        "# what it finished: the same atlas slurm command again submits the shards without a finished record.",
+        f"# Task K renders shard K/{req.shards} of the job into {shlex.quote(req.out)}. A task that fails or is",
+        "# cancelled keeps what it finished: the same atlas slurm command again submits the shards without a",
+        "# finished record.",
         f'exec {_quote([req.python, "-m", "generator", *req.options])} --shard "$SLURM_ARRAY_TASK_ID/{req.shards}"',
         "",
     ])
 
 
 def final_script(req: Request) -> str:
-    """The job after the array: the merge, the wiring (generate) and the site."""
+    """The job after the array: the merge, the wiring (generate) and the site. It runs only the atlas
+    commands with the options given on the user's own command line (the merge runs no code the
+    atlas folder names)."""
     atlas = [req.python, "-m", "generator"]
     steps = [_quote([*atlas, "merge", "--out", req.out])]
     if req.command == "generate":
@@ -122,8 +140,8 @@ def final_script(req: Request) -> str:
             steps.append(_quote([req.python, "-m", "mkdocs", "build", "--strict"]))
     return "\n".join([
         "#!/bin/bash",
-        f"#SBATCH --job-name={req.name}-merge",
-        f"#SBATCH --output={req.logs}/{req.stem}-merge-%j.log",
+        directive("job-name", f"{req.name}-merge"),
+        directive("output", _log_pattern(req.logs, f"{req.stem}-merge-%j.log")),
         *_resources(req, 0),
         "# Runs once every task of the array has ended well (sbatch --dependency=afterok:<array>).",
         "set -eu",
@@ -131,6 +149,51 @@ def final_script(req: Request) -> str:
         *steps,
         "",
     ])
+
+
+# --- what a script can carry ---------------------------------------------------------------------------------
+
+
+def _unsafe(value: str) -> str | None:
+    """Why ``value`` cannot go into a batch script, or None."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return "bytes that are not UTF-8"
+    if "\n" in value or "\r" in value:
+        return "a line break"
+    bad = next((c for c in value if ord(c) < 32 or ord(c) == 127), None)
+    return f"a control character ({bad!r})" if bad else None
+
+
+def _named_values(req: Request) -> list[tuple[str, str]]:
+    """Every value the scripts write, with the option (or the thing) that gave it."""
+    named = [("the working folder", req.workdir), ("the Python", req.python), ("--out", req.out)]
+    named += [(flag, value) for flag, value in (("--partition", req.partition), ("--time", req.time),
+                                                ("--compare", req.compare)) if value is not None]
+    for options in (req.options, req.model_args):
+        flag = options[0]
+        for value in options[1:]:
+            if value.startswith("--"):
+                flag = value
+            named.append((flag, value))
+    return named
+
+
+def check_request(req: Request) -> None:
+    """Refuse, in one line naming it, a value the scripts cannot carry: a line break (sbatch reads a
+    directive to the end of its line, and the shell would run the rest as a command), another control
+    character, or a backslash in the log folder (it turns off Slurm's ``%A``/``%a`` file names)."""
+    for what, value in _named_values(req):
+        why = _unsafe(value)
+        if why:
+            fix = ("run atlas slurm from a folder whose path has none" if what == "the working folder"
+                   else "give one without it")
+            raise AtlasError(f"{what} {value!r}: holds {why}, which a Slurm batch script cannot carry; {fix}")
+    if "\\" in str(req.logs):
+        what, value = ("--out", req.out) if "\\" in req.out else ("the working folder", req.workdir)
+        raise AtlasError(f"{what} {value!r}: a backslash in the log folder's path turns off Slurm's %A/%a log "
+                         "names; give a path without one")
 
 
 # --- Slurm's commands -----------------------------------------------------------------------------------------
@@ -152,6 +215,23 @@ def cluster_gpus(partition: str | None) -> bool:
         return True  # a dry run away from the cluster: show the GPU request a GPU job needs
     proc = _slurm(["sinfo", "-h", "-o", "%G", *(["-p", partition] if partition else [])])
     return proc.returncode == 0 and "gpu" in proc.stdout
+
+
+def task_gpus(device: str, asked: int | None, partition: str | None) -> int:
+    """GPUs per task: as asked, else 1 where the cluster's nodes have GPUs and the run is not on the CPU."""
+    if asked is not None:
+        return asked
+    return 0 if device == "cpu" else int(cluster_gpus(partition))
+
+
+def task_precision(asked: str, gpus: int) -> str:
+    """The precision every task runs at, fixed at submission: ``auto`` would be resolved by each node
+    (bf16 on one GPU generation, fp16 on another, fp32 on a CPU node), and the precision is part of
+    the settings every shard of a job must share. On GPUs ``auto`` is float16 with loss scaling, which
+    every GPU generation runs; float32 for tasks without a GPU."""
+    if asked != "auto":
+        return asked
+    return "mixed_float16" if gpus else "float32"
 
 
 def sbatch(args: list[str]) -> str:
@@ -213,11 +293,10 @@ def watch(array_id: str | None, final_id: str, poll: float = POLL_SECONDS) -> tu
 
 def run(req: Request, wait: bool = False, dry_run: bool = False) -> int:
     """Submit the shards that have not finished and the merge after them; with ``wait``, see them end."""
+    check_request(req)
     done = finished_shards(str(req.atlas), req.model, req.command, req.shards, list(req.options))
     todo = [k for k in range(req.shards) if k not in done]
-    gpus = req.gpus_per_task
-    if gpus is None:
-        gpus = 0 if req.device == "cpu" else int(cluster_gpus(req.partition))
+    gpus = task_gpus(req.device, req.gpus_per_task, req.partition)
     array_file, final_file = req.logs / f"{req.stem}.sbatch", req.logs / f"{req.stem}-merge.sbatch"
     scripts = [(array_file, array_script(req, todo, gpus))] if todo else []
     scripts.append((final_file, final_script(req)))
@@ -225,7 +304,7 @@ def run(req: Request, wait: bool = False, dry_run: bool = False) -> int:
         for path, text in scripts:
             after = ("" if path == array_file or not todo
                      else " --dependency=afterok:<the array's job id> --kill-on-invalid-dep=yes")
-            print(f"# sbatch --parsable{after} {path}\n{text}")
+            print(f"# sbatch --parsable{after} {shlex.quote(str(path))}\n{text}")
         return 0
     _require("sbatch")
     waiting = queued([req.name, f"{req.name}-merge"])

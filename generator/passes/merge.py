@@ -7,7 +7,10 @@ weights, rebuilds the layer tables and the manifest, merges the examples states
 
 It starts no backend and reads no model file: the records hold the weights' name and sha256 and, for a
 user's network, the description the manifest stores (no path, no custom code). So a merge runs no code
-named inside the atlas folder, and needs neither the weights nor the model file where it runs.
+named inside the atlas folder, and needs neither the weights nor the model file where it runs; a record
+that names a file anyway (``custom_objects``, a path) is refused, not followed.
+
+``--forget-shards`` gives up the jobs some of whose shards never finished (``cluster.forget``).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from pathlib import Path
 
 from generator.atlas.files import read_json
 from generator.atlas.store import AtlasStore
+from generator.cluster.forget import forget_job, unfinished_jobs
 from generator.cluster.jobs import COMMANDS, ExamplesJob
 from generator.cluster.shard_store import (
     describe_missing,
@@ -38,16 +42,37 @@ from generator.render.views import VIEWS
 def _one_job(store: AtlasStore, command: str, records: list[dict]) -> dict:
     """The records of one complete job of ``command``, checked; returns one of them."""
     jobs = {(r["job"], r["count"]) for r in records}
+    forget = f"`atlas merge --out {store.paths.root} --forget-shards`"
     if len(jobs) > 1:
         counts = ", ".join(f"{count} ways" for _, count in sorted(jobs, key=lambda j: j[1]))
         raise AtlasError(f"{store.paths.model_dir} holds shards of {len(jobs)} different {command} jobs ({counts}); "
-                         f"remove the records of the one to drop ({store.paths.shards_dir}/{command}-*-of-N.*)")
+                         f"finish the one to keep, then {forget} drops the unfinished ones")
     count = records[0]["count"]
     finished, started, missing = job_progress(records, count)
     if started or missing:
         raise AtlasError(f"{store.paths.model_dir}: {describe_missing(command, count, started, missing)}; run them "
-                         f"(--shard K/{count}, or the same atlas slurm command again) and merge again")
+                         f"(--shard K/{count}, or the same atlas slurm command again) and merge again, or give the "
+                         f"job up: {forget}")
     return records[0]
+
+
+# Keys that would name code or a file to read: a record holding one was not written by this release's shards.
+NAMING_FILES = ("custom_objects", "model_file", "model_path", "path")
+
+
+def check_records(records: list[tuple[Path, dict]]) -> None:
+    """Refuse, in one line, a record that names a file to run or read: the merge takes nothing to run
+    from the atlas folder (anyone who can write to a shared folder could name their own code there)."""
+    for path, record in records:
+        user = record.get("user_model") if isinstance(record.get("user_model"), dict) else {}
+        named = [(k, record[k]) for k in NAMING_FILES if k in record]
+        named += [(k, user[k]) for k in NAMING_FILES if k in user]
+        if "/" in str(user.get("file", "")) or "\\" in str(user.get("file", "")):
+            named.append(("user_model.file", user["file"]))
+        if named:
+            key, value = named[0]
+            raise AtlasError(f"{path}: names a file ({key} {str(value)!r}) that atlas merge was not given, and the "
+                             "merge runs nothing the atlas folder names; remove this record and run its shard again")
 
 
 def _sharded_models(out: str) -> list[str]:
@@ -57,32 +82,70 @@ def _sharded_models(out: str) -> list[str]:
     return [*MODELS, *others]
 
 
-def merge(out: str) -> list[str]:
-    """``atlas merge``: join the finished shards of every model under ``out``; one line per model."""
+def merge(out: str, forget: bool = False) -> list[str]:
+    """``atlas merge``: join the finished shards of every model under ``out``; one line per model. With
+    ``forget``, the jobs not every shard of which finished are given up first."""
     lines = []
     for model in _sharded_models(out):
         store = AtlasStore(out, model)
         if not read_records(store):
             continue
         with store.lock():
+            check_records(read_records(store))
+            records = [r for _, r in read_records(store)]
+            forgotten = _forget(store, records) if forget else []
             records = [r for _, r in read_records(store)]
             jobs = {command: _one_job(store, command, [r for r in records if r["command"] == command])
                     for command in COMMANDS if any(r["command"] == command for r in records)}
-            shas = {r["weights"]["sha256"] for r in jobs.values()}
-            if len(shas) > 1:
-                raise AtlasError(f"{store.paths.model_dir}: its generate and examples shards were made with other "
-                                 "weights; rerun one of them with the other's --weights")
-            loaded = _network(model, jobs)
-            store.remove_stale_temporaries()
-            done = []
-            if "generate" in jobs:
-                done.append(_merge_generate(store, loaded, jobs["generate"]))
-            if "examples" in jobs:
-                done.append(_merge_examples(store, loaded, jobs["examples"]))
-            for command, record in jobs.items():
-                remove_job_files(store.paths, command, record["count"])
-        lines.append(f"{store.paths.model_dir}: merged " + " and ".join(done))
+            done = _merge_jobs(store, model, jobs) if jobs else []
+        lines.append(f"{store.paths.model_dir}: " + "; ".join(forgotten + (["merged " + " and ".join(done)] if done
+                                                                           else [])))
     return lines
+
+
+def _merge_jobs(store: AtlasStore, model: str, jobs: dict) -> list[str]:
+    shas = {r["weights"]["sha256"] for r in jobs.values()}
+    if len(shas) > 1:
+        raise AtlasError(f"{store.paths.model_dir}: its generate and examples shards were made with other "
+                         "weights; run one job's shards again with the other's weights (atlas generate|examples "
+                         "--weights W --shard K/N)")
+    loaded = _network(model, jobs)
+    store.remove_stale_temporaries()
+    done = []
+    if "generate" in jobs:
+        done.append(_merge_generate(store, loaded, jobs["generate"]))
+    if "examples" in jobs:
+        done.append(_merge_examples(store, loaded, jobs["examples"]))
+    for command, record in jobs.items():
+        remove_job_files(store.paths, command, record["count"])
+    return done
+
+
+def _forget(store: AtlasStore, records: list[dict]) -> list[str]:
+    """Give up the unfinished jobs: their records, states and locks go; what their shards rendered stays,
+    and a generate job's layers are listed in their tables (as an interrupted whole run leaves them)."""
+    lines = []
+    for (command, _, count), group in unfinished_jobs(records).items():
+        if command == "generate":
+            _list_rendered(store, group)
+        forget_job(store.paths, group)
+        finished, _, _ = job_progress(group, count)
+        kept = f"; the filters of shards {ranges(finished)} are kept" if command == "generate" and finished else ""
+        lines.append(f"forgot the unfinished {command} job split {count} ways{kept}")
+    return lines
+
+
+def _list_rendered(store: AtlasStore, group: list[dict]) -> None:
+    """The layer tables of a given-up generate job's layers, from the files its shards wrote, when the
+    atlas holds the job's settings."""
+    config = RenderConfig(**group[0]["config"])
+    manifest = read_json(store.paths.manifest, "manifest") if store.paths.manifest.exists() else {}
+    if manifest.get("config_hash") != config.hash:
+        return
+    loaded = _network(store.model, {"generate": group[0]})
+    for name in _job_work(store, group[0], loaded.layers):
+        store.refresh_layer(find_layer(name, loaded.spec), config)
+    store.write_manifest(config, loaded)
 
 
 def _network(model: str, jobs: dict) -> LoadedModel:
@@ -159,8 +222,8 @@ def _merge_examples(store: AtlasStore, loaded, record: dict) -> str:
     layers = [find_layer(name, loaded.spec) for name in settings["layers"]]
     job = ExamplesJob(config, tuple(layers), record["count"])
     if job.id != record["job"]:
-        raise AtlasError(f"--images {settings['images_root']}: the folder changed since the examples shards ran "
-                         "(its list of images differs); run them again")
+        raise AtlasError(f"{settings['images_root']}: the image folder changed since the examples shards ran "
+                         "(its list of images differs); run them again (atlas examples --shard K/N)")
     states, skips = [], []
     for _, r in sorted(read_records(store), key=lambda pr: pr[1]["shard"]):
         if r["command"] == "examples":

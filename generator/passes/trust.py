@@ -82,16 +82,21 @@ class TrustSummary:
                 f"images{bad} in {self.seconds:.1f} s, {self.done} already done{extra}; in {self.out}")
 
 
-def read_atlas(store: AtlasStore) -> tuple[dict, dict]:
-    """The manifest and its examples record, or one line saying which command is missing."""
+def read_atlas(store: AtlasStore, model_args: str | None = None) -> tuple[dict, dict]:
+    """The manifest and its examples record, or one line saying which command is missing (naming the
+    network by ``model_args``, as the user gave it: a model file's folder name is no --model value)."""
+    model_args = model_args or f"--model {store.model}"
+    if not store.paths.manifest.exists():
+        raise AtlasError(f"{store.paths.manifest}: no atlas here; run `atlas generate {model_args} --out "
+                         f"{store.paths.root}` first")
     manifest = store.read_manifest()
     if "config_hash" not in manifest:
-        raise AtlasError(f"{store.paths.model_dir}: the atlas has no pictures yet; run `atlas generate --model "
-                         f"{store.model} --out {store.paths.root}` first")
+        raise AtlasError(f"{store.paths.model_dir}: the atlas has no pictures yet; run `atlas generate {model_args} "
+                         f"--out {store.paths.root}` first")
     examples = manifest.get("examples")
     if not examples or not examples.get("images"):
         raise AtlasError(f"{store.paths.model_dir} has no dataset examples to check the pictures against; run "
-                         f"`atlas examples --images DIR --model {store.model} --out {store.paths.root}` first")
+                         f"`atlas examples --images DIR {model_args} --out {store.paths.root}` first")
     return manifest, examples
 
 
