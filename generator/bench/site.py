@@ -3,6 +3,7 @@ view, dataset examples and wiring) and report time, memory and size, against the
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 import resource
@@ -58,9 +59,10 @@ def _histogram(rng, images: int = 50_000) -> list[int]:
     return np.bincount(bins.astype(int), minlength=HIST_BINS).tolist()
 
 
-def synthetic_atlas(root: Path, model: str, size: int, steps: int, top: int = 16) -> int:
+def synthetic_atlas(root: Path, model: str, size: int, steps: int, top: int = 16, only: str = "all") -> int:
     """A full-size atlas of ``model``: every filter, every view, examples and wiring records of the
-    real shapes, pictures of Fourier noise and crops of photographs. Returns the filter count."""
+    real shapes, pictures of Fourier noise and crops of photographs. Returns the filter count.
+    ``only``: these layers (``--layers``, comma-separated), not all of them."""
     from PIL import Image
 
     from generator.atlas.store import AtlasStore, atomic_write_bytes, atomic_write_json
@@ -72,6 +74,11 @@ def synthetic_atlas(root: Path, model: str, size: int, steps: int, top: int = 16
     from generator.render.views import VIEWS
 
     loaded = _loaded(model)
+    if only != "all":
+        from generator.network.selection import parse_layers
+
+        names = {x.name for x in parse_layers(only, model)}
+        loaded = dataclasses.replace(loaded, layers=tuple(x for x in loaded.layers if x.name in names))
     cfg = RenderConfig(model=model, weights="synthetic", weights_sha256="0" * 64, size=size, steps=steps)
     store = AtlasStore(root, model)
     store.prepare(cfg, loaded, force=True)
@@ -168,10 +175,11 @@ def run(args, network) -> tuple[str, str]:
         filters, t_data = _kept(data, model, size, steps), None  # t_data stays None when reused
         if filters is None:
             t0 = time.perf_counter()
-            filters = synthetic_atlas(data, model, size, steps)
+            filters = synthetic_atlas(data, model, size, steps, only=getattr(args, "layers", "all"))
             t_data = time.perf_counter() - t0
         if getattr(args, "assets_url", None):
-            return split_off(args.assets_url, model, data, tmp, (filters, t_data, size, steps), machine())
+            made = (filters, t_data, size, steps, getattr(args, "layers", "all"))
+            return split_off(args.assets_url, model, data, tmp, made, machine())
         project = stage_project(tmp)
         t0 = time.perf_counter()
         pages = build_site(data, project / "site_src")
@@ -238,7 +246,7 @@ def split_off(url: str, model: str, data: Path, tmp: Path, made: tuple, host: st
     from generator.site import build_site, stage_project
     from generator.site.publish import PAGES_LIMIT, measure
 
-    filters, t_data, size, steps = made
+    filters, t_data, size, steps, only = made
     project = stage_project(tmp)
     upload = tmp / "site-assets"
     t0 = time.perf_counter()
@@ -262,9 +270,10 @@ def split_off(url: str, model: str, data: Path, tmp: Path, made: tuple, host: st
     files = sum(1 for _ in upload.iterdir())
     mb = lambda b: f"{b / 2**20:.1f} MB"  # noqa: E731
     text = (
-        f"### Site of {model} with its pictures split off: {filters:,} filters ({size} px, {steps}-step loss "
-        "curves, synthetic pictures)\n\n"
-        f"Machine: {host}. Command: `atlas bench site --model {model} --size {size} --assets-url URL`"
+        f"### Site of {model} with its pictures split off: {filters:,} filters"
+        f"{'' if only == 'all' else ' of ' + only} ({size} px, {steps}-step loss curves, synthetic pictures)\n\n"
+        f"Machine: {host}. Command: `atlas bench site --model {model} --size {size}"
+        f"{'' if only == 'all' else ' --layers ' + only} --assets-url URL`"
         f"{' (synthetic atlas reused from `--keep`)' if t_data is None else ''}. "
         f"{'Peak memory of mkdocs: ' + mb(peak * 1024) + '.' if peak > before else ''}\n\n"
         "| step | figure |\n| --- | ---: |\n"
@@ -276,7 +285,11 @@ def split_off(url: str, model: str, data: Path, tmp: Path, made: tuple, host: st
         f"{'under' if size_of.total <= PAGES_LIMIT else '**over**'} its 1 GB |\n"
         f"| of which filter pages | {mb(page_bytes)} ({page_bytes / max(1, len(filter_pages)) / 1024:.1f} KB a filter) |\n"
         f"| pictures left on the site | {mb(size_of.pictures)} |\n"
-        f"| pictures to upload (site-assets/) | {mb(_du(upload))} in {files:,} files named by content |\n\n"
+        f"| pictures to upload (site-assets/) | {mb(_du(upload))} in {files:,} files named by content |\n"
+        f"| pages for all {len(_loaded(model).layers)} layers at this size a filter "
+        f"({sum(x.filters for x in _loaded(model).layers):,} filters) | "
+        f"{page_bytes / max(1, len(filter_pages)) * sum(x.filters for x in _loaded(model).layers) / 1e9:.3f} GB "
+        "(projected) |\n\n"
         f"The pictures' bytes depend on the size ({size} px here); the pages' do not (each loss curve is thinned "
         "to 64 points), so the HTML figure is that of the full-size atlas."
     )
