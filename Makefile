@@ -28,7 +28,7 @@ GPU_EXTRA := $(shell nvidia-smi -L >/dev/null 2>&1 && echo ,gpu)
 GPU_PYTHON ?= python3
 BENCH_GPU_ARGS ?=
 
-.PHONY: slurm install atlas preview site serve publish test test-fast bench bench-gpu gpu-wheels browser layer-tables clean
+.PHONY: slurm install atlas preview site serve zensical publish test test-fast bench bench-gpu gpu-wheels browser axe layer-tables clean
 
 $(STAMP): pyproject.toml requirements/offline-data.txt requirements/sample-photos.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -80,14 +80,50 @@ preview: $(STAMP)
 serve: $(STAMP)
 	$(MKDOCS) serve
 
-publish: $(STAMP)
+# The same pages built by Zensical, Material's successor, from the same mkdocs.yml and nav (README, Publish).
+zensical: $(STAMP)
+	$(BIN)/zensical build --strict -f mkdocs.yml
+
+# The pages of an atlas already made (ATLAS=atlas-preview for the preview's), built strict. SITE_ARGS adds
+# atlas site's options: --assets-url URL (pictures from a bucket), --models NAME (one model its own site).
+SITE_ARGS ?=
+VERSION ?=
+PUBLISHED ?= .published
+site: $(STAMP)
+	ATLAS_SITE_VERSION=$(VERSION) $(BIN)/atlas site --data $(ATLAS) $(if $(wildcard $(ATLAS)-naive),--compare $(ATLAS)-naive) --out site_src $(SITE_ARGS)
+	$(MKDOCS) build --strict
+
+# Publishing (README, Publish): the site measured first; over GitHub Pages' 1 GB it says which way to go
+# (SITE_ARGS="--assets-url URL", or --models) and stops. VERSION=1.0 rebuilds the pages as that version and
+# publishes them under /1.0/ beside the earlier versions (mike's layout on gh-pages), with latest/ and the
+# unversioned pages redirecting to it; without VERSION the pages as built replace the whole gh-pages.
+publish: $(STAMP) $(if $(VERSION)$(SITE_ARGS),site)
+	$(if $(VERSION)$(SITE_ARGS),,$(MKDOCS) build --strict)
+	$(BIN)/python -m generator.site.publish site
+ifeq ($(VERSION),)
 	$(MKDOCS) gh-deploy --strict --force
+else
+	rm -rf $(PUBLISHED) && mkdir -p $(PUBLISHED)
+	git fetch -q origin gh-pages && git archive origin/gh-pages | tar -x -C $(PUBLISHED) || echo "no gh-pages branch yet: this is the first version"
+	$(BIN)/python -m generator.site.versions site $(VERSION) $(PUBLISHED)
+	$(BIN)/ghp-import --no-jekyll --push --force --message "Publish version $(VERSION)" $(PUBLISHED)
+endif
 
 # Debian's Chromium for the browser tests (no browser download); installed when we may.
 browser:
 	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
 	  || echo "chromium not installed: browser tests will be skipped"; }
+
+# axe-core, the accessibility checker of browsers' developer tools, for the browser tests (tests/test_a11y.py):
+# npm's package at a pinned version, into an ignored folder.
+AXE_VERSION := 4.11.4
+AXE := .axe/node_modules/axe-core/axe.min.js
+$(AXE):
+	@command -v npm >/dev/null 2>&1 && npm install -s --no-save --no-package-lock --no-audit --no-fund --prefix .axe axe-core@$(AXE_VERSION) \
+	  || echo "npm not installed: the accessibility tests will be skipped"
+
+axe: $(AXE)
 
 # Debian's Slurm and munge for the one-node Slurm the Slurm tests start (tests/test_slurm.py); installed when we may.
 slurm:
@@ -99,7 +135,7 @@ slurm:
 # Both cores, one test module per worker (a module's fixtures are made once); `make test-fast` is the
 # developer's loop: the tests not marked slow.
 TEST_WORKERS ?= 2
-test: $(STAMP) browser slurm
+test: $(STAMP) browser slurm axe
 	$(BIN)/python -m pytest -q -rs -n $(TEST_WORKERS) --dist loadscope tests
 
 test-fast: $(STAMP)
@@ -136,6 +172,6 @@ layer-tables: $(STAMP)
 
 # Generated model folders of users' networks carry a .gitignore marker written by `atlas site`.
 clean:
-	rm -rf site site_src/vgg16 site_src/vgg19 site_src/resnet50 site_src/.atlas-new site_src/method.md \
-	  site_src/_models.md $(PREVIEW) $(PREVIEW)-naive $(SAMPLE) .pytest_cache
+	rm -rf site .published site_src/vgg16 site_src/vgg19 site_src/resnet50 site_src/.atlas-new site_src/method.md \
+	  site_src/_models.md site_src/.nav.yml $(PREVIEW) $(PREVIEW)-naive $(SAMPLE) .pytest_cache
 	for d in site_src/*/; do grep -qs '^# written by atlas site' "$$d.gitignore" && rm -rf "$$d"; done; true

@@ -11,6 +11,7 @@ import contextlib
 import fcntl
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -281,3 +282,62 @@ def user_atlas(colour_files, tmp_path_factory) -> Path:
             assert proc.returncode == 0, proc.stderr
 
     return shared_folder(tmp_path_factory, "useratlas", build) / "atlas"
+
+
+# --- the small atlas and its site that the site, browser, accessibility and publishing tests share ---
+
+LAYERS = ["block1_conv1", "block3_conv3", "block5_conv3"]
+
+
+@pytest.fixture(scope="session")
+def tiny_atlas(tmp_path_factory, sample_tiles, user_atlas) -> Path:
+    """VGG16: three filters of three layers with every view, wiring, dataset examples and their trust;
+    ResNet50: one layer; the original method beside VGG16. Random weights, 32-64 px, 3 steps: plumbing,
+    not pictures. Beside them a user's own network (tests/usermodels.py) with labelled examples and its
+    accuracy."""
+    def build(folder: Path) -> None:
+        _tiny_atlas(folder / "atlas", sample_tiles, user_atlas)
+
+    return shared_folder(tmp_path_factory, "tiny-atlas", build) / "atlas"
+
+
+def _tiny_atlas(out: Path, sample_tiles: Path, user_atlas: Path) -> None:
+    shutil.copytree(user_atlas / "colours", out / "colours")
+    for args in (
+        ["generate", "--weights", "random", "--layers", ",".join(LAYERS), "--filters", "0-2", "--size", "32",
+         "--steps", "3", "--views", "all"],
+        ["wiring", "--weights", "random"],
+        ["examples", "--weights", "random", "--images", str(sample_tiles), "--layers", ",".join(LAYERS[:2]),
+         "--top", "4", "--size", "96", "--images-name", "tiles", "--images-license", "CC0"],
+        ["trust", "--weights", "random", "--images", str(sample_tiles)],
+        ["generate", "--model", "resnet50", "--weights", "random", "--layers", "conv2_block1_out,conv3_block1_out",
+         "--filters", "0-1", "--size", "64", "--steps", "3"],
+    ):
+        proc = run_atlas(*args, "--out", str(out))
+        assert proc.returncode == 0, proc.stderr
+    naive = out.parent / "atlas-naive"
+    proc = run_atlas("generate", "--weights", "random", "--layers", ",".join(LAYERS), "--filters", "0-1",
+                     "--size", "32", "--steps", "2", "--method", "naive", "--out", str(naive))
+    assert proc.returncode == 0, proc.stderr
+
+
+def mkdocs_build(project: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict"], cwd=project, capture_output=True, text=True,
+        env={"NO_MKDOCS_2_WARNING": "1", "PATH": str(Path(sys.executable).parent),
+             "PYTHONPATH": str(ROOT)},  # the nav plugin of this checkout, not of the installed one
+    )
+
+
+@pytest.fixture(scope="session")
+def built_site(tiny_atlas, tmp_path_factory) -> Path:
+    from generator.site import build_site, stage_project
+
+    def build(folder: Path) -> None:
+        project = stage_project(folder)
+        build_site(tiny_atlas, project / "site_src", compare=tiny_atlas.parent / "atlas-naive")
+        proc = mkdocs_build(project)
+        assert proc.returncode == 0, proc.stderr
+        assert "WARNING" not in proc.stderr, proc.stderr
+
+    return shared_folder(tmp_path_factory, "site", build) / "project" / "site"

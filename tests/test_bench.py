@@ -42,19 +42,23 @@ def test_bench_site_builds_a_synthetic_atlas_and_reuses_a_kept_one(tmp_path, mon
     loaded = bench_site._loaded
     monkeypatch.setattr(bench_site, "_loaded", lambda model: dataclasses.replace(
         loaded(model), layers=tuple(x for x in loaded(model).layers if x.name == "block1_conv1")))
+    from generator.cli.prepare import Network
+    from generator.network.zoo import model_spec
+
     args = Namespace(backend=None, size=32, steps=4, model="vgg16", keep=str(tmp_path / "kept"))
-    name, text = bench_site.run(args)
+    network = Network(model_spec("vgg16"), None)
+    name, text = bench_site.run(args, network)
     assert name == "site-vgg16" and "64 filters" in text and "write the synthetic atlas" in text
     assert "within the 500 MB budget" in text and "of which the other views (AVIF)" in text
-    _, again = bench_site.run(args)  # the kept atlas is complete: not written again
+    _, again = bench_site.run(args, network)  # the kept atlas is complete: not written again
     assert "write the synthetic atlas" not in again and "reused from `--keep`" in again
     (tmp_path / "other" / "vgg16").mkdir(parents=True)
     (tmp_path / "other" / "vgg16" / "manifest.json").write_text('{"config": {"weights": "hed-bsds500"}}')
     with pytest.raises(AtlasError, match="holds a real atlas"):
-        bench_site.run(Namespace(**{**vars(args), "keep": str(tmp_path / "other")}))
+        bench_site.run(Namespace(**{**vars(args), "keep": str(tmp_path / "other")}), network)
     (tmp_path / "a-file").write_text("")
     with pytest.raises(AtlasError, match="a file, not a folder"):
-        bench_site.run(Namespace(**{**vars(args), "keep": str(tmp_path / "a-file")}))
+        bench_site.run(Namespace(**{**vars(args), "keep": str(tmp_path / "a-file")}), network)
 
 
 def test_quality_samples_held_out_filters_with_an_offset():

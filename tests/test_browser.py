@@ -13,7 +13,7 @@ import threading
 import pytest
 
 from tests.hostile import HOSTILE_LICENSE, HOSTILE_NAME
-from tests.test_site import built_site, hostile_site, tiny_atlas  # noqa: F401 - shared fixtures
+from tests.test_site import hostile_site  # noqa: F401 - shared fixture
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = [
@@ -24,11 +24,15 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--
         "--disable-component-update", "--disable-sync"]
 
 
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:  # no line per request in the test log
+        pass
+
+
 @contextlib.contextmanager
-def _serving(folder):
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
-    handler.log_message = lambda *a, **k: None
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+def _serving(folder, port: int = 0):
+    handler = functools.partial(_QuietHandler, directory=str(folder))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{httpd.server_address[1]}/"
@@ -36,7 +40,7 @@ def _serving(folder):
 
 
 @pytest.fixture(scope="module")
-def server(built_site):  # noqa: F811
+def server(built_site):
     with _serving(built_site) as url:
         yield url
 

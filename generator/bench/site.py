@@ -3,6 +3,7 @@ view, dataset examples and wiring) and report time, memory and size, against the
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 import resource
@@ -58,9 +59,10 @@ def _histogram(rng, images: int = 50_000) -> list[int]:
     return np.bincount(bins.astype(int), minlength=HIST_BINS).tolist()
 
 
-def synthetic_atlas(root: Path, model: str, size: int, steps: int, top: int = 16) -> int:
+def synthetic_atlas(root: Path, model: str, size: int, steps: int, top: int = 16, only: str = "all") -> int:
     """A full-size atlas of ``model``: every filter, every view, examples and wiring records of the
-    real shapes, pictures of Fourier noise and crops of photographs. Returns the filter count."""
+    real shapes, pictures of Fourier noise and crops of photographs. Returns the filter count.
+    ``only``: these layers (``--layers``, comma-separated), not all of them."""
     from PIL import Image
 
     from generator.atlas.files import atomic_write_bytes, atomic_write_json
@@ -73,6 +75,11 @@ def synthetic_atlas(root: Path, model: str, size: int, steps: int, top: int = 16
     from generator.render.views import VIEWS
 
     loaded = _loaded(model)
+    if only != "all":
+        from generator.network.selection import parse_layers
+
+        names = {x.name for x in parse_layers(only, model)}
+        loaded = dataclasses.replace(loaded, layers=tuple(x for x in loaded.layers if x.name in names))
     cfg = RenderConfig(model=model, weights="synthetic", weights_sha256="0" * 64, size=size, steps=steps)
     store = AtlasStore(root, model)
     store.prepare(cfg, loaded, force=True)
@@ -169,8 +176,11 @@ def run(args, network) -> tuple[str, str]:
         filters, t_data = _kept(data, model, size, steps), None  # t_data stays None when reused
         if filters is None:
             t0 = time.perf_counter()
-            filters = synthetic_atlas(data, model, size, steps)
+            filters = synthetic_atlas(data, model, size, steps, only=getattr(args, "layers", "all"))
             t_data = time.perf_counter() - t0
+        if getattr(args, "assets_url", None):
+            made = (filters, t_data, size, steps, getattr(args, "layers", "all"))
+            return split_off(args.assets_url, model, data, tmp, made, machine())
         project = stage_project(tmp)
         t0 = time.perf_counter()
         pages = build_site(data, project / "site_src")
@@ -228,3 +238,60 @@ def run(args, network) -> tuple[str, str]:
     )
     return f"site-{model}", text
 
+
+
+def split_off(url: str, model: str, data: Path, tmp: Path, made: tuple, host: str) -> tuple[str, str]:
+    """The site with its pictures split off to a bucket (``atlas site --assets-url``): the pages that
+    stay on GitHub Pages, against its 1 GB, and the pictures to upload. ``made``: (filters, seconds the
+    synthetic atlas took or None, size, steps)."""
+    from generator.site import build_site, stage_project
+    from generator.site.publish import PAGES_LIMIT, measure
+
+    filters, t_data, size, steps, only = made
+    project = stage_project(tmp)
+    upload = tmp / "site-assets"
+    t0 = time.perf_counter()
+    pages = build_site(data, project / "site_src")
+    t_pages = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    build_site(data, project / "site_src", assets_url=url, assets_dir=upload)
+    t_split = time.perf_counter() - t0
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict"], cwd=project,
+                          capture_output=True, text=True, env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
+    t_build = time.perf_counter() - t0
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    if proc.returncode != 0:
+        raise AtlasError(f"mkdocs build failed on the synthetic atlas: {proc.stderr.strip().splitlines()[-1]}")
+    site = project / "site"
+    size_of = measure(site)
+    filter_pages = list(site.glob(f"{model}/*/[0-9]*/index.html"))
+    page_bytes = sum(p.stat().st_size for p in filter_pages)
+    files = sum(1 for _ in upload.iterdir())
+    mb = lambda b: f"{b / 2**20:.1f} MB"  # noqa: E731
+    text = (
+        f"### Site of {model} with its pictures split off: {filters:,} filters"
+        f"{'' if only == 'all' else ' of ' + only} ({size} px, {steps}-step loss curves, synthetic pictures)\n\n"
+        f"Machine: {host}. Command: `atlas bench site --model {model} --size {size}"
+        f"{'' if only == 'all' else ' --layers ' + only} --assets-url URL`"
+        f"{' (synthetic atlas reused from `--keep`)' if t_data is None else ''}. "
+        f"{'Peak memory of mkdocs: ' + mb(peak * 1024) + '.' if peak > before else ''}\n\n"
+        "| step | figure |\n| --- | ---: |\n"
+        + (f"| write the synthetic atlas | {t_data:.0f} s |\n" if t_data is not None else "")
+        + f"| `atlas site` ({pages:,} pages, pictures beside them) | {t_pages:.0f} s |\n"
+        f"| `atlas site --assets-url URL` (pictures taken over, hashed, moved out) | {t_split:.0f} s |\n"
+        f"| `mkdocs build --strict` | {t_build:.0f} s |\n"
+        f"| site for GitHub Pages (HTML, search index, theme) | **{size_of.total / 1e9:.3f} GB**, "
+        f"{'under' if size_of.total <= PAGES_LIMIT else '**over**'} its 1 GB |\n"
+        f"| of which filter pages | {mb(page_bytes)} ({page_bytes / max(1, len(filter_pages)) / 1024:.1f} KB a filter) |\n"
+        f"| pictures left on the site | {mb(size_of.pictures)} |\n"
+        f"| pictures to upload (site-assets/) | {mb(_du(upload))} in {files:,} files named by content |\n"
+        f"| pages for all {len(_loaded(model).layers)} layers at this size a filter "
+        f"({sum(x.filters for x in _loaded(model).layers):,} filters) | "
+        f"{page_bytes / max(1, len(filter_pages)) * sum(x.filters for x in _loaded(model).layers) / 1e9:.3f} GB "
+        "(projected) |\n\n"
+        f"The pictures' bytes depend on the size ({size} px here); the pages' do not (each loss curve is thinned "
+        "to 64 points), so the HTML figure is that of the full-size atlas."
+    )
+    return f"site-split-{model}", text

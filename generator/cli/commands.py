@@ -273,8 +273,11 @@ def cmd_site(args: argparse.Namespace) -> int:
     from generator.site.build import build_site
 
     check_out(args.out)
-    count = build_site(args.data, args.out, args.compare)
-    print(f"{count} pages written to {args.out}/")
+    models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
+    count = build_site(args.data, args.out, args.compare, args.assets_url, args.assets_dir, models)
+    upload = args.assets_dir or os.path.join(os.path.dirname(args.out.rstrip("/")), "site-assets")
+    where = f"; pictures to upload to {args.assets_url} in {upload}/" if args.assets_url else ""
+    print(f"{count} pages written to {args.out}/{where}")
     return 0
 
 

@@ -202,6 +202,13 @@ def _small_parsers(sub) -> None:
     site.add_argument("--out", default="site_src")
     site.add_argument("--compare", default=None,
                       help="an atlas of the same filters by the original method (--method naive), for the Method page")
+    site.add_argument("--assets-url", default=None, metavar="URL",
+                      help="serve the pictures from URL (a bucket): pages link URL/<content hash>.<ext>, and the "
+                           "pictures go to --assets-dir to upload there; the pages alone then publish (past 1 GB)")
+    site.add_argument("--assets-dir", default=None, metavar="DIR",
+                      help="with --assets-url: the folder of pictures to upload (default: site-assets beside --out)")
+    site.add_argument("--models", default=None, metavar="A,B",
+                      help="only these models of the atlas: each model its own site")
 
 
 def _bench_parser(sub) -> None:
@@ -225,6 +232,8 @@ def _bench_parser(sub) -> None:
     bench.add_argument("--images", default=None, help="examples, trust: a folder of images (default: sample-images tiles)")
     bench.add_argument("--labels", default=None, help="examples: folders or FILE, to time the labelled pass too")
     bench.add_argument("--reduced", action="store_true", help="gpu: a minutes-long smoke run (CI, CPU)")
+    bench.add_argument("--assets-url", default=None, metavar="URL",
+                       help="site: the pictures split off to URL (atlas site --assets-url): the pages' size alone")
     bench.add_argument("--keep", default=None, metavar="DIR",
                        help="site: keep the synthetic atlas in DIR and reuse it next time (writing it is most of the ResNet50 run)")
     bench.add_argument("--out", default="BENCHMARKS.md")

@@ -16,7 +16,11 @@ page. Hand-written pages stay as they are.
 - ``assets``: the display pictures and the cache that takes them over from the last build;
 - ``staging``: the staging folder swapped in when complete, the marker of generated folders,
   ``stage_project``;
-- ``nav``: the MkDocs plugin that builds the nav from the generated folders.
+- ``nav``: the nav, from the generated folders, into ``site_src/.nav.yml`` (mkdocs.yml inherits it;
+  MkDocs and Zensical both read it);
+- ``offsite``: the pictures named by their content for a bucket (``--assets-url``); ``publish``: which
+  way a built site can be published (GitHub Pages' 1 GB); ``versions``: versioned permalinks (mike's
+  layout, redirects for ``latest`` and the unversioned URLs).
 
 Everything is built into a staging folder (``site_src/.atlas-new``, hidden from MkDocs) and swapped
 in when complete, so a failed build leaves the last good pages; display files whose source has not

@@ -32,8 +32,11 @@ Builder = Callable[[Path], None]  # writes one file to the path it is given
 class AssetCache:
     """Display files of the last build, taken over when their source is unchanged."""
 
-    def __init__(self, old_root: Path, new_root: Path) -> None:
+    def __init__(self, old_root: Path, new_root: Path, elsewhere: dict[str, Path] | None = None) -> None:
+        """``elsewhere``: where the last build's files went that are no longer under ``old_root`` (the
+        pictures a ``--assets-url`` build put into its upload folder)."""
         self.old_root, self.new_root = old_root, new_root
+        self.elsewhere = elsewhere or {}
         try:
             self.old = json.loads((old_root / CACHE).read_text())
         except (OSError, ValueError):
@@ -46,6 +49,8 @@ class AssetCache:
         build if ``sources`` are as they were, else made by ``build(path)``."""
         key = [[s.name, s.stat().st_size, s.stat().st_mtime_ns] for s in sources]
         old, new = self.old_root / rel, self.new_root / rel
+        if not old.is_file() and rel in self.elsewhere:
+            old = self.elsewhere[rel]
         new.parent.mkdir(parents=True, exist_ok=True)
         if self.old.get(rel) == key and old.is_file():
             try:

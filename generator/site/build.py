@@ -22,19 +22,34 @@ from generator.site.layer_page import write_layer_page
 from generator.site.method_page import write_method_page
 from generator.site.model_pages import write_model_pages
 from generator.site.model_site import ModelSite
+from generator.site.nav import write_nav
+from generator.site.offsite import UPLOAD, assets_address, move_offsite
 from generator.site.staging import MARKER, STAGING, swap_in
 from generator.site.templates import PageWriter
 
 
-def build_site(data: str | Path, out: str | Path, compare: str | Path | None = None) -> int:
+def build_site(data: str | Path, out: str | Path, compare: str | Path | None = None,
+               assets_url: str | None = None, assets_dir: str | Path | None = None,
+               models: list[str] | None = None) -> int:
     """Render every page of every model of the atlas in ``data`` into ``out``; returns the number of
     pages. ``compare``: an atlas of the same filters made with the original method, shown beside ours
-    on the Method page."""
+    on the Method page. ``assets_url``: the pictures are served from there, named by their content,
+    and go into ``assets_dir`` (default: ``site-assets`` beside ``out``) to upload (``offsite``).
+    ``models``: only these models of the atlas (each model its own site)."""
     data, out = Path(data), Path(out)
     compare = Path(compare) if compare else None
-    models = atlas_models(data)
-    if not models:
+    base = assets_address(assets_url) if assets_url else None
+    upload = Path(assets_dir) if assets_dir else out.parent / UPLOAD
+    if base and upload.resolve().is_relative_to(out.resolve()):
+        raise AtlasError(f"--assets-dir {upload}: inside --out {out}, so the pictures would be published with the "
+                         "pages; choose a folder outside it")
+    held = atlas_models(data)
+    if not held:
         raise AtlasError(f"{data}: no atlas here; run `atlas generate --out {data}` first")
+    for model in models or []:
+        if model not in held:
+            raise AtlasError(f"--models {model}: not in the atlas {data} (it holds {', '.join(held)})")
+    models = [m for m in held if m in models] if models else held
     specs = [network_of(data, model) for model in models]
     staging = out / STAGING
     writer = PageWriter(staging)
@@ -42,12 +57,15 @@ def build_site(data: str | Path, out: str | Path, compare: str | Path | None = N
         shutil.rmtree(staging)  # left by a failed build
     staging.mkdir(parents=True)
     try:
-        sites = [ModelSite(writer, data, out, spec, compare) for spec in specs]
+        sites = [ModelSite(writer, data, out, spec, compare, upload) for spec in specs]
         for site in sites:
             build_model(site)
         write_landing(writer, sites)
         write_method_page(writer, sites)
+        if base:
+            move_offsite(staging, models, upload, base)
         swap_in(staging, out, models)
+        write_nav(out)
     finally:
         if staging.exists():
             shutil.rmtree(staging)

@@ -22,7 +22,7 @@ from generator.site.assets import (
 from generator.site.classes import filter_classes
 from generator.site.escape import bibtex_text, fenced_code
 from generator.site.model_site import Cell, ModelSite, public_weights
-from generator.site.urls import downloads_url, relative, relative_md, site_url
+from generator.site.urls import downloads_url, permalinks, relative, relative_md
 
 WIRING_ROWS = {"excite": "Strongest positive inputs", "inhibit": "Strongest negative inputs",
                "excites": "Excites most", "inhibits": "Inhibits most"}
@@ -37,7 +37,7 @@ def write_filter_page(site: ModelSite, layer: Layer, row: dict, prev: int | None
     sp = site.store.paths
     site.make(site.asset(layer.name, f, "thumb"), [sp.filter_png(layer.name, f)], webp(sp.filter_png(layer.name, f), 80, THUMB))
     views = [_view(site, layer, f, here, name, record) for name in row.get("views", ["channel"])]
-    permalink = site_url() + here
+    permalink, latest = permalinks(here)
     short = site.spec.short_name(layer.name, f)
 
     def link(other: int | None):
@@ -54,7 +54,7 @@ def write_filter_page(site: ModelSite, layer: Layer, row: dict, prev: int | None
         downloads=f"{downloads}{site.model}/{layer.name}/{paths.filter_stem(f)}" if downloads else None,
         data_path=f"atlas/{site.model}/{layer.name}/{paths.filter_stem(f)}",
         prev=link(prev), next=link(nxt), up=relative(here, paths.layer_url(site.model, layer.name)),
-        permalink=permalink,
+        permalink=permalink, latest=latest if latest != permalink else None,
         bibtex=fenced_code(bibtex(site.spec.title, site.model, layer.name, f, permalink, site.manifest), "bibtex"),
         examples=_examples(site, layer, f, here, record), examples_set=site.examples,
         wiring=_filter_wiring(site, f, here, wiring), classes=_classes(site, layer, f),
@@ -174,7 +174,7 @@ def _filter_wiring(site: ModelSite, f: int, here: str, wiring: dict) -> dict | N
                 href=relative(here, paths.filter_url(site.model, other, g)) if rendered else None,
                 thumb=relative(here, site.asset(other, g, "thumb")) if rendered else None,
                 title=f"{other}:{g}, weight {item['weight']:.3g}" + ("" if rendered else " (not rendered in this atlas)"),
-                label=f"{item['weight']:+.2g}", alt=f"{other}:{g}",
+                label=f"{item['weight']:+.2g}", alt=f"{site.spec.short_name(other, g)}, channel view",
             ))
         rows.append({"label": label, "cells": cells, "layer": items[0]["layer"]})
     kernel = entry.get("kernel")

@@ -36,7 +36,8 @@ def method_context(site: ModelSite) -> dict:
                 site.make(url, [src], webp(src, 80, THUMB))
                 cells_naive.append(Cell(relative(here, paths.filter_url(site.model, layer.name, f)),
                                         relative(here, url), f"{layer.name}:{f} (original method)", str(f),
-                                        theirs[f]["dead"]))
+                                        theirs[f]["dead"],
+                                        alt=f"{site.spec.short_name(layer.name, f)}, channel view by the original method"))
             comparison.append({
                 "layer": layer.name, "href": relative_md("method.md", paths.layer_url(site.model, layer.name)),
                 "naive": cells_naive, "ours": site.cells(here, layer, [ours[f] for f in common]),

@@ -21,6 +21,7 @@ from generator.network.layers import Layer, model_layers
 from generator.network.zoo import ModelSpec
 from generator.site.assets import AssetCache
 from generator.site.classes import class_display, top_class
+from generator.site.offsite import offsite_sources
 from generator.site.templates import PageWriter
 from generator.site.urls import relative
 
@@ -35,7 +36,8 @@ class Cell:
     label: str
     dead: bool = False
     extra: str | None = None  # a second picture beside the first (the top dataset example)
-    alt: str | None = None  # the picture's text when shorter than the title
+    alt: str | None = None  # the picture's text (what it shows: filter and view) when not the title
+    extra_alt: str | None = None  # the second picture's text
     caption: str | None = None  # a user-given text under the label (the top class), shown as literal text
 
 
@@ -60,7 +62,8 @@ def model_source(spec) -> dict | None:
 class ModelSite:
     """The pages of one model: what they are made from, and the helpers they share."""
 
-    def __init__(self, writer: PageWriter, data: Path, out: Path, spec: ModelSpec, compare: Path | None = None) -> None:
+    def __init__(self, writer: PageWriter, data: Path, out: Path, spec: ModelSpec, compare: Path | None = None,
+                 upload: Path | None = None) -> None:
         model = spec.name
         self.writer = writer
         self.model = model
@@ -77,7 +80,7 @@ class ModelSite:
         self.rows = {layer.name: self.checked_rows(layer) for layer in self.layers}
         if not any(self.rows.values()):
             raise AtlasError(f"{self.store.paths.model_dir}: the atlas has no rendered filters yet; run `atlas generate`")
-        self.assets = AssetCache(out / model, writer.root / model)
+        self.assets = AssetCache(out / model, writer.root / model, offsite_sources(out, model, upload))
         self.trust_means: dict[str, dict] = {}  # layer -> means of its pictures' trust scores (Method page)
         self.examples = (self.manifest.get("examples") or {}).get("images")  # the image set: name, licence, count
         other = AtlasStore(compare, model) if compare else None
@@ -133,9 +136,12 @@ class ModelSite:
                     caption = class_display(first["class"], short=True)
                     title += (f", top class {class_display(first['class'])}: {first['count']} of its top examples "
                               f"({first['share']:.0%}; {first['base']:.0%} of the images)")
+            short = self.spec.short_name(layer.name, f)
             out.append(Cell(
                 href=relative(here, paths.filter_url(self.model, layer.name, f)),
                 thumb=relative(here, self.asset(layer.name, f, "thumb")),
                 title=title, label=str(f), dead=r["dead"], extra=top, caption=caption,
+                alt=f"{short}, channel view" + (" (dead)" if r["dead"] else ""),
+                extra_alt=f"{short}, its strongest dataset example" if top else None,
             ))
         return out

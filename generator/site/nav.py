@@ -1,9 +1,10 @@
-"""The site's navigation, generated from the pages ``atlas site`` wrote: a MkDocs plugin.
+"""The site's navigation, written by ``atlas site`` into ``site_src/.nav.yml``, which ``mkdocs.yml``
+inherits (``INHERIT``): MkDocs Material and Zensical (which runs no third-party plugin) both read it.
 
-mkdocs.yml cannot list the models an atlas happens to hold, so this plugin (``plugins: [atlas-nav]``,
-registered by the package) builds the nav at config time: Home, then for each model in the docs folder
-its page, its blocks or stages, each with its layers, then the hand-written pages. Filter pages stay
-out of the nav (``not_in_nav``), or every page would embed thousands of links.
+mkdocs.yml cannot list the models an atlas happens to hold, so the build writes the nav from the
+pages it wrote: Home, then for each model in the docs folder its page, its blocks or stages, each with
+its layers, then the hand-written pages. Filter pages stay out of the nav (``not_in_nav``), or every
+page would embed thousands of links.
 
 Each model page carries its groups and layers in its front matter (``atlas_nav``), which is how a
 user's own network (a folder named by its ``--name``) gets into the nav; the zoo's networks come first,
@@ -14,29 +15,27 @@ layer table.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import yaml
-from mkdocs.config import base
-from mkdocs.config import config_options as c
-from mkdocs.plugins import BasePlugin
 
 from generator.network.layers import groups, model_layers
 from generator.network.zoo import MODELS
 
 
-class AtlasNavConfig(base.Config):
-    after = c.Type(list, default=["method.md", "cite.md"])  # hand-written pages after the models
+NAV = ".nav.yml"  # in the docs folder: hidden, so MkDocs publishes it not as a page or file
+AFTER = ("method.md", "cite.md")  # hand-written pages after the models
 
 
-class AtlasNav(BasePlugin[AtlasNavConfig]):
-    """Sets ``nav`` from the generated model folders, unless mkdocs.yml gives one."""
-
-    def on_config(self, config):
-        if config.get("nav"):
-            return config
-        config["nav"] = build_nav(Path(config["docs_dir"]), self.config.after)
-        return config
+def write_nav(docs: Path, after: tuple[str, ...] = AFTER) -> Path:
+    """Write ``docs/.nav.yml`` (``nav:``, from the pages in ``docs``), atomically; returns its path."""
+    target = docs / NAV
+    tmp = docs / (NAV + ".tmp")
+    tmp.write_text("# written by atlas site from the pages it wrote; mkdocs.yml inherits it\n"
+                   + yaml.safe_dump({"nav": build_nav(docs, list(after))}, sort_keys=False, allow_unicode=True))
+    os.replace(tmp, target)
+    return target
 
 
 def front_matter(page: Path) -> dict:

@@ -75,6 +75,7 @@ class LinePlot:
     y_ticks: list[Tick]
     zero_y: float | None  # where y = 0 is, if inside the plot
     bars: tuple = ()
+    summary: str = ""  # the plot in words: its text alternative
 
 
 MAX_POINTS = 64  # a curve's points on the page: one per 6 px of the plot's width
@@ -117,7 +118,26 @@ def line_plot(values: list[float], frame: Frame = Frame()) -> LinePlot:
         [Tick(x(t), _label(t)) for t in x_ticks],
         [Tick(y(t), _label(t)) for t in y_ticks],
         y(0.0) if lo < 0 < hi else None,
+        summary=_curve_words(values),
     )
+
+
+def _curve_words(values: list[float]) -> str:
+    finite = [v for v in values if math.isfinite(v)]
+    if not finite:
+        return f"{len(values)} steps, none of them finite"
+    return (f"{len(values)} steps, from {finite[0]:.4g} to {finite[-1]:.4g} (lowest {min(finite):.4g}, "
+            f"highest {max(finite):.4g})")
+
+
+def _bars_words(bars: list, unit: str) -> str:
+    """Where most of a histogram's counts are."""
+    total = sum(b.count for b in bars)
+    if not total:
+        return f"no {unit}"
+    top = max(bars, key=lambda b: b.count)
+    return (f"{total} {unit} from {bars[0].lo:.4g} to {bars[-1].hi:.4g}; the most, {top.count}, "
+            f"between {top.lo:.4g} and {top.hi:.4g}")
 
 
 @dataclass(frozen=True)
@@ -139,6 +159,7 @@ class Histogram:
     y_ticks: list[Tick]
     points: str = ""
     zero_y: float | None = None
+    summary: str = ""
 
 
 def histogram(values: list[float], bins: int = 24, frame: Frame = Frame()) -> Histogram:
@@ -165,7 +186,8 @@ def histogram(values: list[float], bins: int = 24, frame: Frame = Frame()) -> Hi
         for i, c in enumerate(counts)
     ]
     return Histogram(
-        frame, bars, [Tick(x(t), _label(t)) for t in x_ticks], [Tick(y(t), _label(t)) for t in y_ticks]
+        frame, bars, [Tick(x(t), _label(t)) for t in x_ticks], [Tick(y(t), _label(t)) for t in y_ticks],
+        summary=_bars_words(bars, "filters"),
     )
 
 
@@ -190,6 +212,7 @@ class Distribution:
     marks: list[Mark]
     points: str = ""
     zero_y: float | None = None
+    summary: str = ""
 
 
 def distribution(edges: list[float], counts: list[int], marks: list[tuple[float, str]] = (),
@@ -221,8 +244,9 @@ def distribution(edges: list[float], counts: list[int], marks: list[tuple[float,
         pos = x(value)
         if all(abs(pos - t.pos) >= 40 for t in ticks):  # room for a label
             ticks.append(Tick(pos, _label(value)))
+    words = _bars_words(bars, "images") + "".join(f"; {label}: {v:.4g}" for v, label in marks)
     return Distribution(frame, bars, sorted(ticks, key=lambda t: t.pos), [Tick(y(t), _label(t)) for t in y_ticks],
-                        [Mark(x(v), label, v) for v, label in marks])
+                        [Mark(x(v), label, v) for v, label in marks], summary=words)
 
 
 @dataclass(frozen=True)
@@ -266,6 +290,7 @@ class PathPlot:
     y_ticks: list[Tick]
     zero_y: float | None
     bars: tuple = ()
+    summary: str = ""
 
 
 def path_plot(layers: list[str], values: list[float], baseline: list[float] | None = None,
@@ -292,5 +317,6 @@ def path_plot(layers: list[str], values: list[float], baseline: list[float] | No
     ticks = [Tick(x(i), str(i + 1)) for i in range(n) if i % every == 0 or i == n - 1]
     dots = [Dot(x(i), y(v), f"{name}: {v:.3f}" + (f", random photo {baseline[i]:.3f}" if baseline and baseline[i] is not None else ""))
             for i, (name, v) in enumerate(zip(layers, values)) if v is not None and math.isfinite(v)]
+    words = "; ".join(d.label for d in dots)
     return PathPlot(frame, line(values), line(baseline), dots, ticks, [Tick(y(t), _label(t)) for t in y_ticks],
-                    y(0.0) if lo < 0 < hi else None)
+                    y(0.0) if lo < 0 < hi else None, summary=f"by layer, {words}" if words else "no layer measured")

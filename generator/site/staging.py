@@ -55,5 +55,6 @@ def stage_project(dest: Path) -> Path:
     shutil.copy(repo / "mkdocs.yml", project)
     shutil.copy(repo / "BENCHMARKS.md", project)
     shutil.copytree(repo / "site_src", project / "site_src",
-                    ignore=shutil.ignore_patterns(*MODELS, *generated_folders(repo / "site_src"), *GENERATED, STAGING))
+                    ignore=shutil.ignore_patterns(*MODELS, *generated_folders(repo / "site_src"), *GENERATED, STAGING,
+                                                  ".nav.yml*"))
     return project

@@ -18,6 +18,7 @@ from generator.errors import AtlasError
 DEFAULT_SITE_URL = "https://vgg16-filter-atlas.github.io/"
 # The addresses the pages link (permalinks, downloads): http(s) only, and nothing that could end a
 # Markdown link or autolink or an HTML attribute early.
+VERSION_NAME = re.compile(r"^[0-9][0-9A-Za-z._-]{0,39}$")  # a path segment no page folder has (digits first)
 WEB_ADDRESS = re.compile(r"^https?://[^\s<>\"'`()\[\]{}|\\^]+$")
 
 
@@ -31,6 +32,26 @@ def _address(variable: str, url: str) -> str:
 def site_url() -> str:
     """The published site's root, as mkdocs.yml reads it (ATLAS_SITE_URL, for forks)."""
     return _address("ATLAS_SITE_URL", os.environ.get("ATLAS_SITE_URL", DEFAULT_SITE_URL))
+
+
+def site_version() -> str | None:
+    """The atlas version these pages are published as (ATLAS_SITE_VERSION: ``make publish VERSION=``),
+    whose pages live under ``/<version>/`` for good; None: unversioned."""
+    version = os.environ.get("ATLAS_SITE_VERSION", "").strip()
+    if not version:
+        return None
+    if not VERSION_NAME.match(version):
+        raise AtlasError(f"ATLAS_SITE_VERSION={version!r}: give a number-like name such as 1.0 or 2026.12 (digits "
+                         "first; letters, digits, '.', '-', '_')")
+    return version
+
+
+def permalinks(url: str) -> tuple[str, str]:
+    """(the address to cite, the address that always shows the latest) of the page at ``url``: the
+    versioned one where the pages are published as a version, else the same address twice."""
+    latest = site_url() + url
+    version = site_version()
+    return (f"{site_url()}{version}/{url}" if version else latest), latest
 
 
 def downloads_url() -> str | None:
