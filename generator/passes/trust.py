@@ -218,6 +218,10 @@ class LayerTrust:
                 strongest_photo=float(top_values[0]) if top_values else None,
                 random_image=natural["random_file"][slot],
             )
+            if natural["top_valid"][slot][0] and n_top >= 2:  # the strongest example, held out as the "picture"
+                evidence.held = [v[slot] for v in natural["held"]]
+                evidence.held_before = natural["top_before"][slot][0]
+                evidence.rest_mean = [(s[slot] - h[slot]) / (n_top - 1) for s, h in zip(natural["top_sum"], natural["held"])]
             if f in self.others:
                 at = self.diversity.index(f) * SEED_PICTURES
                 evidence.diversity = diversity.means[at:at + SEED_PICTURES]
@@ -239,6 +243,7 @@ class LayerTrust:
             "top_before": np.zeros((n, k, d), np.float32), "top_valid": np.zeros((n, k), bool),
             "bottom_before": np.zeros((n, k, d), np.float32), "bottom_valid": np.zeros((n, k), bool),
             "random": [np.zeros((n, c), np.float32) for c in widths], "random_file": [None] * n,
+            "held": [np.zeros((n, c), np.float32) for c in widths],  # the strongest top example (the natural reference)
         }
         by_image: dict[int, list[tuple]] = {}
         for req in self.requests:
@@ -265,6 +270,9 @@ class LayerTrust:
                     for total, v in zip(acc["top_sum"], readout.vectors):
                         total[slot] += v[j]
                     acc["top_count"][slot] += 1
+                    if i == 0:
+                        for keep, v in zip(acc["held"], readout.vectors):
+                            keep[slot] = v[j]
                 if kind == "random":
                     for keep, v in zip(acc["random"], readout.vectors):
                         keep[slot] = v[j]
@@ -351,7 +359,7 @@ def run_trust(loaded: LoadedModel, layers: list[Layer], config: TrustConfig, out
             store.write_manifest(None, loaded, extra={"trust": {
                 "version": TRUST_VERSION, **config.against(), "precision": config.precision, "backend": config.backend,
                 "of": "each rendered filter with dataset examples: beyond nature, path similarity, two-image "
-                      "prediction, seed agreement (NNNN.json, \"trust\")",
+                      "prediction, seed agreement, the natural reference (NNNN.json, \"trust\")",
             }})
     summary.seconds = time.monotonic() - start
     return summary
