@@ -15,7 +15,7 @@ from generator.evidence.trust_probe import footprint, input_patch
 from generator.evidence.trust_scores import cosine, pair_share, ranks, spearman
 from generator.network import inputs
 from generator.network.layers import find_layer
-from tests.conftest import error_line, run_atlas
+from tests.conftest import ROOT, error_line, run_atlas
 
 SIZE = 32
 TARGETS = ("block1_conv1", "block1_conv2", "block2_conv1")
@@ -488,3 +488,17 @@ def test_the_first_layers_closed_form_maximum_is_the_maximum(hed_model):
     assert [judged[f, f] for f in range(4)] == pytest.approx(top[:4], rel=1e-4)
     noise = np.random.default_rng(0).integers(0, 256, (8, 32, 32, 3)).astype(np.uint8)
     assert np.all(renderer.judge(noise).pre_max <= top[None, :] + 1e-3)
+
+
+def test_trust_reads_the_atlass_own_model_weights_and_image_folder(tiny, sample_tiles, tmp_path):
+    """Made with --weights random and the tiles: a bare `atlas trust --out` finds both (the folder by its
+    recorded name, from where it sits), and the scores are those of the full command."""
+    proc = run_atlas("trust", "--weights", "random", "--images", str(sample_tiles), "--out", str(tiny))
+    assert proc.returncode == 0, proc.stderr
+    full = _trust_of(tiny)
+    here = {"PYTHONPATH": str(ROOT)}  # run from the tiles' parent folder, with this checkout's code
+    proc = run_atlas("trust", "--out", str(tiny), cwd=sample_tiles.parent, env=here)
+    assert proc.returncode == 0, proc.stderr
+    assert "trust of 0 filters" in proc.stdout and _trust_of(tiny) == full  # the same weights and images: nothing stale
+    line = error_line(run_atlas("trust", "--out", str(tiny), cwd=tmp_path, env=here))
+    assert f"a folder named {sample_tiles.name!r} was not found" in line and "--images DIR" in line
