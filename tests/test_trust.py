@@ -15,7 +15,7 @@ from generator.evidence.trust_probe import footprint, input_patch
 from generator.evidence.trust_scores import cosine, pair_share, ranks, spearman
 from generator.network import inputs
 from generator.network.layers import find_layer
-from tests.conftest import error_line, run_atlas
+from tests.conftest import ROOT, error_line, run_atlas
 
 SIZE = 32
 TARGETS = ("block1_conv1", "block1_conv2", "block2_conv1")
@@ -263,6 +263,20 @@ def test_each_score_is_the_direct_computation(red_atlas, target):
     assert trust["two_image"]["score"] == pytest.approx(share, abs=1e-3)
     assert trust["two_image"]["pairs"] == len(up) * len(down) == 25
 
+    # the natural reference: the strongest top example held out as the "picture", against the other tops
+    (_, held_maps, held), rest = tops[0], tops[1:]
+    held_vectors = [_hand_vector(held_maps, target, name, held["y"], held["x"]) for name in layers]
+    rest_mean = [np.mean([_hand_vector(m, target, name, e["y"], e["x"]) for _, m, e in rest], axis=0) for name in layers]
+    reference = trust["natural_reference"]
+    assert reference["path"] == pytest.approx(np.mean([stats.spearmanr(h, t).statistic
+                                                       for h, t in zip(held_vectors, rest_mean)]), abs=2e-3)
+    hv = closeness(tops[0][0], held_maps, held["y"], held["x"])
+    up = [cos(hv, closeness(i, m, e["y"], e["x"])) for i, m, e in rest]
+    down = [cos(hv, closeness(i, m, e["y"], e["x"])) for i, m, e in bottoms]
+    assert reference["two_image"] == pytest.approx(np.mean([1.0 if u > d else 0.5 if u == d else 0.0
+                                                            for u in up for d in down]), abs=1e-3)
+    assert trust["summary"]["natural_two_image"] == reference["two_image"]
+
     # seed agreement: the four diversity pictures against four other filters' channel pictures
     def mean_map(path):
         return _direct_maps(model, _load(path))[target].mean(axis=(0, 1))
@@ -438,3 +452,53 @@ def test_a_users_model_file_gets_its_trust(user_atlas, colour_files, tmp_path):
     assert red["seed_agreement"]["diversity"] is None and red["summary"]["seed"] is None
     conv1 = json.loads((out / "colours/conv1/0000.json").read_text())["trust"]
     assert conv1["path_similarity"]["layers"] == ["conv1"] and conv1["summary"]["seed"] is not None
+
+
+def test_where_no_photo_turns_the_filter_on_the_record_says_so_with_both_values():
+    from generator.evidence.trust_scores import FilterEvidence, filter_trust
+
+    def record(strongest):
+        e = FilterEvidence(picture=[np.arange(4.0)], picture_value=3.5, picture_before=np.ones(3),
+                           top_mean=[np.arange(4.0)], top_before=np.ones((2, 3)), bottom_before=np.zeros((2, 3)),
+                           random=None, strongest_photo=strongest)
+        return filter_trust(e, ["a"], "input", {})
+
+    off = record(-2.0)
+    assert off["beyond_nature"]["ratio"] is None and off["beyond_nature"]["no_photo_on"] is True
+    assert (off["summary"]["picture_value"], off["summary"]["strongest_photo"]) == (3.5, -2.0)
+    on = record(7.0)
+    assert on["summary"]["beyond_nature"] == 0.5 and on["summary"]["no_photo_on"] is False
+    assert on["natural_reference"] is None  # no held-out example was read
+
+
+def test_the_first_layers_closed_form_maximum_is_the_maximum(hed_model):
+    """Each pixel at 0 or 255 by the sign of its effect: the picture built that way reaches it through
+    the network, and no random 8-bit patch goes past it."""
+    from generator.bench.trust import linear_maximum
+    from generator.render.config import RenderConfig
+    from generator.render.renderer import LayerRenderer
+
+    layer = find_layer("block1_conv1", "vgg16")
+    top = linear_maximum(hed_model, layer)
+    renderer = LayerRenderer(hed_model, layer, RenderConfig(weights="hed-bsds500", size=32, steps=1))
+    kernel = hed_model.layer_weights(layer.tap)[0]
+    best = np.stack([np.tile(np.where(kernel[:, :, ::-1, f] > 0, 255, 0).astype(np.uint8), (11, 11, 1))[:32, :32]
+                     for f in range(4)])  # caffe: the kernel reads BGR
+    judged = renderer.judge(best).pre_max
+    assert [judged[f, f] for f in range(4)] == pytest.approx(top[:4], rel=1e-4)
+    noise = np.random.default_rng(0).integers(0, 256, (8, 32, 32, 3)).astype(np.uint8)
+    assert np.all(renderer.judge(noise).pre_max <= top[None, :] + 1e-3)
+
+
+def test_trust_reads_the_atlass_own_model_weights_and_image_folder(tiny, sample_tiles, tmp_path):
+    """Made with --weights random and the tiles: a bare `atlas trust --out` finds both (the folder by its
+    recorded name, from where it sits), and the scores are those of the full command."""
+    proc = run_atlas("trust", "--weights", "random", "--images", str(sample_tiles), "--out", str(tiny))
+    assert proc.returncode == 0, proc.stderr
+    full = _trust_of(tiny)
+    here = {"PYTHONPATH": str(ROOT)}  # run from the tiles' parent folder, with this checkout's code
+    proc = run_atlas("trust", "--out", str(tiny), cwd=sample_tiles.parent, env=here)
+    assert proc.returncode == 0, proc.stderr
+    assert "trust of 0 filters" in proc.stdout and _trust_of(tiny) == full  # the same weights and images: nothing stale
+    line = error_line(run_atlas("trust", "--out", str(tiny), cwd=tmp_path, env=here))
+    assert f"a folder named {sample_tiles.name!r} was not found" in line and "--images DIR" in line

@@ -57,7 +57,28 @@ def _copy_examples(loaded, source: str, out: str, layers, filters: dict) -> None
     dst.write_manifest(None, loaded, extra={"examples": read_json(src.paths.manifest, "manifest")["examples"]})
 
 
-def _scores(out: str, model: str, layers, filters: dict) -> dict:
+def linear_maximum(loaded, layer) -> np.ndarray | None:
+    """(filters,) the exact maximum of a first layer's pre-activation over 8-bit pictures, or None where
+    its kernel does not read the picture's pixels directly.
+
+    A first convolution is linear in the pixels (the preprocessing is per pixel and affine), so its
+    maximum has a closed form: every pixel of the patch at 255 where raising it raises the filter, at 0
+    elsewhere (the issue's "each pixel at 0 or 255 by the sign of its weight, after the mean")."""
+    from generator.network import inputs
+
+    kernel, bias = loaded.layer_weights(layer.tap)[:2]
+    mode = loaded.spec.preprocessing
+    black = inputs.from_uint8(np.zeros((1, 1, 3), np.uint8), mode)[0, 0]  # (in,) a black pixel, as the net sees it
+    if black.shape[-1] != kernel.shape[2]:
+        return None
+    lift = np.stack([inputs.from_uint8(np.eye(3, dtype=np.uint8)[c][None, None] * 255, mode)[0, 0] - black
+                     for c in range(3)])  # (3 RGB, in): what raising one RGB value from 0 to 255 adds
+    base = bias + np.einsum("ijcf,c->f", kernel, black)
+    gain = np.einsum("ijcf,rc->ijrf", kernel, lift)  # (k, k, 3 RGB, filters): each pixel value's effect
+    return (base + np.maximum(gain, 0.0).sum(axis=(0, 1, 2))).astype(np.float64)
+
+
+def _scores(out: str, model: str, layers, filters: dict, loaded=None) -> dict:
     """Per layer, per filter: the trust summary and whether the picture is dead-ish (dead, or a blob)."""
     import json
 
@@ -73,6 +94,10 @@ def _scores(out: str, model: str, layers, filters: dict) -> dict:
             coverage = record.get("coverage")
             deadish = bool(record.get("dead")) or (coverage is not None and coverage <= BLOB_COVERAGE)
             rows.append({"filter": f, "deadish": deadish, **record["trust"]["summary"]})
+        if layer.index == 0:
+            top = linear_maximum(loaded, layer)
+            for row in rows:
+                row["closed_form"] = None if top is None else float(top[row["filter"]])
         table[layer.name] = rows
     return table
 
@@ -153,7 +178,7 @@ def run(args, network) -> tuple[str, str]:
             timings[method] = (rendered["seconds"], examples_seconds, time.monotonic() - start)
             print(f"bench trust: {method} trust in {timings[method][2]:.0f} s ({summary.line()})", file=sys.stderr,
                   flush=True)
-            results[method] = _scores(out, network.name, layers, filters)
+            results[method] = _scores(out, network.name, layers, filters, loaded)
     return _section(args, results, timings, layers, count, size, steps, naive_size, naive_steps, weights, precision,
                     len(images.files), examples_size)
 
@@ -164,9 +189,10 @@ def _section(args, results, timings, layers, count, size, steps, naive_size, nai
     from generator.network import backend
 
     naive, lucid = results["naive"], results["lucid"]
-    head = ("| layer | two-image: naive | lucid | path: naive | lucid | random photo's path | beyond nature: naive "
-            "| lucid | seeds: lucid | other filters' seeds | dead-ish: naive | lucid |\n"
-            "| --- |" + " ---: |" * 11)
+    head = ("| layer | two-image: naive | lucid | natural reference | path: naive | lucid | natural reference "
+            "| random photo's path | beyond nature: naive | lucid | seeds: lucid | other filters' seeds "
+            "| dead-ish: naive | lucid |\n"
+            "| --- |" + " ---: |" * 13)
     lines = [head]
     every = {"naive": [], "lucid": []}
     for layer in layers:
@@ -197,10 +223,17 @@ def _section(args, results, timings, layers, count, size, steps, naive_size, nai
         "Means over the sampled filters of each layer. Two-image: share of (top, bottom) example pairs whose top "
         "one is closer to the picture at the layer before (0.50 is chance). Path: Spearman correlation of the "
         "picture's activations with the top examples' mean, averaged over the layers up to the filter's; the "
-        "random photo's is the baseline (the same for both methods). Beyond nature (the median): the picture's peak "
+        "random photo's is the baseline (the same for both methods). Natural reference: the same two scores of the "
+        "filter's strongest photo held out and used as the picture (what a real image achieves). Beyond nature (the median): the picture's peak "
         "over the strongest photo's. Seeds: mean cosine similarity of the four diversity pictures at the layer, beside "
         "four other filters' pictures. Dead-ish: dead or a blob (coverage ≤ 0.25).\n\n"
         + "\n".join(lines)
+        + "\n\nThe maximum: does each `lucid` picture excite its filter at least as much as the strongest photo "
+        "(its peak unit before the ReLU over the photo's)? Where no photo turns the filter on (the strongest "
+        "photo's value is 0 or below) the ratio means nothing; such filters are counted apart, with both values. "
+        "The first layer is linear in the pixels, so its true maximum has a closed form (each pixel of the patch "
+        "at 0 or 255 by the sign of its effect): the median share of it that the picture and the strongest photo "
+        "reach.\n\n" + _maximum(layers, lucid)
         + "\n\nAre the dead-ish pictures the least trusted? Over both methods' pictures together: of the n "
         "dead-ish ones, how many are among the n least trusted by each score, and the mean score of each group.\n\n"
         "| score | dead-ish pictures (n) | among the n least trusted | their mean | the others' mean |\n"
@@ -209,10 +242,32 @@ def _section(args, results, timings, layers, count, size, steps, naive_size, nai
     return f"trust-{args.model}", text
 
 
+def _maximum(layers, lucid: dict) -> str:
+    """Per layer: the beyond-nature ratio's median and least, how many filters reach x1, the filters no
+    photo turns on, and the first layer's closed-form maximum."""
+    lines = ["| layer | median | least | at ×1 or more | no photo turns it on (picture, strongest photo) "
+             "| share of the closed-form maximum: picture | strongest photo |", "| --- |" + " ---: |" * 6]
+    for layer in layers:
+        rows = lucid[layer.name]
+        ratios = [r["beyond_nature"] for r in rows if r.get("beyond_nature") is not None]
+        off = [r for r in rows if r.get("no_photo_on")]
+        off_text = "; ".join(f"{layer.name}:{r['filter']} ({_f(r.get('picture_value'))}, {_f(r.get('strongest_photo'))})"
+                             for r in off) or "0"
+        forms = [r for r in rows if r.get("closed_form")]
+        picture = [r["picture_value"] / r["closed_form"] for r in forms if r.get("picture_value") is not None]
+        photo = [r["strongest_photo"] / r["closed_form"] for r in forms if r.get("strongest_photo") is not None]
+        lines.append(f"| {layer.name} | {_f(float(np.median(ratios)) if ratios else None, 'times')} "
+                     f"| {_f(min(ratios) if ratios else None, 'times')} | {sum(x >= 1.0 for x in ratios)} of {len(ratios)} "
+                     f"| {off_text} | {_f(float(np.median(picture)) if picture else None)} "
+                     f"| {_f(float(np.median(photo)) if photo else None)} |")
+    return "\n".join(lines)
+
+
 def _row(naive: list[dict], lucid: list[dict]) -> list[str]:
     return [
-        _f(_mean(naive, "two_image")), _f(_mean(lucid, "two_image")),
-        _f(_mean(naive, "path")), _f(_mean(lucid, "path")), _f(_mean(lucid, "path_random")),
+        _f(_mean(naive, "two_image")), _f(_mean(lucid, "two_image")), _f(_mean(lucid, "natural_two_image")),
+        _f(_mean(naive, "path")), _f(_mean(lucid, "path")), _f(_mean(lucid, "natural_path")),
+        _f(_mean(lucid, "path_random")),
         _f(_median(naive, "beyond_nature"), "times"), _f(_median(lucid, "beyond_nature"), "times"),
         _f(_mean(lucid, "seed")), _f(_mean(lucid, "seed_random")),
         str(sum(r["deadish"] for r in naive)), str(sum(r["deadish"] for r in lucid)),

@@ -212,14 +212,20 @@ def cmd_trust(args: argparse.Namespace) -> int:
     from generator.atlas.store import AtlasStore
     from generator.evidence.imagesets import list_images
     from generator.network.selection import parse_layers
-    from generator.passes.trust import check_images, read_atlas
+    from generator.network.zoo import MODELS
+    from generator.passes.trust import atlas_defaults, check_images, read_atlas
 
-    network = open_network(args, images=args.images)
+    # what is not given is the atlas's own: its model, its weights, the folder of its examples
+    given = atlas_defaults(args.out, args.model, args.weights, args.images, tuple(MODELS))
+    args = argparse.Namespace(**{**vars(args), "model": given.model, "weights": given.weights, "images": given.images})
+    network = open_network(args, images=args.images or None)
+    if not args.images:  # a model file's atlas is found by the network's name, known once it is read
+        args.images = atlas_defaults(args.out, network.name, network.weights, None, (network.name,)).images
     check_weights(network.weights, network.spec)
     layers = parse_layers(args.layers, network.spec)
-    images = list_images(args.images)
     model_args = " ".join(shlex.quote(a) for a in ["--model", args.model, *(["--name", args.name] if args.name else [])])
     _, examples = read_atlas(AtlasStore(args.out, network.name), model_args)  # refused here, before the backend loads
+    images = list_images(args.images)
     check_images(examples, images, args.images)
     without = [layer.name for layer in layers if layer.name not in examples.get("layers", [])]
     if args.layers != "all" and without:

@@ -179,8 +179,10 @@ def _examples_parser(sub) -> argparse.ArgumentParser:
 
 def _trust_parser(sub) -> None:
     trust = sub.add_parser("trust", help="how far to trust each picture: checks against the filter's dataset examples")
-    trust.add_argument("--images", required=True, help="the folder of images the dataset examples came from")
+    trust.add_argument("--images", default=None,
+                       help="the folder of images the dataset examples came from (default: the atlas's own, found by name)")
     _model_args(trust)
+    trust.set_defaults(model=None)  # the atlas's own model, its weights and image folder unless given
     trust.add_argument("--layers", default="all", help="all (every layer with dataset examples), or a list")
     _device_args(trust)
     trust.add_argument("--out", default="atlas")

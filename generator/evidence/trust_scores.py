@@ -18,6 +18,13 @@ two-image prediction: over the top-k and bottom-k examples, the share of (top, b
     automated version of Zimmermann et al.'s task; 0.5 is chance.
 seed agreement: the mean pairwise cosine similarity of the four diversity pictures at the target
     layer, beside that of four other filters' channel pictures.
+natural reference: path similarity and two-image prediction of the filter's strongest natural example
+    held out and used as the "picture" (scored against the other top examples): what a real image
+    that drives the filter achieves on the same checks, so a picture's scores can be read against what
+    is achievable rather than against 1.
+
+Where no photo turns the filter on (the strongest photo's value is 0 or below), the picture's ratio
+has no meaning; the record then says so (``no_photo_on``) and keeps both values.
 
 The vectors these compare are read on the device by ``generator.evidence.trust_probe``; the pass that
 stores the records is ``generator.passes.trust``. What a record was computed against (``against``)
@@ -30,7 +37,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-TRUST_VERSION = 2  # 2: layers of fewer than MIN_RANKED filters left out of the path, seeds of one filter None
+TRUST_VERSION = 3  # 3: the natural reference, and no_photo_on; 2: layers of fewer than MIN_RANKED filters left out of the path, seeds of one filter None
 MIN_RANKED = 3  # a rank correlation of fewer values says nothing (of one: undefined)
 SEED_PICTURES = 4  # the diversity view's pictures, and the other filters' channel pictures of its baseline
 
@@ -105,6 +112,9 @@ class FilterEvidence:
     diversity: np.ndarray | None = None  # (4, C): the diversity pictures, averaged over the target map
     others: np.ndarray | None = None  # (n, C): other filters' channel pictures, the same way
     other_filters: list[int] = field(default_factory=list)
+    held: list[np.ndarray] | None = None  # per layer (C,): the strongest natural example, held out
+    held_before: np.ndarray | None = None  # (D,): the same at the layer before the target
+    rest_mean: list[np.ndarray] | None = None  # per layer (C,): the mean of the other top examples
 
 
 def _round(value: float | None, digits: int = 4) -> float | None:
@@ -115,10 +125,12 @@ def filter_trust(e: FilterEvidence, layers: list[str], before: str, against: dic
     """The ``"trust"`` record of one filter (the module docstring says what each score is), with a
     ``summary`` of one number per score for the layer table."""
     ratio = e.picture_value / e.strongest_photo if e.strongest_photo is not None and e.strongest_photo > 0 else None
+    no_photo_on = e.strongest_photo is not None and e.strongest_photo <= 0
     ranked = [i for i, m in enumerate(e.top_mean or []) if np.asarray(m).size >= MIN_RANKED]
     path = [spearman(e.picture[i], e.top_mean[i]) for i in ranked] or None
     path_random = [spearman(e.random[i], e.top_mean[i]) for i in ranked] if path and e.random else None
     two = pair_share(e.picture_before, e.top_before, e.bottom_before)
+    natural = _natural_reference(e, ranked)
     seed = None
     if e.diversity is not None:  # a layer of one filter: its pictures' vectors are numbers, alike by nature
         alike = np.asarray(e.diversity).shape[-1] >= 2
@@ -129,14 +141,20 @@ def filter_trust(e: FilterEvidence, layers: list[str], before: str, against: dic
         "version": TRUST_VERSION,
         "against": against,
         "beyond_nature": {"ratio": _round(ratio), "picture": _round(e.picture_value, 6),
-                          "strongest_photo": _round(e.strongest_photo, 6)},
+                          "strongest_photo": _round(e.strongest_photo, 6), "no_photo_on": no_photo_on},
         "path_similarity": {"layers": [layers[i] for i in ranked], "picture": [_round(v) for v in path] if path else None,
                             "random_image": [_round(v) for v in path_random] if path_random else None,
                             "random_image_file": e.random_image, "top": len(e.top_before)},
         "two_image": {"score": _round(two), "pairs": len(e.top_before) * len(e.bottom_before), "layer": before},
         "seed_agreement": seed,
+        "natural_reference": natural,
         "summary": {
             "beyond_nature": _round(ratio),
+            "no_photo_on": no_photo_on,
+            "picture_value": _round(e.picture_value, 6),
+            "strongest_photo": _round(e.strongest_photo, 6),
+            "natural_path": natural["path"] if natural else None,
+            "natural_two_image": natural["two_image"] if natural else None,
             "path": _round(float(np.mean(path))) if path else None,
             "path_random": _round(float(np.mean(path_random))) if path_random else None,
             "two_image": _round(two),
@@ -144,6 +162,17 @@ def filter_trust(e: FilterEvidence, layers: list[str], before: str, against: dic
             "seed_random": seed["random_filters"] if seed else None,
         },
     }
+
+
+def _natural_reference(e: FilterEvidence, ranked: list[int]) -> dict | None:
+    """The scores of the strongest natural example held out as the "picture" (None without one, or
+    without another top example to compare it with)."""
+    if e.held is None or e.rest_mean is None or len(e.top_before) < 2:
+        return None
+    path = [spearman(e.held[i], e.rest_mean[i]) for i in ranked]
+    two = pair_share(e.held_before, e.top_before[1:], e.bottom_before)
+    return {"path": _round(float(np.mean(path))) if path else None, "two_image": _round(two),
+            "of": "the strongest natural example, held out; scored against the other top examples"}
 
 
 # --- what a record was computed against ------------------------------------------------------------------

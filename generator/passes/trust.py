@@ -41,6 +41,7 @@ from generator.interrupt import StopFlag
 from generator.network import backend
 from generator.network.layers import Layer
 from generator.network.models import LoadedModel
+from generator.network.weights import SOURCES
 from generator.progress import Progress
 
 PICK = 0x7472  # part of the seed of the deterministic random picks ("tr")
@@ -98,6 +99,69 @@ def read_atlas(store: AtlasStore, model_args: str | None = None) -> tuple[dict, 
         raise AtlasError(f"{store.paths.model_dir} has no dataset examples to check the pictures against; run "
                          f"`atlas examples --images DIR {model_args} --out {store.paths.root}` first")
     return manifest, examples
+
+
+@dataclass(frozen=True)
+class AtlasDefaults:
+    """What ``atlas trust`` reads from the atlas when it is not given: the model, its weights, the folder
+    of images its dataset examples came from."""
+
+    model: str
+    weights: str | None  # None: the network's own default (a model file's weights)
+    images: str  # empty: the atlas has no dataset examples (the pass then refuses, saying which command to run)
+
+
+def atlas_defaults(out: str, model: str | None, weights: str | None, images: str | None,
+                   zoo: tuple[str, ...]) -> AtlasDefaults:
+    """``--model``, ``--weights`` and ``--images``, each from the atlas in ``out`` where not given.
+
+    The model: the one atlas in ``out`` (a network of ``zoo``; a user's network needs its file). The
+    weights: the manifest's source where it is one by name (imagenet, hed-bsds500, random) or a file
+    found under that name beside the atlas or here. The images: the folder the examples came from, found
+    by its recorded name here or beside the atlas, and only if it holds the very list of files (the
+    manifest keeps a folder's name, never its path)."""
+    root = Path(out)
+    if model is None:
+        found = sorted(p.parent.name for p in root.glob("*/manifest.json"))
+        if len(found) > 1:
+            raise AtlasError(f"{out} holds atlases of {', '.join(found)}; say which with --model")
+        model = found[0] if found else "vgg16"
+        if model not in zoo:
+            raise AtlasError(f"{out}/{model} is an atlas of a model file; give its path with --model")
+    manifest = read_json(root / model / "manifest.json", "manifest") if (root / model / "manifest.json").exists() else {}
+    if weights is None:
+        name = (manifest.get("weights") or {}).get("name")
+        if name in SOURCES:
+            weights = name
+        elif name:
+            weights = _beside(root, name, Path.is_file)
+            if weights is None and model in zoo:
+                raise AtlasError(f"{out}/{model} was made with the weights file {name}; give its path with --weights")
+    recorded = ((manifest.get("examples") or {}).get("images") or {})
+    if images is None and recorded:  # without examples, the pass refuses with its own line
+        folder = _beside(root, recorded.get("folder"), Path.is_dir) if recorded.get("folder") else None
+        if folder is None or _list_sha256(folder) != recorded.get("list_sha256"):
+            what = f"a folder named {recorded['folder']!r}" if recorded.get("folder") else "the images of its dataset examples"
+            raise AtlasError(f"{out}/{model}: {what} was not found here or beside the atlas; give it with --images DIR")
+        images = folder
+    return AtlasDefaults(model, weights, images or "")
+
+
+def _beside(root: Path, name: str, kind) -> str | None:
+    """``name`` in the current folder, or beside the atlas folder ``root``, if it is of ``kind``."""
+    for candidate in (Path(name), root.parent / name):
+        if kind(candidate):
+            return str(candidate)
+    return None
+
+
+def _list_sha256(folder: str) -> str | None:
+    from generator.evidence.imagesets import list_images
+
+    try:
+        return list_images(folder).sha256
+    except AtlasError:
+        return None
 
 
 def check_images(examples: dict, images: ImageSet, folder: str) -> None:
@@ -224,6 +288,10 @@ class LayerTrust:
                 strongest_photo=float(top_values[0]) if top_values else None,
                 random_image=natural["random_file"][slot],
             )
+            if natural["top_valid"][slot][0] and n_top >= 2:  # the strongest example, held out as the "picture"
+                evidence.held = [v[slot] for v in natural["held"]]
+                evidence.held_before = natural["top_before"][slot][0]
+                evidence.rest_mean = [(s[slot] - h[slot]) / (n_top - 1) for s, h in zip(natural["top_sum"], natural["held"])]
             if f in self.others:
                 at = self.diversity.index(f) * SEED_PICTURES
                 evidence.diversity = diversity.means[at:at + SEED_PICTURES]
@@ -245,6 +313,7 @@ class LayerTrust:
             "top_before": np.zeros((n, k, d), np.float32), "top_valid": np.zeros((n, k), bool),
             "bottom_before": np.zeros((n, k, d), np.float32), "bottom_valid": np.zeros((n, k), bool),
             "random": [np.zeros((n, c), np.float32) for c in widths], "random_file": [None] * n,
+            "held": [np.zeros((n, c), np.float32) for c in widths],  # the strongest top example (the natural reference)
         }
         by_image: dict[int, list[tuple]] = {}
         for req in self.requests:
@@ -271,6 +340,9 @@ class LayerTrust:
                     for total, v in zip(acc["top_sum"], readout.vectors):
                         total[slot] += v[j]
                     acc["top_count"][slot] += 1
+                    if i == 0:
+                        for keep, v in zip(acc["held"], readout.vectors):
+                            keep[slot] = v[j]
                 if kind == "random":
                     for keep, v in zip(acc["random"], readout.vectors):
                         keep[slot] = v[j]
@@ -357,7 +429,7 @@ def run_trust(loaded: LoadedModel, layers: list[Layer], config: TrustConfig, out
             store.write_manifest(None, loaded, extra={"trust": {
                 "version": TRUST_VERSION, **config.against(), "precision": config.precision, "backend": config.backend,
                 "of": "each rendered filter with dataset examples: beyond nature, path similarity, two-image "
-                      "prediction, seed agreement (NNNN.json, \"trust\")",
+                      "prediction, seed agreement, the natural reference (NNNN.json, \"trust\")",
             }})
     summary.seconds = time.monotonic() - start
     return summary

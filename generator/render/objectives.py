@@ -70,6 +70,13 @@ def contrast(maps, filters, reference, margin: float):
     return ops.sum(excess, axis=1) * ops.sum(reference[None, :] * hot, axis=1)
 
 
+def peak(target):
+    """(B, h, w) -> (B,) the map's strongest unit before the ReLU (what "excites it most" is measured by)."""
+    from keras import ops
+
+    return ops.max(target, axis=(1, 2))
+
+
 def neuron(target):
     """(B, h, w) -> (B,) the centre unit."""
     h, w = target.shape[1], target.shape[2]
