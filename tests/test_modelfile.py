@@ -183,7 +183,8 @@ def test_bad_model_argument_is_refused_before_any_library():
         run_atlas("layers", "--model", "alexnet"))
 
 
-def test_grayscale_pictures_are_gray(tmp_path):
+@pytest.mark.slow
+def test_grayscale_pictures_are_gray_and_get_their_trust(tmp_path):
     from tests.usermodels import colour_network, draw_images, train
 
     folder = draw_images(tmp_path / "images", per_class=4, seed=3)
@@ -205,3 +206,12 @@ def test_grayscale_pictures_are_gray(tmp_path):
     manifest = json.loads((out / "gray/manifest.json").read_text())
     assert manifest["config"]["preprocessing"] == "scale=0.00392157,offset=0,gray"
     assert manifest["user_model"]["preprocessing"]["channels"] == 1 and "/" not in manifest["user_model"]["file"]
+    given = ("--model", str(tmp_path / "gray.keras"), "--preprocess", "scale=0.00392157,offset=0", "--images",
+             str(folder), "--layers", "conv1", "--out", str(out))
+    proc = run_atlas("examples", *given, "--labels", "folders")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((out / "gray/accuracy.json").read_text())["images"] == 12
+    proc = run_atlas("trust", *given)  # the first layer's input patch has one channel, not three
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    trust = json.loads((out / "gray/conv1/0001.json").read_text())["trust"]
+    assert trust["two_image"]["pairs"] > 0 and trust["path_similarity"]["layers"] == ["conv1"]
