@@ -263,27 +263,28 @@ def download_timeout() -> float:
     return value
 
 
-def imagenet_url(spec: ModelSpec) -> str:
-    """The official file, or the same file name under ``ATLAS_IMAGENET_MIRROR`` (a URL folder)."""
+def imagenet_url(spec: ModelSpec, top: bool = False) -> str:
+    """The official file (no-top, or with its classifier: ``top``), or the same file name under
+    ``ATLAS_IMAGENET_MIRROR`` (a URL folder)."""
     mirror = os.environ.get("ATLAS_IMAGENET_MIRROR")
     if mirror:
-        return mirror.rstrip("/") + "/" + spec.imagenet_file
-    return spec.imagenet_url
+        return mirror.rstrip("/") + "/" + (spec.top_file if top else spec.imagenet_file)
+    return spec.top_url if top else spec.imagenet_url
 
 
-def download_imagenet(spec: ModelSpec) -> Path:
-    """Keras's cached download of the official no-top weights, bounded in time."""
+def download_imagenet(spec: ModelSpec, top: bool = False) -> Path:
+    """Keras's cached download of the official no-top weights (or the full-top ones: ``top``), bounded in
+    time and checked against Keras's md5."""
     import keras
 
-    url = imagenet_url(spec)
+    url = imagenet_url(spec, top)
+    name, md5 = (spec.top_file, spec.top_md5) if top else (spec.imagenet_file, spec.imagenet_md5)
     timeout = download_timeout()
     result: dict[str, object] = {}
 
     def fetch() -> None:
         try:
-            result["path"] = keras.utils.get_file(
-                spec.imagenet_file, url, cache_subdir="models", file_hash=spec.imagenet_md5
-            )
+            result["path"] = keras.utils.get_file(name, url, cache_subdir="models", file_hash=md5)
         except BaseException as exc:  # noqa: BLE001 - reported as one line below
             result["error"] = exc
 
@@ -300,6 +301,7 @@ def download_imagenet(spec: ModelSpec) -> Path:
     why = "timed out" if worker.is_alive() else _first_line(result.get("error"))
     offline = "--weights hed-bsds500 (offline trained backbone), " if spec.name in HED_MODELS else ""
     raise AtlasError(
-        f"--weights imagenet: could not download the {spec.title} ImageNet weights ({why}); "
+        f"--weights imagenet: could not download the {spec.title} ImageNet weights{' with its classifier' if top else ''} "
+        f"({why}); "
         f"use {offline}--weights PATH to a .h5 file, or set ATLAS_IMAGENET_MIRROR"
     )
