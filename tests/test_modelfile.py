@@ -72,8 +72,9 @@ def _sequential_and_nested():
     gated = keras.layers.Multiply(name="se_multiply")([x, gate])
     y = keras.layers.Conv2D(4, 3, padding="same", name="after_gate")(gated)
     z = keras.layers.Conv2D(5, 1, name="linear_1x1")(x)
-    out = keras.layers.Dense(2, name="logits")(keras.layers.GlobalAveragePooling2D()(keras.layers.Concatenate()(
-        [keras.layers.ReLU()(y), z])))
+    w = keras.layers.Conv2D(3, 1, name="after_upsample")(keras.layers.UpSampling2D(name="upsample")(x))
+    pooled = keras.layers.GlobalAveragePooling2D()(keras.layers.Concatenate()([keras.layers.ReLU(name="gated_relu")(y), z]))
+    out = keras.layers.Dense(2, name="logits")(keras.layers.Concatenate()([pooled, keras.layers.GlobalAveragePooling2D()(w)]))
     return seq, keras.Model(image, out, name="nested")
 
 
@@ -89,10 +90,12 @@ def test_sequential_nested_depthwise_linear_and_unfollowed(tmp_path):
     read_file = read_model_file(str(tmp_path / "nested.keras"), preprocess="tf")
     spec, layers, notes = read_file.spec, read_file.layers, list(read_file.notes)
     names = {x.name: x for x in layers}
-    # the nested backbone is flattened; a 1x1 conv with no activation after it is shown at its output
-    assert set(names) == {"inner_conv", "linear_1x1"} and names["linear_1x1"].activation == "linear"
-    assert notes == ["layer 'se_multiply' (Multiply): it mixes a map with a non-spatial input (a gate or a global "
-                     "feature); the layers after it are not shown"]
+    # the nested backbone is flattened; a 1x1 conv with no activation after it is shown at its output; a map
+    # times a squeeze-and-excitation gate keeps its geometry
+    assert set(names) == {"inner_conv", "linear_1x1", "gated_relu"} and names["linear_1x1"].activation == "linear"
+    assert names["gated_relu"].tap == "after_gate" and names["gated_relu"].receptive_field == 5
+    assert notes == ["layer 'upsample' (UpSampling2D): the layer table cannot follow it; the layers after it are not "
+                     "shown"]
     assert spec.head == {"layer": "logits", "unfuse": False, "activation": "linear", "classes": 2, "binary": False}
 
 
