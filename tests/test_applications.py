@@ -167,3 +167,12 @@ def test_a_zoo_network_with_labels_gets_its_classifier(tmp_path):
     assert [row[2] for row in accuracy["predictions"]["rows"]] == top5.tolist()
     examples = json.loads((out / "resnet50/conv1_relu/0000.examples.json").read_text())
     assert {v["class"] for v in examples["classes"]["votes"]} == set(folders)
+    # the same file's filters for the pictures (its backbone read from the whole network), then the page
+    proc = run_atlas("generate", "--model", "resnet50", "--weights", str(weights), "--layers", "conv1_relu",
+                     "--filters", "0", "--steps", "2", "--size", "32", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    proc = run_atlas("site", "--data", str(out), "--out", str(tmp_path / "site_src"))
+    assert proc.returncode == 0, proc.stderr
+    page = (tmp_path / "site_src/resnet50/index.md").read_text()
+    assert f"**top-1 accuracy {100 * accuracy['top1']:.1f}%**" in page
+    assert "Keras publishes top-1 74.9%, top-5 92.1% for its ImageNet weights" in page

@@ -81,10 +81,29 @@ def _load_keras_file(keras_model, spec: ModelSpec, path: Path, what: str) -> Non
     """Keras's own loader (Keras 3 ``.weights.h5`` or a legacy no-top ``.h5``), errors as one line."""
     try:
         keras_model.load_weights(str(path))
+        return
     except Exception as exc:  # noqa: BLE001 - any loader failure is the file's fault here
-        raise AtlasError(
-            f"{what}: not a {spec.title} weights file Keras can load into the no-top model ({_first_line(exc)})"
-        ) from None
+        why = _first_line(exc)
+    if not _load_from_whole(keras_model, spec, path):
+        raise AtlasError(f"{what}: not a {spec.title} weights file Keras can load into the no-top model ({why})")
+
+
+def _load_from_whole(keras_model, spec: ModelSpec, path: Path) -> bool:
+    """A full-top weights file (Keras's own, with the classifier) into the no-top model: loaded into the
+    whole network, then copied layer by layer; False where it is not one either."""
+    if not (spec.zoo and spec.top_file):
+        return False
+    import keras
+
+    whole = getattr(keras.applications, spec.constructor)(include_top=True, weights=None)
+    try:
+        whole.load_weights(str(path))
+    except Exception:  # noqa: BLE001 - not a file of the whole network: the caller says what it is not
+        return False
+    for layer in keras_model.layers:
+        if layer.weights:
+            layer.set_weights(whole.get_layer(layer.name).get_weights())
+    return True
 
 
 def _is_saved_model(path: Path) -> bool:
