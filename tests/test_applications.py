@@ -176,3 +176,43 @@ def test_a_zoo_network_with_labels_gets_its_classifier(tmp_path):
     page = (tmp_path / "site_src/resnet50/index.md").read_text()
     assert f"**top-1 accuracy {100 * accuracy['top1']:.1f}%**" in page
     assert "Keras publishes top-1 74.9%, top-5 92.1% for its ImageNet weights" in page
+
+
+def test_the_zoo_classifiers_files_and_when_they_are_used(tmp_path, monkeypatch, capsys):
+    """Keras's full-top files, named and mirrored like the no-top ones; a zoo network takes its classifier
+    for ImageNet's classes only, and says in a note why it leaves it out."""
+    import argparse
+
+    from generator.cli.prepare import Network, labelled
+    from generator.evidence.imagesets import ImageSet
+    from generator.network.weights import imagenet_url
+    from generator.network.zoo import MODELS
+
+    resnet = MODELS["resnet50"]
+    assert imagenet_url(resnet, top=True) == ("https://storage.googleapis.com/tensorflow/keras-applications/resnet/"
+                                              "resnet50_weights_tf_dim_ordering_tf_kernels.h5")
+    monkeypatch.setenv("ATLAS_IMAGENET_MIRROR", "https://mirror.example/keras/")
+    assert imagenet_url(MODELS["vgg19"], top=True) == "https://mirror.example/keras/vgg19_weights_tf_dim_ordering_tf_kernels.h5"
+    assert [MODELS[m].reference for m in ("vgg16", "vgg19", "resnet50")] == [(71.3, 90.1), (71.3, 90.0), (74.9, 92.1)]
+    whole = resnet.classifier
+    assert whole.input_size == 224 and whole.head["classes"] == 1000 and whole.head["layer"] == "predictions"
+
+    files = ["n01440764/a.png", "n01443537/b.png"]
+    for name in files:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"")
+    images = ImageSet(tmp_path, tuple(files))
+
+    def args(**given):
+        return argparse.Namespace(**{"labels": "folders", "classes": None, "size": None, **given})
+
+    labels, network = labelled(args(), Network(MODELS["vgg16"], "imagenet"), images)
+    assert network.spec.head and len(labels.classes) == 1000 and labels.index == (0, 1)
+    labels, network = labelled(args(), Network(MODELS["vgg16"], "hed-bsds500"), images)
+    assert network.spec.head is None and labels.classes == ("n01440764", "n01443537")
+    assert "VGG16's classifier is left out: --weights hed-bsds500 holds no classifier" in capsys.readouterr().err
+    labels, network = labelled(args(size=128), Network(MODELS["vgg16"], "random"), images)
+    assert network.spec.head is None and "reads 224 px images, not --size 128" in capsys.readouterr().err
+    (tmp_path / "cats").mkdir()
+    labels, network = labelled(args(), Network(MODELS["resnet50"], "imagenet"), images)
+    assert network.spec.head is None and "the labels are not ImageNet's classes" in capsys.readouterr().err
