@@ -28,7 +28,7 @@ GPU_EXTRA := $(shell nvidia-smi -L >/dev/null 2>&1 && echo ,gpu)
 GPU_PYTHON ?= python3
 BENCH_GPU_ARGS ?=
 
-.PHONY: install atlas preview site serve publish test bench bench-gpu gpu-wheels browser layer-tables clean
+.PHONY: install atlas preview site serve publish test test-fast bench bench-gpu gpu-wheels browser layer-tables clean
 
 $(STAMP): pyproject.toml requirements/offline-data.txt requirements/sample-photos.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -89,8 +89,14 @@ browser:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
 	  || echo "chromium not installed: browser tests will be skipped"; }
 
+# Both cores, one test module per worker (a module's fixtures are made once); `make test-fast` is the
+# developer's loop: the tests not marked slow.
+TEST_WORKERS ?= 2
 test: $(STAMP) browser
-	$(BIN)/python -m pytest -q -rs tests
+	$(BIN)/python -m pytest -q -rs -n $(TEST_WORKERS) --dist loadscope tests
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -rs -n $(TEST_WORKERS) --dist loadscope -m "not slow and not browser" tests
 
 # About an hour on a 2-core CPU; each figure replaces its own section of BENCHMARKS.md.
 bench: $(STAMP)
@@ -117,7 +123,7 @@ gpu-wheels: $(STAMP)
 	  keras==$$($(BIN)/python -c 'import keras; print(keras.__version__)') namex==0.1.0 optree==0.20.0
 	cp $$($(BIN)/python -c 'from generator.network.weights import hed_weights_path; print(hed_weights_path())') .whl/
 
-# Rewrites generator/layer_tables/*.json from the Keras graphs (after a Keras upgrade).
+# Rewrites generator/network/layer_tables/*.json from the Keras graphs (after a Keras upgrade).
 layer-tables: $(STAMP)
 	$(BIN)/python -m generator.network.layers
 

@@ -1,12 +1,20 @@
-"""Shared fixtures. Keras runs on TensorFlow in this process; JAX runs in subprocesses."""
+"""Shared fixtures. Keras runs on TensorFlow in this process; JAX runs in subprocesses.
+
+The suite runs on both cores (pytest-xdist, one module per worker: ``make test``). The costly session
+fixtures (a trained network, atlases made by the CLI) are built once for the whole run: the first worker
+to ask builds them into a folder both workers see, under a file lock, and the other reads them.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -69,6 +77,44 @@ def error_line(proc) -> str:
     return lines[-1]
 
 
+def shared_folder(tmp_path_factory, name: str, build: Callable[[Path], None]) -> Path:
+    """``name``, a folder built once per test run by ``build(folder)``, whichever worker asks first."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the run's folder, above each worker's own
+    folder, built = root / f"shared-{name}", root / f"shared-{name}.built"
+    with _locked(root / f"shared-{name}.lock"):
+        if not built.exists():
+            if folder.exists():
+                import shutil
+
+                shutil.rmtree(folder)  # a build that failed half-way
+            folder.mkdir()
+            build(folder)
+            built.touch()
+    return folder
+
+
+@contextlib.contextmanager
+def _locked(path: Path):
+    with open(path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _save_proc(path: Path, proc: subprocess.CompletedProcess, peak: int) -> None:
+    path.write_text(json.dumps({"args": [str(a) for a in proc.args], "returncode": proc.returncode,
+                                "stdout": proc.stdout, "stderr": proc.stderr, "peak": peak}))
+
+
+def _load_proc(path: Path) -> tuple[subprocess.CompletedProcess, int]:
+    data = json.loads(path.read_text())
+    return subprocess.CompletedProcess(data["args"], data["returncode"], data["stdout"], data["stderr"]), data["peak"]
+
+
 @pytest.fixture(scope="session", autouse=True)
 def keras_backend():
     """The backend imported as the CLI imports it (quietly), once per test process."""
@@ -96,9 +142,40 @@ def sample_tiles(tmp_path_factory) -> Path:
     """The offline image set of `atlas sample-images` (96 px tiles of scikit-image's photographs)."""
     from generator.evidence.imagesets import write_sample_tiles
 
-    folder = tmp_path_factory.mktemp("tiles")
-    write_sample_tiles(folder, 96)
-    return folder
+    return shared_folder(tmp_path_factory, "tiles", lambda folder: write_sample_tiles(folder, 96))
+
+
+# What makes a test slow on a 2-core CPU: it runs the atlas command (a fresh process importing
+# TensorFlow), trains or loads a network, renders pictures or builds a site, itself or through a fixture.
+SLOW_SIGNS = ("run_atlas(", "run_atlas_measured(", "main([", "train(", "load_model(", "LayerRenderer(",
+              "build_site(", "run_examples(", "run_trust(", "generate(", "hed_model", "random_model",
+              "OneNodeSlurm(", "build_keras_model(", "keras.applications")
+
+
+def _is_slow(item) -> bool:
+    import inspect
+
+    sources = [getattr(item, "function", None)]
+    info = getattr(item, "_fixtureinfo", None)
+    for name in getattr(info, "names_closure", ()):
+        for definition in info.name2fixturedefs.get(name, ()):
+            sources.append(definition.func)
+    for source in sources:
+        try:
+            text = inspect.getsource(source)
+        except (OSError, TypeError):
+            continue
+        if any(sign in text for sign in SLOW_SIGNS):
+            return True
+    return False
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark slow every test that shows a sign of being slow (``SLOW_SIGNS``), so `make test-fast`
+    (``-m "not slow"``) stays a loop of seconds without anyone keeping the marks by hand."""
+    for item in items:
+        if item.get_closest_marker("slow") is None and _is_slow(item):
+            item.add_marker(pytest.mark.slow)
 
 
 def pytest_terminal_summary(terminalreporter):
@@ -121,9 +198,12 @@ def hostile_images(sample_tiles, tmp_path_factory) -> tuple[Path, dict[str, str]
     {bad file: the reason it is skipped}."""
     from tests.hostile import make_hostile_folder
 
-    base = tmp_path_factory.mktemp("hostile")
-    bad = make_hostile_folder(base, sorted(sample_tiles.iterdir()))
-    return base, bad
+    def build(folder: Path) -> None:
+        bad = make_hostile_folder(folder / "base", sorted(sample_tiles.iterdir()))
+        (folder / "bad.json").write_text(json.dumps(bad))
+
+    folder = shared_folder(tmp_path_factory, "hostile", build)
+    return folder / "base", json.loads((folder / "bad.json").read_text())
 
 
 @pytest.fixture(scope="session")
@@ -132,9 +212,9 @@ def hostile_weights(tmp_path_factory) -> Path:
     from generator.network.weights import hed_weights_path
     from tests.hostile import HOSTILE_WEIGHTS
 
-    path = tmp_path_factory.mktemp("weights") / HOSTILE_WEIGHTS
-    path.symlink_to(hed_weights_path())
-    return path
+    folder = shared_folder(tmp_path_factory, "weights",
+                           lambda folder: (folder / HOSTILE_WEIGHTS).symlink_to(hed_weights_path()))
+    return folder / HOSTILE_WEIGHTS
 
 
 HOSTILE_EXAMPLES = ["--layers", "block1_conv1,block2_conv1", "--top", "6", "--size", "96", "--batch", "8"]
@@ -147,47 +227,57 @@ def hostile_atlas(hostile_images, hostile_weights, tmp_path_factory):
     its peak memory measured. Returns (atlas folder, the examples run, its peak memory in bytes)."""
     from tests.hostile import HOSTILE_LICENSE, HOSTILE_NAME
 
-    out = tmp_path_factory.mktemp("hostile-atlas") / "atlas"
-    weights = str(hostile_weights)
-    for args in (["generate", "--weights", weights, "--layers", "block1_conv1,block2_conv1", "--filters", "0-7",
-                  "--size", "32", "--steps", "3"],
-                 ["wiring", "--weights", weights]):
-        proc = run_atlas(*args, "--out", str(out))
+    def build(folder: Path) -> None:
+        out = folder / "atlas"
+        weights = str(hostile_weights)
+        for args in (["generate", "--weights", weights, "--layers", "block1_conv1,block2_conv1", "--filters", "0-7",
+                      "--size", "32", "--steps", "3"],
+                     ["wiring", "--weights", weights]):
+            proc = run_atlas(*args, "--out", str(out))
+            assert proc.returncode == 0, proc.stderr
+        proc, peak = run_atlas_measured("examples", "--images", str(hostile_images[0] / "hostile"), "--weights",
+                                        weights, *HOSTILE_EXAMPLES, "--images-name", HOSTILE_NAME, "--images-license",
+                                        HOSTILE_LICENSE, "--out", str(out))
         assert proc.returncode == 0, proc.stderr
-    proc, peak = run_atlas_measured("examples", "--images", str(hostile_images[0] / "hostile"), "--weights", weights,
-                                    *HOSTILE_EXAMPLES, "--images-name", HOSTILE_NAME, "--images-license",
-                                    HOSTILE_LICENSE, "--out", str(out))
-    assert proc.returncode == 0, proc.stderr
-    return out, proc, peak
+        _save_proc(folder / "examples-run.json", proc, peak)
+
+    folder = shared_folder(tmp_path_factory, "hostile-atlas", build)
+    return (folder / "atlas", *_load_proc(folder / "examples-run.json"))
 
 
 @pytest.fixture(scope="session")
 def colour_files(tmp_path_factory) -> dict:
     """A user's network trained here in seconds (tests/usermodels.py), saved as .keras and .h5, with its
     training images and a held-out labelled set (class subfolders)."""
+    import keras
+
     from tests.usermodels import colour_network, draw_images, train
 
-    root = tmp_path_factory.mktemp("usermodel")
-    train_set = draw_images(root / "train", per_class=16, seed=0)
-    held_out = draw_images(root / "images", per_class=8, seed=1)
-    model = train(colour_network(), train_set, epochs=20)
-    model.save(root / "colours.keras")
-    model.save(root / "colours.h5")
-    return {"root": root, "keras": root / "colours.keras", "h5": root / "colours.h5", "images": held_out,
-            "train": train_set, "model": model}
+    def build(root: Path) -> None:
+        train_set = draw_images(root / "train", per_class=16, seed=0)
+        draw_images(root / "images", per_class=8, seed=1)
+        model = train(colour_network(), train_set, epochs=20)
+        model.save(root / "colours.keras")
+        model.save(root / "colours.h5")
+
+    root = shared_folder(tmp_path_factory, "usermodel", build)
+    model = keras.saving.load_model(root / "colours.keras")  # the trained network, in every worker alike
+    return {"root": root, "keras": root / "colours.keras", "h5": root / "colours.h5", "images": root / "images",
+            "train": root / "train", "model": model}
 
 
 @pytest.fixture(scope="session")
 def user_atlas(colour_files, tmp_path_factory) -> Path:
     """The whole pipeline on the model file: pictures (every view of a few filters), wiring, examples
     with labels from the class folders."""
-    out = tmp_path_factory.mktemp("useratlas") / "atlas"
-    model = str(colour_files["keras"])
-    for args in (
-        ["generate", "--model", model, "--steps", "4", "--views", "all", "--filters", "0-2"],
-        ["wiring", "--model", model],
-        ["examples", "--model", model, "--images", str(colour_files["images"]), "--labels", "folders", "--top", "6"],
-    ):
-        proc = run_atlas(*args, "--out", str(out))
-        assert proc.returncode == 0, proc.stderr
-    return out
+    def build(folder: Path) -> None:
+        model = str(colour_files["keras"])
+        for args in (
+            ["generate", "--model", model, "--steps", "4", "--views", "all", "--filters", "0-2"],
+            ["wiring", "--model", model],
+            ["examples", "--model", model, "--images", str(colour_files["images"]), "--labels", "folders", "--top", "6"],
+        ):
+            proc = run_atlas(*args, "--out", str(folder / "atlas"))
+            assert proc.returncode == 0, proc.stderr
+
+    return shared_folder(tmp_path_factory, "useratlas", build) / "atlas"

@@ -198,7 +198,7 @@ def test_kill_9_leaves_whole_files_and_a_second_run_is_refused_meanwhile(tmp_pat
 
 def test_a_live_runs_temporary_files_are_not_touched(tmp_path):
     """Temporaries are removed only under the lock: a refused run deletes nothing."""
-    from generator.atlas.store import AtlasLock
+    from generator.atlas.locks import AtlasLock
     from generator.paths import AtlasPaths
 
     out = tmp_path / "atlas"

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from generator.atlas.store import AtlasLock, ShardLock
-from generator.cluster.shards import (
+from generator.atlas.locks import AtlasLock, ShardLock
+from generator.cluster.split import (
     Shard,
     image_range,
     parse_shard,
@@ -69,7 +69,8 @@ def test_the_split_is_the_whole_job_in_disjoint_contiguous_runs():
 
 
 def test_the_split_is_balanced_by_cost_not_by_count():
-    assert picture_cost(find_layer("block5_conv3", "vgg16"), 128) > 3 * picture_cost(find_layer("block1_conv1", "vgg16"), 128)
+    vgg16 = model_layers("vgg16")
+    assert picture_cost(find_layer("block5_conv3", "vgg16"), 128, vgg16) > 3 * picture_cost(find_layer("block1_conv1", "vgg16"), 128, vgg16)
     for model in ("vgg16", "resnet50"):
         work = [(layer, list(range(layer.filters))) for layer in model_layers(model)]
         for count in (2, 8, 64):
@@ -225,8 +226,9 @@ def test_examples_shards_merge_into_the_one_machine_top_k(sample_tiles, tmp_path
 
 @pytest.mark.slow
 def test_a_model_files_shards_merge_into_its_one_machine_atlas(colour_files, tmp_path):
-    """A user's network in shards: each shard records where its file is, and `atlas merge` reads it
-    again to write the one machine's atlas (pictures byte for byte, JSON but timings, examples)."""
+    """A user's network in shards: each shard records the network as the manifest describes it, and
+    `atlas merge` writes the one machine's atlas from the records alone, starting no backend and reading
+    no model file (pictures byte for byte, JSON but timings, examples)."""
     model = str(colour_files["keras"])
     generate = ["generate", "--model", model, "--steps", "4", "--filters", "0-2", "--batch", "2"]
     examples = ["examples", "--model", model, "--images", str(colour_files["images"]), "--top", "4"]
@@ -237,8 +239,9 @@ def test_a_model_files_shards_merge_into_its_one_machine_atlas(colour_files, tmp
             proc = run_atlas(*args, "--shard", f"{k}/2", "--out", str(out))
             assert proc.returncode == 0, proc.stderr
     record = json.loads((out / "colours/.shards/generate-0-of-2.json").read_text())
-    assert record["model_file"]["path"] == str(colour_files["keras"].resolve())
-    merged = run_atlas("merge", "--out", str(out))
+    assert record["user_model"]["sha256"] == json.loads((one / "colours/manifest.json").read_text())["user_model"]["sha256"]
+    assert str(colour_files["root"]) not in json.dumps(record["user_model"])  # the network, not where its file is
+    merged = run_atlas("merge", "--out", str(out), env={"KERAS_BACKEND": "no-such-backend"})  # no backend, no file
     assert merged.returncode == 0, merged.stderr
     assert "colours: merged the generate job of 2 shards" in merged.stdout and "the examples job of 2 shards" in merged.stdout
     assert tree_bytes(out, "*.png") == tree_bytes(one, "*.png") and len(tree_bytes(one, "*.png")) >= 10

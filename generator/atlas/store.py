@@ -1,12 +1,11 @@
-"""The atlas on disk: durable atomic writes, one writer at a time, the manifest, and what is done.
+"""The store of one model's atlas: the manifest, what is done, and where each picture and record goes.
 
 A filter's view is done when its pictures exist and its JSON holds that view's record under this
-run's config hash (pictures are written first, so a record implies its images). Every file goes to a
-temporary name in its own folder, is flushed to disk and renamed into place, so a killed run leaves
-whole files or none; files get the usual permissions of the user's umask. A lock on the model's
-folder keeps a second run out while one writes. The layer tables (``layer.json``) are an index,
-rebuilt from the filter files whenever a run touches a layer, so no crash can leave them stale; a
-filter file that cannot be read (a disk error, a bad copy) is not done, and is rendered again.
+run's config hash (pictures are written first, so a record implies its images). Every file is written
+whole or not at all (``files``); a lock on the model's folder keeps a second run out while one writes
+(``locks``). The layer tables (``layer.json``) are an index, rebuilt from the filter files whenever a
+run touches a layer, so no crash can leave them stale; a filter file that cannot be read (a disk
+error, a bad copy) is not done, and is rendered again. What a record holds is ``records``.
 
 One atlas, one network: every command that writes into a model folder first calls
 ``AtlasStore.check_weights``, which refuses other weights than the manifest's (or, with ``--force``,
@@ -17,110 +16,30 @@ sha256, never a local path: the atlas data is published.
 from __future__ import annotations
 
 import datetime as _dt
-import fcntl
-import io
 import json
-import os
 import platform
 import re
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 
-import numpy as np
-
+from generator.atlas.files import (
+    atomic_write_bytes,
+    atomic_write_json,
+    png_bytes,
+    read_json,
+    read_json_or_none,
+)
+from generator.atlas.locks import AtlasLock, ManifestLock
+from generator.atlas.records import add_view, layer_row, layer_table
 from generator.errors import AtlasError
 from generator.network.layers import Layer
 from generator.paths import AtlasPaths
 from generator.render.config import RenderConfig, robustness_for
 from generator.render.renderer import RenderedView
-from generator.render.views import CHANNEL, VIEWS
+from generator.render.views import VIEWS
 
-LOSS_DEFINITION = "minus the view's objective (for the channel view: mean activation of the filter) at each step"
 RENDER_FILE = re.compile(r"^\d{4}(\.(neuron|negative|diversity-\d))?\.(png|json)$")
-
-
-def _umask() -> int:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    except OSError:
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-FILE_MODE = 0o666 & ~_umask()
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` whole or not at all, durable once this returns. A failure (a full
-    disk, a read-only folder) leaves no temporary file and raises an ``OSError`` naming ``path``."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-    except OSError as exc:
-        raise _naming(exc, path) from None
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fchmod(handle.fileno(), FILE_MODE)  # mkstemp makes 0600; others may read an atlas
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise _naming(exc, path) from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    try:
-        folder = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(folder)  # the rename itself survives a power cut
-        finally:
-            os.close(folder)
-    except OSError:
-        pass
-
-
-def _naming(exc: OSError, path: Path) -> OSError:
-    """The same error (same class, by its errno) about the file being written, not its temporary name."""
-    if exc.errno is None:
-        return exc
-    return OSError(exc.errno, exc.strerror or os.strerror(exc.errno), str(path))
-
-
-_NUMBER_LIST = re.compile(r"\[\n\s*(-?[0-9][-+.0-9eE,\s]*?)\n\s*\]")
-
-
-def atomic_write_json(path: Path, payload: object, indent: int | None = 1) -> None:
-    """Indented JSON whose lists of numbers (the loss curves) stay on one line each: readable, and a
-    third of the size of one number per line."""
-    text = json.dumps(payload, indent=indent, sort_keys=False, allow_nan=False)
-    if indent is not None:
-        text = _NUMBER_LIST.sub(lambda m: "[" + re.sub(r",\s+", ", ", m.group(1)) + "]", text)
-    atomic_write_bytes(path, (text + "\n").encode())
-
-
-def png_bytes(image: np.ndarray) -> bytes:
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.fromarray(np.asarray(image, np.uint8), "RGB").save(buffer, format="PNG", optimize=True)
-    return buffer.getvalue()
-
-
-def read_json_or_none(path: Path) -> dict | None:
-    """A JSON file of the atlas, or None if it is missing or unreadable (a disk error, a bad copy)."""
-    try:
-        record = json.loads(Path(path).read_text())
-    except (OSError, ValueError):
-        return None
-    return record if isinstance(record, dict) else None
 
 
 def weights_name(source: str) -> str:
@@ -129,21 +48,6 @@ def weights_name(source: str) -> str:
     from generator.network.weights import SOURCES
 
     return source if source in SOURCES else Path(str(source)).name
-
-
-def read_json(path: Path, what: str) -> dict:
-    try:
-        return json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise AtlasError(f"{path}: missing {what}") from None
-    except (OSError, ValueError) as exc:
-        raise AtlasError(f"{path}: unreadable {what} ({exc.__class__.__name__}); regenerate it") from None
-
-
-def _round(value):
-    if isinstance(value, (list, tuple, np.ndarray)):
-        return [_round(v) for v in value]
-    return float(f"{float(value):.5g}")
 
 
 def package_versions() -> dict[str, str]:
@@ -156,148 +60,6 @@ def package_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             pass
     return versions
-
-
-class AtlasLock:
-    """One writer per model folder: an advisory lock the system drops when its process ends, even by
-    ``kill -9``. A second run is refused with one line naming the run that holds it."""
-
-    def __init__(self, paths: AtlasPaths) -> None:
-        self.paths = paths
-        self.handle = None
-
-    def __enter__(self) -> "AtlasLock":
-        path = self.paths.lock
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self.handle = open(path, "a+")
-        except OSError as exc:
-            raise AtlasError(
-                f"--out {self.paths.root}: cannot write there ({exc.strerror or exc}); choose a writable folder"
-            ) from None
-        try:
-            fcntl.flock(self.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self.handle.seek(0)
-            holder = self.handle.read().strip() or _shard_holders(self.paths) or "another process"
-            self.handle.close()
-            raise AtlasError(
-                f"{self.paths.model_dir} is being written by another run ({holder}); wait for it to end "
-                "or use another --out"
-            ) from None
-        self.handle.seek(0)
-        self.handle.truncate()
-        self.handle.write(f"pid {os.getpid()}: atlas {' '.join(sys.argv[1:])[:200]}")
-        self.handle.flush()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.handle is not None:
-            self.handle.seek(0)
-            self.handle.truncate()
-            fcntl.flock(self.handle, fcntl.LOCK_UN)
-            self.handle.close()
-
-
-def _open_lock(path: Path, root: Path):
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return open(path, "a+")
-    except OSError as exc:
-        raise AtlasError(f"--out {root}: cannot write there ({exc.strerror or exc}); choose a writable folder") from None
-
-
-def lock_holder(path: Path) -> str | None:
-    """What the process holding the lock file ``path`` wrote into it, or None if nobody holds it."""
-    try:
-        with open(path, "a+") as handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                handle.seek(0)
-                return handle.read().strip() or "another process"
-            fcntl.flock(handle, fcntl.LOCK_UN)
-    except OSError:
-        pass
-    return None
-
-
-def _shard_holders(paths: AtlasPaths) -> str:
-    """The shard runs holding the model folder (they hold it shared and sign their own lock files)."""
-    holders = [h for h in map(lock_holder, sorted(paths.shards_dir.glob("*.lock"))) if h]
-    if not holders:
-        return ""
-    return holders[0] + (f"; and {len(holders) - 1} more shard runs" if len(holders) > 1 else "")
-
-
-class ShardLock:
-    """The lock of one shard of a job: the model folder shared with the job's other shards (so a whole
-    run, which takes it exclusively, is refused while any shard writes, and refuses them while it
-    does), and the shard itself exclusively (so the same shard never runs twice at once). ``flock``
-    locks work across machines on NFS (Linux emulates them with NFS byte-range locks)."""
-
-    def __init__(self, paths: AtlasPaths, command: str, index: int, count: int) -> None:
-        self.paths, self.command, self.index, self.count = paths, command, index, count
-        self.model_handle = self.shard_handle = None
-
-    def __enter__(self) -> "ShardLock":
-        self.model_handle = _open_lock(self.paths.lock, self.paths.root)
-        try:
-            fcntl.flock(self.model_handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self.model_handle.seek(0)
-            holder = self.model_handle.read().strip() or "another process"
-            self._release()
-            raise AtlasError(f"{self.paths.model_dir} is being written by another run ({holder}); wait for it to "
-                             "end or use another --out") from None
-        if os.fstat(self.model_handle.fileno()).st_size:
-            self.model_handle.truncate(0)  # left by a whole run killed with -9: no whole run holds it now
-        self.shard_handle = _open_lock(self.paths.shard_file(self.command, self.index, self.count, ".lock"),
-                                       self.paths.root)
-        try:
-            fcntl.flock(self.shard_handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self.shard_handle.seek(0)
-            holder = self.shard_handle.read().strip() or "another process"
-            self._release()
-            raise AtlasError(f"shard {self.index}/{self.count} of {self.paths.model_dir} is being written by another "
-                             f"run ({holder}); wait for it to end") from None
-        self.shard_handle.seek(0)
-        self.shard_handle.truncate()
-        self.shard_handle.write(f"pid {os.getpid()} on {platform.node()}: atlas {' '.join(sys.argv[1:])[:200]}")
-        self.shard_handle.flush()
-        return self
-
-    def _release(self) -> None:
-        for handle in (self.shard_handle, self.model_handle):
-            if handle is not None:
-                fcntl.flock(handle, fcntl.LOCK_UN)
-                handle.close()
-        self.model_handle = self.shard_handle = None
-
-    def __exit__(self, *exc) -> None:
-        if self.shard_handle is not None:
-            self.shard_handle.seek(0)
-            self.shard_handle.truncate()
-        self._release()
-
-
-class ManifestLock:
-    """A moment's exclusive lock around a read-modify-write of the manifest, for runs that share the
-    model folder (shards); waits for the other holder instead of refusing."""
-
-    def __init__(self, paths: AtlasPaths) -> None:
-        self.paths = paths
-        self.handle = None
-
-    def __enter__(self) -> "ManifestLock":
-        self.handle = _open_lock(self.paths.manifest_lock, self.paths.root)
-        fcntl.flock(self.handle, fcntl.LOCK_EX)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        fcntl.flock(self.handle, fcntl.LOCK_UN)
-        self.handle.close()
 
 
 class AtlasStore:
@@ -427,41 +189,13 @@ class AtlasStore:
             atomic_write_bytes(path, png_bytes(image))
             files.append(path.name)
         path = self.paths.filter_json(layer.name, f)
-        record = read_json_or_none(path) or {}  # an unreadable record was not done: it is written anew
-        if record.get("config_hash") != config.hash:
-            record = {}
-        record.update({
-            "model": self.model, "layer": layer.name, "filter": f, "config_hash": config.hash,
-            "seed": config.seed, "method": config.method, "size": config.size, "steps": config.steps,
-            "loss_definition": LOSS_DEFINITION,
-        })
-        numbers = {k: _round(v) for k, v in result.measures.items()}
-        entry = {"precision": result.precision, "retried_float32": result.retried,
-                 "final_loss": _round(result.loss[-1]), **numbers}
-        if result.view is CHANNEL:
-            record.update({**entry, "dead": result.dead, "loss": _round(result.loss)})
-        else:
-            views = record.setdefault("views", {})
-            views[result.view.name] = {**entry, "files": files, "loss": _round(result.loss)}
-            if result.view.name == "diversity":
-                views["diversity"]["dead"] = result.dead
-        record = _canonical(record)
+        old = read_json_or_none(path) or {}  # an unreadable record was not done: it is written anew
+        record = add_view(old, self.model, layer, result, config, files)
         atomic_write_json(path, record)
         return record
 
     def write_layer(self, layer: Layer, rows: dict[int, dict], config: RenderConfig) -> None:
-        atomic_write_json(
-            self.paths.layer_json(layer.name),
-            {
-                "model": self.model,
-                "layer": layer.name,
-                "group": layer.group,
-                "filters": layer.filters,
-                "config_hash": config.hash,
-                "rows": [rows[f] for f in sorted(rows)],
-                **trust_means(list(rows.values())),
-            },
-        )
+        atomic_write_json(self.paths.layer_json(layer.name), layer_table(self.model, layer, rows, config))
 
     def refresh_layer(self, layer: Layer, config: RenderConfig) -> dict[int, dict]:
         """Rebuild ``layer.json`` from the filter files if it disagrees with them; return the rows."""
@@ -536,41 +270,6 @@ class AtlasStore:
         if not png.exists():
             raise AtlasError(f"{png}: missing image of {layer}:{filter_index}; rerun `atlas generate` to fill it in")
         return read_json(self.paths.filter_json(layer, filter_index), f"loss JSON of {layer}:{filter_index}")
-
-
-def _canonical(record: dict) -> dict:
-    """A filter record's keys in one order whatever order its views were written in (several devices
-    finish them in any order): the same views give the same bytes."""
-    out = {key: record[key] for key in record if key != "views"}
-    if "views" in record:
-        out["views"] = {name: record["views"][name] for name in sorted(record["views"], key=list(VIEWS).index)}
-    return out
-
-
-def layer_row(record: dict, views: list[str]) -> dict:
-    return {
-        "filter": record["filter"],
-        "final_loss": record["final_loss"],
-        "activation": record["activation"],
-        "coverage": record.get("coverage"),
-        "dead": record["dead"],
-        "retried_float32": record.get("retried_float32", False),
-        "views": views,
-        **({"trust": record["trust"]["summary"]} if isinstance(record.get("trust"), dict) and "summary" in record["trust"] else {}),
-    }
-
-
-def trust_means(rows: list[dict]) -> dict:
-    """``{"trust": {score: mean over the filters that have it, "filters": count}}`` of a layer's rows
-    (``atlas trust``); nothing where no row has trust scores."""
-    scored = [r["trust"] for r in rows if r.get("trust")]
-    if not scored:
-        return {}
-    means = {}
-    for key in scored[0]:
-        values = [s[key] for s in scored if s.get(key) is not None]
-        means[key] = float(f"{np.mean(values):.4g}") if values else None
-    return {"trust": {"filters": len(scored), **means}}
 
 
 def atlas_models(root: Path | str) -> list[str]:

@@ -16,7 +16,7 @@ H100_FILTERS_PER_S = {
 COUNTS = (2, 8, 64)
 
 
-def flop_cost(layer, size: int) -> float:
+def flop_cost(layer, size: int, table=()) -> float:
     """The cost model we do not use: forward FLOP of the network cut at the layer."""
     return layer.forward_flop(size)
 
@@ -28,7 +28,7 @@ def measured_spread(split) -> float:
 
 
 def run(args, network) -> tuple[str, str]:
-    from generator.cluster.shards import PIXEL_COST, split_generate
+    from generator.cluster.split import PIXEL_COST, split_generate
     from generator.network.layers import model_layers
     from generator.render.config import RenderConfig
     from generator.render.views import CHANNEL, VIEWS
@@ -48,7 +48,7 @@ def run(args, network) -> tuple[str, str]:
     flop = [measured_spread(split_generate(vgg, [CHANNEL], config, n, cost=flop_cost)) for n in COUNTS]
     text = (
         f"### Shards: how evenly `--shard K/N` splits a whole atlas ({size} px)\n\n"
-        "Computed from the cost model, no rendering (`generator/shards.py`); the same on every machine. "
+        "Computed from the cost model, no rendering (`generator/cluster/split.py`); the same on every machine. "
         "Command: `atlas bench shards`.\n\n"
         "Each cell: the slowest shard's cost against the mean (1.0000 is perfectly even), and in brackets "
         "the most layers one shard renders (programs it compiles per view). A shard is a contiguous run of "

@@ -63,7 +63,8 @@ def synthetic_atlas(root: Path, model: str, size: int, steps: int, top: int = 16
     real shapes, pictures of Fourier noise and crops of photographs. Returns the filter count."""
     from PIL import Image
 
-    from generator.atlas.store import AtlasStore, atomic_write_bytes, atomic_write_json
+    from generator.atlas.files import atomic_write_bytes, atomic_write_json
+    from generator.atlas.store import AtlasStore
     from generator.evidence.tracker import histogram_edges
     from generator.passes.examples_files import CELL
     from generator.render.config import RenderConfig
@@ -120,7 +121,7 @@ def synthetic_atlas(root: Path, model: str, size: int, steps: int, top: int = 16
                 others = [{"layer": layer.name, "filter": int(g), "weight": 0.1} for g in rng.integers(0, layer.filters, 8)]
                 wiring[str(f)] = {"excite": others, "inhibit": others, "excites": others, "inhibits": others}
                 count += 1
-        from generator.atlas.store import layer_row
+        from generator.atlas.records import layer_row
 
         store.write_layer(layer, {f: layer_row(r, list(VIEWS)) for f, r in rows.items()}, cfg)
         atomic_write_json(store.paths.wiring_json(layer.name), {"rule": "synthetic", "filters": wiring}, indent=None)
@@ -133,7 +134,7 @@ def synthetic_atlas(root: Path, model: str, size: int, steps: int, top: int = 16
 def _kept(data: Path, model: str, size: int, steps: int) -> int | None:
     """The filter count when ``data`` holds a complete synthetic atlas of this model, size and steps
     (``--keep``); None when it must be written."""
-    from generator.atlas.store import read_json
+    from generator.atlas.files import read_json
 
     if data.exists() and not data.is_dir():
         raise AtlasError(f"--keep {data}: a file, not a folder; name a folder (it is made if missing)")

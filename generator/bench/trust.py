@@ -46,7 +46,8 @@ def _copy_examples(loaded, source: str, out: str, layers, filters: dict) -> None
     """The sampled filters' dataset examples of one bench atlas into another, with the manifest's record."""
     import shutil
 
-    from generator.atlas.store import AtlasStore, read_json
+    from generator.atlas.files import read_json
+    from generator.atlas.store import AtlasStore
 
     src, dst = AtlasStore(source, loaded.name), AtlasStore(out, loaded.name)
     for layer in layers:

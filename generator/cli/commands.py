@@ -104,7 +104,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     started = backend_of(args, network)
     config = dataclasses.replace(config, precision=started.precision, backend=started.backend)
     if started.facts.kind == "cpu" and args.device == "auto":
-        _refuse_long_cpu_run(args, work, views, config)
+        _refuse_long_cpu_run(args, network, work, views, config)
     from generator.passes.generate import generate
 
     loaded = network.load(seed=args.seed)
@@ -128,12 +128,13 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _refuse_long_cpu_run(args: argparse.Namespace, work, views, config) -> None:
+def _refuse_long_cpu_run(args: argparse.Namespace, network: Network, work, views, config) -> None:
     mine = work
     if args.shard is not None:
-        from generator.cluster.shards import split_generate
+        from generator.cluster.split import split_generate
+        from generator.network.layers import model_layers
 
-        mine = split_generate(work, views, config, args.shard.count).shares[args.shard.index]
+        mine = split_generate(work, views, config, args.shard.count, model_layers(network.spec)).shares[args.shard.index]
     hours = cpu_hours(mine, views, config)
     if hours > CPU_HOURS_LIMIT:
         raise AtlasError(

@@ -54,7 +54,7 @@ def _batch(text: str) -> int | None:
 
 
 def _shard(text: str):
-    from generator.cluster.shards import parse_shard
+    from generator.cluster.split import parse_shard
 
     try:
         return parse_shard(text)

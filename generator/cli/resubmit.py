@@ -44,17 +44,18 @@ def as_options(parser: argparse.ArgumentParser, args: argparse.Namespace, leave:
 
 
 def cmd_slurm(args: argparse.Namespace) -> int:
-    from generator.cluster import shards, slurm
+    from generator import cluster
+    from generator.cluster import slurm
 
     command = args.slurm_command
     if args.shard is not None:
         raise AtlasError("--shard: atlas slurm gives each task its own shard; say how many with --shards N")
     if command == "generate":
         network, work, _, _ = generate_job(args)
-        units, what = shards.generate_units(work), "filters"
+        units, what = cluster.generate_units(work), "filters"
     else:
         network, _, _, images, _ = examples_job(args)
-        units, what = shards.examples_units(len(images.files)), f"runs of {shards.EXAMPLES_GRAIN} images"
+        units, what = cluster.examples_units(len(images.files)), f"runs of {cluster.EXAMPLES_GRAIN} images"
     if args.shards > units:
         raise AtlasError(f"--shards {args.shards}: this job is only {units} {what}; give --shards {units} or fewer")
     parser = next(a for a in build_parser()._actions if a.dest == "command").choices[command]

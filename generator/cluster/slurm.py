@@ -2,7 +2,7 @@
 after it that merges the shards, writes the wiring and builds the site.
 
 Only the scripts and Slurm's own commands live here (``sbatch``, ``squeue``, ``scontrol``, ``scancel``,
-``sinfo``); what a shard is and how shards merge is ``generator.cluster.shards``. Another scheduler is one more
+``sinfo``); what a shard is and how shards merge is ``generator.cluster.shard_store``. Another scheduler is one more
 module like this: a Kubernetes Indexed Job runs ``atlas generate ... --shard $JOB_COMPLETION_INDEX/N``.
 
 The same command again submits only the shards that have not finished (each finished shard left a
@@ -24,12 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from generator.atlas.store import AtlasStore
-from generator.cluster.shards import (
-    check_merged,
-    expand_ranges,
-    finished_shards,
-    ranges,
-)
+from generator.cluster.shard_store import check_merged, finished_shards
+from generator.cluster.split import expand_ranges, ranges
 from generator.errors import AtlasError
 from generator.paths import logs_dir
 

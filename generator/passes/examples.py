@@ -26,8 +26,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from generator.atlas.store import AtlasStore, atomic_write_json, read_json, weights_name
-from generator.cluster.shards import ExamplesJob, Shard, ShardStore
+from generator.atlas.files import atomic_write_json, read_json
+from generator.atlas.store import AtlasStore, weights_name
+from generator.cluster.jobs import ExamplesJob
+from generator.cluster.shard_store import ShardStore
+from generator.cluster.split import Shard
 from generator.errors import AtlasError
 from generator.evidence.imagesets import ImageSet, decode_image
 from generator.evidence.tracker import Tracker, auto_examples_batch, join_states
@@ -186,7 +189,7 @@ def _open(out: str, config: ExamplesConfig, layers: list[Layer], loaded: LoadedM
     if shard is None:
         return AtlasStore(out, config.model), config, None
     job = ExamplesJob(config, tuple(layers), shard.count, weights=loaded.weights)
-    return ShardStore(out, config.model, job, shard), job.share(shard.index), job
+    return ShardStore(out, config.model, job, shard, loaded.spec), job.share(shard.index), job
 
 
 def _batch_size(layers: list[Layer], loaded: LoadedModel, config: ExamplesConfig, facts: backend.DeviceFacts) -> int:

@@ -14,7 +14,8 @@ import zipfile
 
 import numpy as np
 
-from generator.atlas.store import AtlasStore, atomic_write_bytes
+from generator.atlas.files import atomic_write_bytes
+from generator.atlas.store import AtlasStore
 from generator.network.layers import Layer
 from generator.passes.examples_config import ExamplesConfig
 

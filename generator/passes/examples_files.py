@@ -16,12 +16,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from generator.atlas.store import (
-    AtlasStore,
-    atomic_write_bytes,
-    atomic_write_json,
-    read_json,
-)
+from generator.atlas.files import atomic_write_bytes, atomic_write_json, read_json
+from generator.atlas.store import AtlasStore
 from generator.evidence import classes
 from generator.evidence.imagesets import display_name, load_image
 from generator.evidence.tracker import HISTOGRAM_EDGES

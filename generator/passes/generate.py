@@ -23,8 +23,11 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable
 
-from generator.atlas.store import AtlasStore, layer_row
-from generator.cluster.shards import GenerateJob, Shard, ShardStore
+from generator.atlas.records import layer_row
+from generator.atlas.store import AtlasStore
+from generator.cluster.jobs import GenerateJob
+from generator.cluster.shard_store import ShardStore
+from generator.cluster.split import Shard
 from generator.errors import AtlasError
 from generator.interrupt import StopFlag
 from generator.network import backend
@@ -72,7 +75,7 @@ def generate(
 ) -> GenerateSummary:
     """Render every view of every (layer, filters) of ``work`` into ``out`` under ``config``, on
     ``devices`` (default: the backend's default device alone); with ``shard``, only that part of the
-    work, beside the other shards (``generator.cluster.shards``)."""
+    work, beside the other shards (``generator.cluster.shard_store``)."""
     start = time.monotonic()
     for layer, _ in work:
         config.check_layer(layer)
@@ -80,56 +83,22 @@ def generate(
     if facts is None:  # batches sized by the device with the least free memory
         known = [d.facts for d in devices if d is not None]
         facts = min(known, key=lambda f: f.free_bytes or 0) if known else backend.device_facts()
-    if shard is None:
-        store = AtlasStore(out, config.model)
-    else:
-        job = GenerateJob(tuple((layer, tuple(f)) for layer, f in work), tuple(views), config, shard.count,
-                          weights=loaded.weights)
-        work = job.share(shard.index)
-        store = ShardStore(out, config.model, job, shard)
+    store, work = _open_store(loaded, config, work, out, views, shard)
     summary = GenerateSummary(0, 0, False, 0, 0, 0.0)
     with store.lock():
         store.prepare(config, loaded, force)
         records = {layer.name: store.records(layer, config.hash) for layer, _ in work}
         rows = {layer.name: store.refresh_layer(layer, config) for layer, _ in work}  # a crash can leave it stale
-
-        def missing(layer: Layer, filters: list[int], view: View) -> list[int]:
-            have = records[layer.name]
-            return [f for f in filters if f not in have or view.name not in store.done_views(layer, have[f])]
-
-        plan = [(layer, view, missing(layer, filters, view)) for layer, filters in work for view in views]
-        plan = [(layer, view, queue) for layer, view, queue in plan if queue]
+        plan = _plan(store, work, views, records)
         summary.skipped = sum(len(filters) for _, filters in work) * len(views) - sum(len(q) for *_, q in plan)
         progress = progress or Progress(sum(len(q) for *_, q in plan))
-
-        def write(item: Batch, results: list[RenderedView]) -> None:
-            layer = item.layer
-            for result in results:
-                if result.failed:
-                    summary.failed.append(f"{layer.name}:{result.filter} ({item.view.name})")
-                    continue
-                record = store.write_view(layer, result, config)
-                records[layer.name][result.filter] = record
-                done = store.done_views(layer, record)
-                if "channel" in done:
-                    rows[layer.name][result.filter] = layer_row(record, done)
-                summary.rendered += 1
-                summary.dead += result.dead
-                summary.retried += result.retried
-            store.write_layer(layer, rows[layer.name], config)
-            progress.update(len(item.filters), f"{layer.name} {item.view.name}")
+        write = _writer(store, config, records, rows, summary, progress)
 
         def size_of(layer: Layer, view: View, queue: list[int]) -> int:
             return batch or auto_batch(layer, loaded.layers, config.size, len(queue), facts, view.images)
 
         with StopFlag() as flag:
-            if len(devices) == 1:
-                _render_serial(plan, size_of, LayerRenderers(loaded, config, devices), flag, write)
-            else:
-                batches = [Batch(layer, view, tuple(queue[i:i + size]), size)
-                           for layer, view, queue in plan for size in [size_of(layer, view, queue)]
-                           for i in range(0, len(queue), size)]
-                _render_parallel(batches, LayerRenderers(loaded, config, devices), flag, write)
+            _render(plan, size_of, LayerRenderers(loaded, config, devices), flag, write)
             summary.interrupted = flag.stop
         if shard is None:
             store.write_manifest(config, loaded)
@@ -139,6 +108,65 @@ def generate(
     progress.close()
     summary.seconds = time.monotonic() - start
     return summary
+
+
+def _open_store(loaded: LoadedModel, config: RenderConfig, work: list[tuple[Layer, list[int]]], out: str,
+                views: list[View], shard: Shard | None) -> tuple[AtlasStore, list[tuple[Layer, list[int]]]]:
+    """The store a run writes through and the work that is its own: all of it, or a shard's part."""
+    if shard is None:
+        return AtlasStore(out, config.model), work
+    job = GenerateJob(tuple((layer, tuple(f)) for layer, f in work), tuple(views), config, shard.count,
+                      weights=loaded.weights, table=loaded.layers)
+    return ShardStore(out, config.model, job, shard, loaded.spec), job.share(shard.index)
+
+
+def _plan(store: AtlasStore, work: list[tuple[Layer, list[int]]], views: list[View],
+          records: dict[str, dict[int, dict]]) -> list[tuple[Layer, View, list[int]]]:
+    """(layer, view, filters still missing) in the order of ``work`` then ``views``; nothing done twice."""
+
+    def missing(layer: Layer, filters: list[int], view: View) -> list[int]:
+        have = records[layer.name]
+        return [f for f in filters if f not in have or view.name not in store.done_views(layer, have[f])]
+
+    plan = [(layer, view, missing(layer, filters, view)) for layer, filters in work for view in views]
+    return [(layer, view, queue) for layer, view, queue in plan if queue]
+
+
+def _writer(store: AtlasStore, config: RenderConfig, records: dict[str, dict[int, dict]],
+            rows: dict[str, dict[int, dict]], summary: GenerateSummary,
+            progress: Progress) -> Callable[[Batch, list[RenderedView]], None]:
+    """What the calling thread does with each finished batch: write its views, keep ``records``, ``rows``
+    and ``summary`` up to date, rewrite the layer's table and tick ``progress``."""
+
+    def write(item: Batch, results: list[RenderedView]) -> None:
+        layer = item.layer
+        for result in results:
+            if result.failed:
+                summary.failed.append(f"{layer.name}:{result.filter} ({item.view.name})")
+                continue
+            record = store.write_view(layer, result, config)
+            records[layer.name][result.filter] = record
+            done = store.done_views(layer, record)
+            if "channel" in done:
+                rows[layer.name][result.filter] = layer_row(record, done)
+            summary.rendered += 1
+            summary.dead += result.dead
+            summary.retried += result.retried
+        store.write_layer(layer, rows[layer.name], config)
+        progress.update(len(item.filters), f"{layer.name} {item.view.name}")
+
+    return write
+
+
+def _render(plan, size_of: Callable, renderers: LayerRenderers, flag: StopFlag, write: Callable) -> None:
+    """The plan on one device batch after batch, or on several, each taking the next batch as it frees."""
+    if len(renderers.devices) == 1:
+        _render_serial(plan, size_of, renderers, flag, write)
+    else:
+        batches = [Batch(layer, view, tuple(queue[i:i + size]), size)
+                   for layer, view, queue in plan for size in [size_of(layer, view, queue)]
+                   for i in range(0, len(queue), size)]
+        _render_parallel(batches, renderers, flag, write)
 
 
 class LayerRenderers:

@@ -2,8 +2,12 @@
 
 It holds the model folder alone, checks that every shard of the job finished with the same settings and
 weights, rebuilds the layer tables and the manifest, merges the examples states
-(``passes.examples.merge_tracker_states``) and writes their files, and removes the records. Until then
-``atlas site`` refuses the atlas (``cluster.shards.check_merged``).
+(``evidence.tracker.merge_tracker_states``) and writes their files, and removes the records. Until then
+``atlas site`` refuses the atlas (``cluster.shard_store.check_merged``).
+
+It starts no backend and reads no model file: the records hold the weights' name and sha256 and, for a
+user's network, the description the manifest stores (no path, no custom code). So a merge runs no code
+named inside the atlas folder, and needs neither the weights nor the model file where it runs.
 """
 
 from __future__ import annotations
@@ -11,20 +15,22 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from generator.atlas.store import AtlasStore, read_json
-from generator.cluster.shards import (
-    COMMANDS,
-    ExamplesJob,
+from generator.atlas.files import read_json
+from generator.atlas.store import AtlasStore
+from generator.cluster.jobs import COMMANDS, ExamplesJob
+from generator.cluster.shard_store import (
     describe_missing,
-    expand_ranges,
     job_progress,
     load_state,
-    ranges,
     read_records,
     remove_job_files,
 )
+from generator.cluster.split import expand_ranges, ranges
 from generator.errors import AtlasError
-from generator.network.layers import find_layer
+from generator.network.layers import find_layer, model_layers
+from generator.network.modelfile import spec_from_manifest
+from generator.network.models import LoadedModel
+from generator.network.zoo import MODELS
 from generator.render.config import RenderConfig
 from generator.render.views import VIEWS
 
@@ -46,8 +52,6 @@ def _one_job(store: AtlasStore, command: str, records: list[dict]) -> dict:
 
 def _sharded_models(out: str) -> list[str]:
     """The zoo's networks, then every other model folder of ``out`` that holds shard records."""
-    from generator.network.zoo import MODELS
-
     root = Path(out)
     others = sorted(p.parent.name for p in root.glob("*/.shards") if p.parent.name not in MODELS and p.is_dir())
     return [*MODELS, *others]
@@ -68,7 +72,7 @@ def merge(out: str) -> list[str]:
             if len(shas) > 1:
                 raise AtlasError(f"{store.paths.model_dir}: its generate and examples shards were made with other "
                                  "weights; rerun one of them with the other's --weights")
-            loaded = _load(model, jobs)
+            loaded = _network(model, jobs)
             store.remove_stale_temporaries()
             done = []
             if "generate" in jobs:
@@ -81,26 +85,20 @@ def merge(out: str) -> list[str]:
     return lines
 
 
-def _load(model: str, jobs: dict):
-    """The model with the shards' weights: the manifest is written from it, as one run writes it."""
-    from generator.network import backend
-
-    backend.select(None)
-    from generator.network.models import load_model
-    from generator.network.zoo import MODELS
-
+def _network(model: str, jobs: dict) -> LoadedModel:
+    """The network as the shards describe it, for the manifest: its spec and layers (a user's network:
+    from the records' description of its file), the weights' name and sha256. No backend is started and
+    no file is read: the shards' records say everything the manifest needs."""
     record = jobs.get("generate") or jobs["examples"]
-    if model not in MODELS:  # a user's network: its file, read as the shards read it
-        from generator.network.modelfile import reopen
-
-        reopen(model, record.get("model_file"))
-    name = record["weights"]["name"]
-    seed = record.get("config", {}).get("seed", 0)
-    loaded = load_model(model, name, seed=seed)
-    if loaded.weights_sha256 != record["weights"]["sha256"]:
-        raise AtlasError(f"--weights {name}: sha256 {loaded.weights_sha256[:16]} here, but the shards ran with "
-                         f"{record['weights']['sha256'][:16]}; merge where the shards' weights file is")
-    return loaded
+    if model in MODELS:
+        spec = MODELS[model]
+    elif "user_model" in record:
+        spec = spec_from_manifest(model, {"user_model": record["user_model"]})
+    else:
+        raise AtlasError(f"{model}: its shards do not describe the network they ran (made by an earlier release); "
+                         "run them again, then merge")
+    weights = record["weights"]
+    return LoadedModel(None, spec, weights["name"], weights["sha256"], model_layers(spec))
 
 
 def _merge_generate(store: AtlasStore, loaded, record: dict) -> str:
@@ -110,11 +108,11 @@ def _merge_generate(store: AtlasStore, loaded, record: dict) -> str:
         raise AtlasError(f"{store.paths.manifest}: the atlas holds other settings (config {manifest.get('config_hash')}) "
                          f"than its generate shards ({config.hash}); run the shards again or remove "
                          f"{store.paths.shards_dir}")
-    work = {name: expand_ranges(spec) for name, spec in _job_work(store, record).items()}
+    work = {name: expand_ranges(spec) for name, spec in _job_work(store, record, loaded.layers).items()}
     views = [VIEWS[name] for name in record["share"]["views"]]
     views_done = 0
     for name, filters in work.items():
-        layer = find_layer(name, store.model)
+        layer = find_layer(name, loaded.spec)
         records = store.records(layer, config.hash)
         for f in filters:
             done = store.done_views(layer, records[f]) if f in records else []
@@ -128,21 +126,15 @@ def _merge_generate(store: AtlasStore, loaded, record: dict) -> str:
     return f"the generate job of {record['count']} shards ({views_done} filter views)"
 
 
-def _job_work(store: AtlasStore, record: dict) -> dict[str, str]:
+def _job_work(store: AtlasStore, record: dict, table) -> dict[str, str]:
     """The whole job's work: the union of the shards' parts (every record holds its own)."""
     work: dict[str, list[int]] = {}
     for _, r in read_records(store):
         if r["command"] == "generate" and r["job"] == record["job"]:
             for name, spec in r["share"]["work"].items():
                 work.setdefault(name, []).extend(expand_ranges(spec))
-    names = [layer.name for layer in _model_layers(store.model) if layer.name in work]
+    names = [layer.name for layer in table if layer.name in work]
     return {name: ranges(work[name]) for name in names}
-
-
-def _model_layers(model: str):
-    from generator.network.layers import model_layers
-
-    return model_layers(model)
 
 
 def _merge_examples(store: AtlasStore, loaded, record: dict) -> str:
@@ -164,7 +156,7 @@ def _merge_examples(store: AtlasStore, loaded, record: dict) -> str:
     config = ExamplesConfig(model=store.model, weights_sha256=record["weights"]["sha256"], size=settings["size"],
                             top=settings["top"], images=images, name=settings["name"], license=settings["license"],
                             precision=settings["precision"], backend=settings["backend"], labels=labels)
-    layers = [find_layer(name, store.model) for name in settings["layers"]]
+    layers = [find_layer(name, loaded.spec) for name in settings["layers"]]
     job = ExamplesJob(config, tuple(layers), record["count"])
     if job.id != record["job"]:
         raise AtlasError(f"--images {settings['images_root']}: the folder changed since the examples shards ran "

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from generator.atlas.store import AtlasStore, atomic_write_json, read_json
+from generator.atlas.files import atomic_write_json, read_json
+from generator.atlas.store import AtlasStore
 from generator.errors import AtlasError
 from generator.evidence.imagesets import ImageSet, load_image
 from generator.evidence.trust_probe import (

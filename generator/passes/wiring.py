@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from generator.atlas.store import AtlasStore, atomic_write_json, weights_name
+from generator.atlas.files import atomic_write_json
+from generator.atlas.store import AtlasStore, weights_name
 from generator.network import inputs
 from generator.network.layers import Layer, inbound_layers
 from generator.network.models import LoadedModel

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from generator.atlas.store import read_json
+from generator.atlas.files import read_json
 
 
 def class_display(name: str, short: bool = False) -> str:

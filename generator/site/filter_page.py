@@ -5,7 +5,7 @@ its downloads and its BibTeX entry."""
 from __future__ import annotations
 
 from generator import paths
-from generator.atlas.store import read_json
+from generator.atlas.files import read_json
 from generator.network.layers import Layer
 from generator.render.views import VIEWS
 from generator.site import plots, trust_pages

@@ -29,7 +29,7 @@ def write_layer_page(site: ModelSite, layer: Layer, rows: list[dict], trusted: d
 
 def trust_table(site: ModelSite, layer: Layer, here: str, trusted: dict[int, dict | None]) -> dict | None:
     """The layer page's table of its pictures' trust scores, and the layer's means (kept for the Method page)."""
-    from generator.atlas.store import trust_means
+    from generator.atlas.records import trust_means
 
     scored = {f: s for f, s in trusted.items() if s}
     if not scored:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from generator import paths
-from generator.atlas.store import read_json
+from generator.atlas.files import read_json
 from generator.network.layers import Layer, groups
 from generator.site.classes import accuracy_summary
 from generator.site.model_site import SAMPLE, ModelSite, model_source

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from generator import paths
-from generator.atlas.store import AtlasStore, read_json_or_none, weights_name
-from generator.cluster.shards import check_merged
+from generator.atlas.files import read_json_or_none
+from generator.atlas.store import AtlasStore, weights_name
+from generator.cluster.shard_store import check_merged
 from generator.errors import AtlasError
 from generator.network.layers import Layer, model_layers
 from generator.network.zoo import ModelSpec
