@@ -119,3 +119,65 @@ def test_the_devkit_ground_truth_reads_with_its_mapping(tmp_path, mapping):
     synsets = [labels.classes[i] if i >= 0 else None for i in labels.index]
     assert synsets == ["n01440764", "n02119789", "n02119789", None] and labels.unlabelled == 1
     assert labels.classes.index("n01440764") == 0  # tench: Keras's first output
+
+
+def _pngs(root, files):
+    import numpy as np
+    from PIL import Image
+
+    for name in files:
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(root / name)
+    return ImageSet(root, tuple(sorted(files)))
+
+
+@pytest.mark.parametrize("folders", [["1", "2", "3"], [str(i) for i in range(11)]])
+def test_numbered_folders_are_numbered_as_keras_numbers_them(tmp_path, folders):
+    """Folders 1, 2, 3 are outputs 0, 1, 2 (not output indices); folder 10 is output 2 of 0..10, as
+    keras.utils.image_dataset_from_directory numbers them (sorted as text)."""
+    import keras
+
+    files = [f"{name}/{i}.png" for name in folders for i in range(2)]
+    images = _pngs(tmp_path, files)
+    labels = read_labels("folders", images, _spec(len(folders)))
+    data = keras.utils.image_dataset_from_directory(tmp_path, image_size=(4, 4), shuffle=False, batch_size=None)
+    assert list(labels.classes) == data.class_names
+    theirs = {path.removeprefix(str(tmp_path) + "/"): int(label) for path, (_, label) in zip(data.file_paths, data)}
+    ours = {file: index for file, index in zip(images.files, labels.index)}
+    assert ours == theirs
+    if len(folders) == 11:
+        assert labels.classes[2] == "10" and "text" in labels.order
+    assert labels.unlabelled == labels.other == 0
+    wrong = len(folders) + 1
+    with pytest.raises(AtlasError, match=f"--labels folders: {len(folders)} classes .* but the network's classifier "
+                                         f"has {wrong} outputs"):
+        read_labels("folders", images, _spec(wrong))
+
+
+def test_colliding_rows_are_refused_naming_them(tmp_path):
+    images = _images(tmp_path / "im", ["cat/0.png", "dog/0.png", "dog/1.png"])
+    clash = tmp_path / "labels.csv"
+    clash.write_text("path,label\n/data/pets/cat/0.png,cat\n/data/pets/dog/0.png,dog\n/data/pets/dog/1.png,dog\n")
+    labels = read_labels(str(clash), images, _spec(2))  # matched by the whole path under the folder
+    assert labels.classes == ("cat", "dog") and labels.index == (0, 1, 1)
+    clash.write_text("path,label\ncat/0.png,cat\n0.png,dog\n1.png,dog\n")
+    assert read_labels(str(clash), images, _spec(2)).index == (0, 1, 1)  # cat/0.png by path, dog/0.png by name
+    clash.write_text("path,label\nx/cat/0.png,cat\ny/dog/0.png,dog\n1.png,dog\n")
+    with pytest.raises(AtlasError, match=r"rows 2 \(x/cat/0.png, cat\) and 3 \(y/dog/0.png, dog\) both match the "
+                                         r"image 0.png by '0.png'"):
+        read_labels(str(clash), _images(tmp_path / "flat", ["0.png", "1.png"]), _spec(2))
+    clash.write_text("cat/0.png,cat\ncat/0.png,dog\n")
+    with pytest.raises(AtlasError, match=r"rows 1 \(cat/0.png, cat\) and 2 \(cat/0.png, dog\) both match"):
+        read_labels(str(clash), images, _spec(2))
+    clash.write_text("cat/0.png,cat\ncat/0.png,cat\ndog/0.png,dog\n")  # a row given twice alike is harmless
+    assert read_labels(str(clash), images, _spec(2)).index == (0, 1, -1)
+
+
+def test_integer_labels_beyond_the_outputs_are_refused(tmp_path):
+    images = _images(tmp_path / "im", ["a.png", "b.png"])
+    file = tmp_path / "labels.csv"
+    file.write_text("a.png,0\nb.png,3\n")
+    with pytest.raises(AtlasError, match=r"the label 3 is not an output of the network's classifier \(0 to 2\)"):
+        read_labels(str(file), images, _spec(3))
+    file.write_text("a.png,0\nb.png,2\n")
+    assert read_labels(str(file), images, _spec(3)).index == (0, 2)

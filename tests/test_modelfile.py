@@ -72,8 +72,9 @@ def _sequential_and_nested():
     gated = keras.layers.Multiply(name="se_multiply")([x, gate])
     y = keras.layers.Conv2D(4, 3, padding="same", name="after_gate")(gated)
     z = keras.layers.Conv2D(5, 1, name="linear_1x1")(x)
-    out = keras.layers.Dense(2, name="logits")(keras.layers.GlobalAveragePooling2D()(keras.layers.Concatenate()(
-        [keras.layers.ReLU()(y), z])))
+    w = keras.layers.Conv2D(3, 1, name="after_upsample")(keras.layers.UpSampling2D(name="upsample")(x))
+    pooled = keras.layers.GlobalAveragePooling2D()(keras.layers.Concatenate()([keras.layers.ReLU(name="gated_relu")(y), z]))
+    out = keras.layers.Dense(2, name="logits")(keras.layers.Concatenate()([pooled, keras.layers.GlobalAveragePooling2D()(w)]))
     return seq, keras.Model(image, out, name="nested")
 
 
@@ -89,10 +90,12 @@ def test_sequential_nested_depthwise_linear_and_unfollowed(tmp_path):
     read_file = read_model_file(str(tmp_path / "nested.keras"), preprocess="tf")
     spec, layers, notes = read_file.spec, read_file.layers, list(read_file.notes)
     names = {x.name: x for x in layers}
-    # the nested backbone is flattened; a 1x1 conv with no activation after it is shown at its output
-    assert set(names) == {"inner_conv", "linear_1x1"} and names["linear_1x1"].activation == "linear"
-    assert notes == ["layer 'se_multiply' (Multiply): it mixes a map with a non-spatial input (a gate or a global "
-                     "feature); the layers after it are not shown"]
+    # the nested backbone is flattened; a 1x1 conv with no activation after it is shown at its output; a map
+    # times a squeeze-and-excitation gate keeps its geometry
+    assert set(names) == {"inner_conv", "linear_1x1", "gated_relu"} and names["linear_1x1"].activation == "linear"
+    assert names["gated_relu"].tap == "after_gate" and names["gated_relu"].receptive_field == 5
+    assert notes == ["layer 'upsample' (UpSampling2D): the layer table cannot follow it; the layers after it are not "
+                     "shown"]
     assert spec.head == {"layer": "logits", "unfuse": False, "activation": "linear", "classes": 2, "binary": False}
 
 
@@ -183,7 +186,8 @@ def test_bad_model_argument_is_refused_before_any_library():
         run_atlas("layers", "--model", "alexnet"))
 
 
-def test_grayscale_pictures_are_gray(tmp_path):
+@pytest.mark.slow
+def test_grayscale_pictures_are_gray_and_get_their_trust(tmp_path):
     from tests.usermodels import colour_network, draw_images, train
 
     folder = draw_images(tmp_path / "images", per_class=4, seed=3)
@@ -205,3 +209,72 @@ def test_grayscale_pictures_are_gray(tmp_path):
     manifest = json.loads((out / "gray/manifest.json").read_text())
     assert manifest["config"]["preprocessing"] == "scale=0.00392157,offset=0,gray"
     assert manifest["user_model"]["preprocessing"]["channels"] == 1 and "/" not in manifest["user_model"]["file"]
+    given = ("--model", str(tmp_path / "gray.keras"), "--preprocess", "scale=0.00392157,offset=0", "--images",
+             str(folder), "--layers", "conv1", "--out", str(out))
+    proc = run_atlas("examples", *given, "--labels", "folders")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((out / "gray/accuracy.json").read_text())["images"] == 12
+    proc = run_atlas("trust", *given)  # the first layer's input patch has one channel, not three
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    trust = json.loads((out / "gray/conv1/0001.json").read_text())["trust"]
+    assert trust["two_image"]["pairs"] > 0 and trust["path_similarity"]["layers"] == ["conv1"]
+
+
+def _with_preprocess_input(module: str, channels_flip: bool = False):
+    """inputs -> keras.applications.<module>.preprocess_input -> a small convnet (ops saved in the graph)."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    image = keras.Input((16, 16, 3), name="image")
+    x = keras.layers.RandomFlip("horizontal", name="flip")(image)
+    x = getattr(keras.applications, module).preprocess_input(x)
+    x = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="conv1")(x)
+    x = x * 0.5  # an elementwise op inside the network keeps the map's geometry
+    x = keras.layers.Conv2D(6, 3, strides=2, name="conv2")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    return keras.Model(image, keras.layers.Dense(2, activation="softmax", name="out")(x))
+
+
+@pytest.mark.parametrize("module, ops", [("mobilenet_v2", "true_divide, subtract"), ("resnet50", "add"),
+                                         ("densenet", "true_divide, add, true_divide")])
+def test_preprocess_input_inside_the_model_is_its_preprocessing(tmp_path, module, ops):
+    """tf, caffe (a channel flip and an offset) and torch saved as ops: read as the model's own
+    preprocessing (it reads raw pixels), passed through by the layer table, and computed by the cut
+    network exactly as Keras computes the model."""
+    from generator.network.models import load_model
+
+    path = tmp_path / f"with_{module}.keras"
+    _with_preprocess_input(module).save(path)
+    read = read_model_file(str(path))
+    assert read.spec.preprocessing.key == "none"
+    origin = read.spec.source["preprocessing_from"]
+    assert origin.startswith("the model's own preprocessing at its input (") and \
+        [op.rstrip("_0123456789") for op in origin[origin.index("(") + 1:-1].split(", ")] == ops.split(", ")
+    assert [(x.name, x.receptive_field, x.stride, x.filters) for x in read.layers] == [("conv1", 3, 1, 4),
+                                                                                        ("conv2", 5, 2, 6)]
+    with pytest.raises(AtlasError, match="scales its own input \\(its preprocessing ops .*leave --preprocess out"):
+        read_model_file(str(path), preprocess="tf")
+    loaded = load_model(read, None)
+    pixels = np.random.default_rng(0).uniform(0, 255, (2, 16, 16, 3)).astype(np.float32)
+    net = loaded.tap_net(list(read.layers))
+    maps = [np.asarray(m) for m in net(pixels, net.variables)]
+    import keras
+
+    direct = keras.Model(read.model.input, [read.model.get_layer("conv1").output, read.model.get_layer("conv2").output])
+    relu, conv2 = (np.asarray(m) for m in direct(pixels, training=False))
+    assert np.allclose(np.maximum(maps[0], 0), relu, atol=1e-4) and np.allclose(maps[1], conv2, atol=1e-4)
+
+
+def test_channels_first_is_refused_in_one_line(tmp_path):
+    import keras
+
+    image = keras.Input((3, 16, 16))
+    x = keras.layers.Conv2D(4, 3, data_format="channels_first", activation="relu", name="conv_cf")(image)
+    keras.Model(image, x).save(tmp_path / "first.keras")
+    with pytest.raises(AtlasError, match="its layer 'conv_cf' \\(Conv2D\\) reads channels first .* rebuild it with "
+                                         "data_format='channels_last'"):
+        read_model_file(str(tmp_path / "first.keras"), preprocess="tf")
+    image = keras.Input((3, 16, 16))
+    keras.Model(image, keras.layers.Conv2D(4, 3, activation="relu")(image)).save(tmp_path / "shaped.keras")
+    with pytest.raises(AtlasError, match="its input is shaped \\(3, 16, 16\\): channels first"):
+        read_model_file(str(tmp_path / "shaped.keras"), preprocess="tf")

@@ -18,6 +18,7 @@ from generator.cli.prepare import (
     check_weights,
     cpu_hours,
     image_size,
+    labelled,
     model_file_checks,
     model_file_line,
     open_network,
@@ -153,18 +154,20 @@ def _refuse_long_cpu_run(args: argparse.Namespace, network: Network, work, views
 def examples_job(args: argparse.Namespace):
     """What ``atlas examples`` would read, checked: (network, layers, size, image set, labels)."""
     from generator.evidence.imagesets import list_images
-    from generator.evidence.labels import check_labels_arg, read_labels
+    from generator.evidence.labels import check_labels_arg
     from generator.network.selection import parse_layers
 
     check_labels_arg(args.labels, args.classes)
     network = open_network(args, images=args.images)
+    images = list_images(args.images)
+    labels = None
+    if args.labels:
+        labels, network = labelled(args, network, images)  # a zoo network with labels: its classifier too
     spec = network.spec
     size = image_size(args, spec, 224, strict=True)
     layers = parse_layers(args.layers, spec)
     if size < 16:
         raise AtlasError(f"--size {size}: give an image side of at least 16 pixels")
-    images = list_images(args.images)
-    labels = read_labels(args.labels, images, spec, args.classes) if args.labels else None
     check_weights(network.weights, spec)
     check_out(args.out)
     return network, layers, size, images, labels

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from generator.errors import AtlasError
 from generator.network.modelfile import ModelFile
@@ -99,6 +99,37 @@ def open_network(args: argparse.Namespace, images: str | None = None, device: bo
     started = start_backend(args) if device else select_backend(args)
     read_file = read_model_file(args)
     return Network(read_file.spec, args.weights or read_file.spec.source["file"], read_file, started)
+
+
+def labelled(args: argparse.Namespace, network: Network, images):
+    """``--labels`` read for ``network`` (a ``LabelSet``), and the network to run: a zoo network with
+    its ImageNet classifier where the labels are ImageNet's classes (synset ids, output indices or
+    ``--classes imagenet``) and its weights carry one, read at 224 px; otherwise the network as it is,
+    whose labels give the filters' class shares (said in a note)."""
+    from generator.evidence.label_files import INTEGER, SYNSET
+    from generator.evidence.labels import read_labels
+    from generator.network.classifier import has_classifier
+
+    spec = network.spec
+    labels = read_labels(args.labels, images, spec, args.classes)
+    if not (spec.zoo and spec.top_file):
+        return labels, network
+    names = labels.classes
+    imagenet = args.classes == "imagenet" or len(names) == 1000 or all(SYNSET.match(c) for c in names) or (
+        args.labels != "folders" and args.classes is None and all(INTEGER.match(c) and int(c) < 1000 for c in names))
+    why = None
+    if not imagenet:
+        why = "the labels are not ImageNet's classes (give --classes imagenet if they are its output indices)"
+    elif not has_classifier(network.weights):
+        why = f"--weights {network.weights} holds no classifier"
+    elif args.size not in (None, 224):
+        why = f"its classifier reads 224 px images, not --size {args.size}"
+    if why:
+        print(f"note: {spec.title}'s classifier is left out: {why}; the labels give each filter's class shares",
+              file=sys.stderr)
+        return labels, network
+    whole = replace(network, spec=spec.classifier)
+    return read_labels(args.labels, images, whole.spec, args.classes), whole
 
 
 def model_file_line(spec: ModelSpec) -> str:

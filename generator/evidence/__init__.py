@@ -1,5 +1,5 @@
 """The evidence floor: what real images say about a filter. Image sets (``imagesets``), labels and
-classes (``labels``, ``classes``), the examples tracker (``tracker``: the top and bottom images of every
+classes (``labels``, ``label_files``: a labels file matched to the images, ``classes``), the examples tracker (``tracker``: the top and bottom images of every
 filter, streamed on the device), and the trust probe and scores (``trust_probe``: the activation
 vectors a picture and real images give along the path to a filter; ``trust_scores``: how far they
 agree). It imports the network floor and the ground, nothing above (not the render floor beside it).

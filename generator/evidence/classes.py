@@ -33,6 +33,7 @@ import numpy as np
 
 from generator.evidence.labels import LabelSet
 from generator.network.layers import Layer
+from generator.network.zoo import MODELS
 
 VOTES = 5  # classes kept each way
 PREDICTIONS = 5  # top-k recorded per image
@@ -204,8 +205,14 @@ def accuracy(labels: LabelSet, predictions: np.ndarray, valid: np.ndarray, model
             per_class[name] = {"images": n, "top1": round(float(hit1[mine].mean()), 4),
                                "top5": round(float(hit5[mine].mean()), 4)}
     n = len(keep)
+    spec = MODELS.get(model)  # a zoo network's classifier: Keras's published ImageNet accuracy beside ours
+    reference = None
+    if spec is not None and spec.reference and len(labels.classes) == 1000:
+        reference = {"top1": spec.reference[0] / 100, "top5": spec.reference[1] / 100,
+                     "of": "Keras's published accuracy of its ImageNet weights on ImageNet's 50,000 validation images "
+                           "(keras.io/api/applications)"}
     return {
-        "model": model, "images": n, "top1": round(float(hit1.mean()), 6) if n else None,
+        "model": model, "images": n, **({"reference": reference} if reference else {}), "top1": round(float(hit1.mean()), 6) if n else None,
         "top5": round(float(hit5.mean()), 6) if n else None, "top_k": k,
         "classes": list(labels.classes), "order": labels.order,
         "per_class": per_class,

@@ -1,28 +1,23 @@
 """Each image's class, for the classes of a filter and the accuracy of a network's classifier.
 
-``--labels folders`` takes an image's class from its first subfolder (``cat/0001.jpg``: ``cat``).
-``--labels FILE`` reads a CSV of ``path,label`` (a header row is optional), a list of ``path label``
-lines (caffe's ImageNet ``val.txt``) or Kaggle's ImageNet ``LOC_val_solution.csv``. A path in a file
-may be the image's path under the image folder, its file name or its stem.
+``--labels folders`` takes an image's class from its first subfolder (``cat/0001.jpg``: ``cat``), and
+numbers the classes as Keras's ``image_dataset_from_directory`` does: every first-level subfolder,
+sorted as text, numbered names included (folders ``0`` to ``10`` are outputs ``0, 1, 10, 2, …``: folder
+``10`` is output 2). ``--labels FILE`` reads a labels file (``label_files``: a CSV of ``path,label``,
+caffe's ``val.txt``, Kaggle's ``LOC_val_solution.csv``, the devkit's ground truth); a row whose path
+matches two images, or two rows that give one image different labels, are refused.
 
 The class order is the order of the network's outputs. It is ``--classes FILE`` (one name a line)
-or ``--classes imagenet``, when given. Otherwise: integer labels are output indices; ImageNet synset
-ids (``n01440764``) on a network of 1,000 outputs are ImageNet's order, which is Keras's (sorted by
-synset id); other labels are sorted, the order of Keras's ``image_dataset_from_directory`` (for
-``folders``: every first-level subfolder, sorted, as Keras counts them). A network without a
-classifier gets the sorted labels. The devkit's ``ILSVRC2012_validation_ground_truth.txt`` (one number a
-line, the class of ``ILSVRC2012_val_NNNNNNNN.JPEG`` in the devkit's own numbering) is read with the
-devkit's ``meta.mat`` (or the later devkits' ``map_clsloc.txt``) beside it, which turn the numbers
-into synset ids.
+or ``--classes imagenet``, when given. Otherwise: integer labels of a file are output indices; ImageNet
+synset ids (``n01440764``) on a network of 1,000 outputs are ImageNet's order, which is Keras's
+(sorted by synset id); other labels are sorted as text, Keras's order. A class count that is not the
+classifier's output count is refused. A network without a classifier gets the sorted labels.
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
-import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path, PurePosixPath
@@ -31,11 +26,9 @@ import numpy as np
 
 from generator.errors import AtlasError
 from generator.evidence.imagesets import ImageSet
+from generator.evidence.label_files import INTEGER, SYNSET, read_label_table
 
 IMAGENET_FILE = Path(__file__).resolve().parent / "data" / "imagenet_classes.json"
-SYNSET = re.compile(r"^n\d{8}$")
-INTEGER = re.compile(r"^\d+$")
-HEADERS = {"path", "image", "file", "filename", "image_id", "imageid", "name", "id"}
 
 
 @dataclass(frozen=True)
@@ -109,15 +102,15 @@ def read_labels(labels: str, images: ImageSet, spec, classes: str | None = None)
         found = sorted(p.name for p in images.root.iterdir() if p.is_dir() and not p.name.startswith("."))
         source = "folders"
     else:
-        table = _read_file(Path(labels))
-        named = [_lookup(table, f) for f in images.files]
+        table = read_label_table(Path(labels))
+        named = [table.label_of(f) for f in images.files]
         found = sorted({label for label in named if label is not None})
         source = Path(labels).name
         if not found:
             raise AtlasError(f"--labels {labels}: names none of the {len(images.files)} images under {images.root}; its "
                              "paths must be the images' paths under the folder, their file names or their stems")
     head = spec.head["classes"] if spec.head else None
-    names, order = _class_order(found, named, head, classes, labels)
+    names, order = _class_order(found, head, classes, labels)
     position = {name: i for i, name in enumerate(names)}
     index, other = [], 0
     for label in named:
@@ -125,7 +118,7 @@ def read_labels(labels: str, images: ImageSet, spec, classes: str | None = None)
             index.append(-1)
         elif label in position:
             index.append(position[label])
-        elif INTEGER.match(label) and classes is not None and int(label) < len(names):
+        elif labels != "folders" and INTEGER.match(label) and classes is not None and int(label) < len(names):
             index.append(int(label))
         else:
             index.append(-1)
@@ -136,8 +129,8 @@ def read_labels(labels: str, images: ImageSet, spec, classes: str | None = None)
     return LabelSet(source, tuple(names), tuple(index), order, unlabelled, other)
 
 
-def _class_order(found: list[str], named: list, head: int | None, classes: str | None,
-                 labels: str) -> tuple[list[str], str]:
+def _class_order(found: list[str], head: int | None, classes: str | None, labels: str) -> tuple[list[str], str]:
+    """The classes in the order of the network's outputs, and how that order was found."""
     if classes == "imagenet":
         names = [c.synset for c in imagenet_classes()]
         order = "ImageNet's 1,000 classes, sorted by synset id (Keras's order)"
@@ -146,105 +139,26 @@ def _class_order(found: list[str], named: list, head: int | None, classes: str |
         order = f"--classes {Path(classes).name}"
         if len(set(names)) != len(names):
             raise AtlasError(f"--classes {classes}: a class name appears twice; give each output's name once")
-    elif found and all(INTEGER.match(x) for x in found) and head:
+    elif labels != "folders" and found and all(INTEGER.match(x) for x in found) and head:
+        beyond = [x for x in found if int(x) >= head]
+        if beyond:
+            raise AtlasError(f"--labels {labels}: the label {max(beyond, key=int)} is not an output of the network's "
+                             f"classifier (0 to {head - 1}); integer labels are output indices: give --classes FILE "
+                             "naming the outputs, or labels of the right network")
         names = [str(i) for i in range(head)]
         order = "the labels are the classifier's output indices"
     elif found and all(SYNSET.match(x) for x in found) and head in (None, 1000):
         names = [c.synset for c in imagenet_classes()] if head else found
         order = "ImageNet's synsets, sorted (Keras's order)"
+    elif labels == "folders":
+        names = sorted(found)
+        order = ("the class folders sorted as text ('10' before '2'), as keras.utils.image_dataset_from_directory "
+                 "numbers them")
     else:
-        names = sorted(found, key=lambda x: (0, int(x)) if INTEGER.match(x) else (1, x)) if not head else found
-        order = "the labels sorted, as keras.utils.image_dataset_from_directory orders classes"
+        names = sorted(found, key=lambda x: (0, int(x)) if INTEGER.match(x) else (1, x)) if not head else sorted(found)
+        order = "the labels sorted as text, as keras.utils.image_dataset_from_directory orders classes"
     if head and len(names) != head:
         shown = ", ".join(names[:5]) + (" …" if len(names) > 5 else "")
         raise AtlasError(f"--labels {labels}: {len(names)} classes ({shown}), but the network's classifier has {head} "
                          f"outputs; give --classes FILE naming its {head} outputs in order, one a line")
     return names, order
-
-
-def devkit_synsets(ground_truth: Path) -> dict[int, str]:
-    """{ILSVRC2012_ID: synset id} from the devkit files beside its ground truth: ``meta.mat`` (the 2012
-    devkit) or ``map_clsloc.txt`` (``n02119789 1 kit_fox``, the later ones)."""
-    folder = ground_truth.parent
-    clsloc, meta = folder / "map_clsloc.txt", folder / "meta.mat"
-    found: dict[int, str] = {}
-    if clsloc.is_file():
-        for line in clsloc.read_text(encoding="utf-8", errors="replace").splitlines():
-            parts = line.split()
-            if len(parts) >= 2 and SYNSET.match(parts[0]) and INTEGER.match(parts[1]):
-                found[int(parts[1])] = parts[0]
-        where = clsloc
-    elif meta.is_file():
-        try:
-            from scipy.io import loadmat
-        except ImportError:
-            raise AtlasError(f"--labels {ground_truth}: reading {meta} needs scipy (pip install scipy)") from None
-        try:
-            synsets = loadmat(str(meta), squeeze_me=True)["synsets"]
-            for row in np.atleast_1d(synsets):
-                number, wnid = int(row["ILSVRC2012_ID"]), str(row["WNID"])
-                if 1 <= number <= 1000 and SYNSET.match(wnid):
-                    found[number] = wnid
-        except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
-            raise AtlasError(f"--labels {ground_truth}: {meta} is not the devkit's meta.mat ({exc.__class__.__name__})") from None
-        where = meta
-    else:
-        raise AtlasError(f"--labels {ground_truth}: bare class numbers in the devkit's own numbering; keep the devkit's "
-                         "meta.mat (or map_clsloc.txt) beside it, or give Kaggle's LOC_val_solution.csv or caffe's val.txt")
-    if not found:
-        raise AtlasError(f"--labels {ground_truth}: {where} maps no class number to a synset; give the devkit's own file")
-    return found
-
-
-def _read_file(path: Path) -> dict[str, str]:
-    """{path, file name or stem: label} from a labels file, whichever of the known formats it is."""
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise AtlasError(f"--labels {path}: cannot read it ({exc.__class__.__name__}); give a CSV of path,label") from None
-    lines = [line for line in text.splitlines() if line.strip()]
-    if not lines:
-        raise AtlasError(f"--labels {path}: empty; give a CSV of path,label")
-    rows: list[tuple[str, str]] = []
-    if all(INTEGER.match(line.strip()) for line in lines[:50]):  # the devkit's ground truth: line i, image i
-        synsets = devkit_synsets(path)
-        for i, line in enumerate(lines, start=1):
-            number = int(line.strip()) if INTEGER.match(line.strip()) else 0
-            if number not in synsets:
-                raise AtlasError(f"--labels {path}: line {i} holds {line.strip()[:20]!r}, not a class number of the "
-                                 "devkit (1 to 1000)")
-            rows.append((f"ILSVRC2012_val_{i:08d}", synsets[number]))
-    elif lines[0].replace(" ", "").lower().startswith("imageid,predictionstring"):
-        for row in csv.reader(io.StringIO("\n".join(lines[1:]))):
-            if len(row) >= 2 and row[1].split():
-                rows.append((row[0].strip(), row[1].split()[0]))
-    elif "," in lines[0]:
-        reader = list(csv.reader(io.StringIO("\n".join(lines))))
-        if reader and reader[0] and reader[0][0].strip().lower() in HEADERS:
-            reader = reader[1:]
-        for row in reader:
-            if len(row) < 2:
-                raise AtlasError(f"--labels {path}: the row {','.join(row)[:60]!r} has no label; each row is path,label")
-            rows.append((row[0].strip(), row[1].strip()))
-    else:
-        for line in lines:
-            parts = line.split()
-            if len(parts) != 2:
-                raise AtlasError(f"--labels {path}: the line {line[:60]!r} is not 'path label'; give a CSV of path,label")
-            rows.append((parts[0], parts[1]))
-    table: dict[str, str] = {}
-    for image, label in rows:
-        if not label:
-            continue
-        key = PurePosixPath(image.replace("\\", "/"))
-        for variant in (key.as_posix(), key.name, key.stem):
-            table.setdefault(variant, label)
-    return table
-
-
-def _lookup(table: dict[str, str], file: str) -> str | None:
-    path = PurePosixPath(file)
-    for key in (path.as_posix(), path.name, path.stem):
-        if key in table:
-            return table[key]
-    return None

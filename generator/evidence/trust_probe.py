@@ -48,7 +48,7 @@ def footprint(target: Layer, earlier: Layer, ys, xs, side: int) -> tuple[np.ndar
 
 
 def input_patch(x: np.ndarray, layer: Layer, y: int, x_: int) -> np.ndarray:
-    """The network's input ``x`` (H, W, 3, preprocessed) over unit (y, x_)'s receptive field, flattened;
+    """The network's input ``x`` (H, W, channels, preprocessed) over unit (y, x_)'s receptive field, flattened;
     zero (the network's own padding) where the field reaches past the image."""
     rf = layer.receptive_field
     cy, cx = layer.centre(y, x_)
@@ -72,7 +72,7 @@ class Readout:
     y: np.ndarray  # (R,) the target unit read
     x: np.ndarray
     value: np.ndarray  # (R,) the target filter's value there, before the activation
-    patches: np.ndarray | None  # (R, rf*rf*3): the input over the unit's receptive field (first layer only)
+    patches: np.ndarray | None  # (R, rf*rf*channels): the input over the unit's receptive field (first layer only)
     means: np.ndarray  # (B, C) per image, the target layer's activation averaged over the whole map
 
 
@@ -91,10 +91,19 @@ class LayerProbe:
         if not self.layers or self.layers[-1] != target:
             raise AtlasError(f"{target.name}: not a layer of {loaded.name}")
         self.mode = loaded.spec.preprocessing
+        self.channels = inputs.resolve(self.mode).channels  # 3, or 1 for a grayscale network
         self.chunk, self.batch = chunk, batch
         self.net = loaded.tap_net(self.layers, precision)
         self.activations = [keras.activations.get(layer.activation) for layer in self.layers]
         self._programs: dict[tuple, tuple] = {}
+
+    @property
+    def before_width(self) -> int:
+        """Length of a vector at the layer before the target: the input patch over the first layer's
+        receptive field (its pixels times the network's input channels), else that layer's filters."""
+        if self.target.index == 0:
+            return self.target.receptive_field ** 2 * self.channels
+        return self.layers[-2].filters
 
     def _compiled(self, shape: tuple) -> tuple:
         """The three programs for one batch shape (each shape its own, so none is traced loosely)."""
@@ -186,7 +195,7 @@ class LayerProbe:
         patches = None
         if self.target.index == 0:
             patches = np.stack([input_patch(x[r], self.target, y, x_) for r, y, x_ in zip(rows, out_y, out_x)]) \
-                if n else np.zeros((0, self.target.receptive_field ** 2 * 3), np.float32)
+                if n else np.zeros((0, self.before_width), np.float32)
         return Readout(vectors, out_y, out_x, value, patches, backend.to_numpy(means)[:count])
 
 

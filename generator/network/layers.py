@@ -22,10 +22,13 @@ from functools import lru_cache
 from pathlib import Path
 
 from generator.errors import AtlasError
+from generator.network.input_ops import input_side, is_elementwise_op
 from generator.network.zoo import ModelSpec, model_spec
 
 TABLES = Path(__file__).resolve().parent / "layer_tables"
 CONVOLUTIONS = ("Conv2D", "DepthwiseConv2D", "SeparableConv2D")
+POINTWISE = ("Dense",)  # a Dense layer on a map is a 1x1 convolution (ConvNeXt's blocks)
+KERNELS = CONVOLUTIONS + POINTWISE
 ACTIVATIONS = ("Activation", "ReLU", "LeakyReLU", "PReLU", "ELU")
 # Layers that keep the map's geometry and each channel where it is (at inference): the walk goes through
 SPATIAL_PASSTHROUGH = {
@@ -33,10 +36,13 @@ SPATIAL_PASSTHROUGH = {
     "GaussianNoise", "GaussianDropout", "AlphaDropout", "ActivityRegularization", "Identity", "Rescaling",
     "Normalization", "LayerNormalization", "GroupNormalization", "Subtract", "Average", "RandomFlip",
     "RandomRotation", "RandomZoom", "RandomTranslation", "RandomContrast", "RandomBrightness",
+    "LayerScale", "StochasticDepth",  # keras.applications' ConvNeXt: a per-channel scale, an identity at inference
 }
-MERGES = {"Add", "Subtract", "Average", "Concatenate"}
+# CustomScaleLayer: keras.applications' InceptionResNetV2, the shortcut plus a scaled residual
+MERGES = {"Add", "Subtract", "Average", "Concatenate", "Multiply", "Maximum", "Minimum", "CustomScaleLayer"}
+GATES = {"Multiply"}  # a map times a per-channel gate (squeeze-and-excitation) keeps the map's geometry
 # Layers after which the map is no longer spatial: the walk ends there without a word
-ENDS = {"Flatten", "GlobalAveragePooling2D", "GlobalMaxPooling2D", "Dense", "Reshape", "Softmax"}
+ENDS = {"Flatten", "GlobalAveragePooling2D", "GlobalMaxPooling2D", "Reshape", "Softmax"}
 
 
 @dataclass(frozen=True)
@@ -217,6 +223,11 @@ def _step(cls: str, name: str, cfg: dict, inputs: list[_Geometry]) -> tuple[_Geo
             flop = 2.0 * geo.side ** 2 * conv_in * multiplier * (k * k + cfg["filters"])
         fused = cfg.get("activation") not in (None, "linear")
         return replace(geo, channels=channels, conv_in=conv_in, pending=() if fused else (name,), after_conv=True), flop
+    if cls in POINTWISE:
+        fused = cfg.get("activation") not in (None, "linear")
+        flop = 2.0 * geo.side ** 2 * geo.channels * cfg["units"]
+        return replace(geo, channels=cfg["units"], conv_in=geo.channels, pending=() if fused else (name,),
+                       after_conv=True), flop
     if cls in ("MaxPooling2D", "AveragePooling2D"):
         k = _square(cfg, "pool_size", name, cls)
         s = _square(cfg, "strides", name, cls) if cfg.get("strides") else k
@@ -230,7 +241,7 @@ def _step(cls: str, name: str, cfg: dict, inputs: list[_Geometry]) -> tuple[_Geo
         return replace(geo, start=geo.start - sign * top * geo.jump, ops=geo.ops + (("pad", sign * (top + bottom)),),
                        side=geo.side + sign * (top + bottom)), 0.0
     if cls in MERGES or len(inputs) > 1:
-        if len({(g.jump, g.start) for g in inputs}) > 1:
+        if len({g.jump for g in inputs}) > 1:  # the same stride, shifted (NASNet's cropped branch): followed
             raise _Unfollowed(f"layer {name!r} ({cls}): it joins maps of different resolutions; the layers after it "
                               "are not shown")
         pending = tuple(dict.fromkeys(c for g in inputs for c in g.pending))
@@ -274,6 +285,7 @@ def discover(keras_model, spec: ModelSpec, notes: list[str] | None = None) -> tu
     found: list[tuple[int, dict]] = []
     convs: dict[str, tuple[int, _Geometry, float]] = {}  # convolutions with no fused activation
     covered: set[str] = set()
+    preprocessing = {layer["name"] for layer in input_side(config, inbound_layers)}  # the model's own pixel scaling: read as its input
     flop = 0.0  # every convolution so far feeds the layers after it in these networks
     for position, layer_config in enumerate(config["layers"]):
         cls, name, cfg = layer_config["class_name"], layer_config["name"], layer_config["config"]
@@ -288,6 +300,12 @@ def discover(keras_model, spec: ModelSpec, notes: list[str] | None = None) -> tu
         spatial = [s for s in sources if s in geometry]
         if not spatial or cls in ENDS:
             continue  # not spatial (after a global pooling or flatten)
+        if name in preprocessing or (is_elementwise_op(layer_config) and len(spatial) == 1):
+            geometry[name] = geometry[spatial[0]]  # the pixel values or the map scaled: the same geometry
+            continue
+        if cls in GATES and len(spatial) == 1:
+            geometry[name] = geometry[spatial[0]]  # each channel scaled by a gate read from the whole map
+            continue
         try:
             if len(spatial) < len(sources):
                 raise _Unfollowed(f"layer {name!r} ({cls}): it mixes a map with a non-spatial input (a gate or a "
@@ -300,9 +318,9 @@ def discover(keras_model, spec: ModelSpec, notes: list[str] | None = None) -> tu
             continue
         flop += cost
         geometry[name] = geo
-        activation = cfg.get("activation") if cls in CONVOLUTIONS else _activation(cls, cfg)
-        fused = cls in CONVOLUTIONS and activation not in (None, "linear")
-        if cls in CONVOLUTIONS and not fused:
+        activation = cfg.get("activation") if cls in KERNELS else _activation(cls, cfg)
+        fused = cls in KERNELS and activation not in (None, "linear")
+        if cls in KERNELS and not fused:
             convs[name] = (position, geo, flop)
         unfused = (cls in ACTIVATIONS and activation not in (None, "linear") and geometry[sources[0]].after_conv
                    and sources[0] != first)

@@ -30,14 +30,14 @@ from generator.network.kerasfile import (
     load_keras_file,
     sha256_file,
 )
-from generator.network.layers import Layer, discover
+from generator.network.input_ops import input_side, is_op, is_scaling
+from generator.network.layers import Layer, discover, inbound_layers
 from generator.network.zoo import MODELS, ModelSpec
 from generator.paths import SAFE_NAME
 
 SUFFIXES = (".keras", ".h5")
 # URL segments the site already uses at its top level, and the atlas's own folders
 RESERVED = {"method", "cite", "assets", "search", "index", "logs", "stylesheets", "javascripts", "site", "404"}
-PREPROCESSING_LAYERS = ("Rescaling", "Normalization")
 USER_ABOUT = "A network read from a Keras model file."
 HEAD_ACTIVATIONS = ("softmax", "sigmoid", "linear")
 
@@ -84,12 +84,28 @@ def check_path(path: str) -> None:
                          ".keras / .h5 model file")
 
 
+def check_channels_last(config: dict, shape: tuple, path: Path) -> None:
+    """The atlas reads maps as (height, width, channels); a network whose layers read channels first
+    (``data_format="channels_first"``), or whose input is shaped (channels, height, width), is refused."""
+    first = next((layer for layer in config["layers"]
+                  if isinstance(layer.get("config"), dict) and layer["config"].get("data_format") == "channels_first"),
+                 None)
+    flipped = shape[1] in (1, 3) and shape[3] not in (1, 3)
+    if first is None and not flipped:
+        return
+    why = (f"its layer {first['name']!r} ({first['class_name']}) reads channels first (data_format='channels_first')"
+           if first is not None else f"its input is shaped {tuple(shape[1:])}: channels first")
+    raise AtlasError(f"{path}: {why}; the atlas shows channels-last networks (height, width, channels), Keras's "
+                     "default: rebuild it with data_format='channels_last' and copy its weights into it")
+
+
 def read_input(model, path: Path) -> tuple[int | None, int]:
     """(side, channels) of the model's image input: the side None when any size goes."""
     if len(model.inputs) != 1 or len(model.inputs[0].shape) != 4:
         shapes = ", ".join(str(tuple(x.shape)) for x in model.inputs)
         raise AtlasError(f"{path}: the atlas shows networks of one image input (batch, height, width, channels); this "
                          f"one reads {shapes}")
+    check_channels_last(model.get_config(), tuple(model.inputs[0].shape), path)
     _, height, width, channels = tuple(model.inputs[0].shape)
     if channels not in (1, 3):
         raise AtlasError(f"{path}: its input has {channels} channels; the atlas shows networks of RGB (3) or "
@@ -101,24 +117,24 @@ def read_input(model, path: Path) -> tuple[int | None, int]:
 
 
 def read_preprocessing(config: dict, channels: int, given: str | None, path: Path) -> tuple[inputs.Preprocessing, str]:
-    """The preprocessing and where it came from: the model's own Rescaling/Normalization layer before its
-    first convolution (then it reads raw pixel values, 0..255), else ``--preprocess``."""
-    own = None
-    for layer in config["layers"]:
-        if layer["class_name"] in ("Conv2D", "DepthwiseConv2D", "SeparableConv2D"):
-            break
-        if layer["class_name"] in PREPROCESSING_LAYERS:
-            own = layer
-            break
-    if own is not None:
+    """The preprocessing and where it came from: the model's own, the pixel scaling at its input
+    (``Rescaling``/``Normalization`` layers, ``preprocess_input``'s ops saved in the graph; then it reads
+    raw pixel values, 0..255), else ``--preprocess``."""
+    own = [layer for layer in input_side(config, inbound_layers) if is_scaling(layer)]
+    if own:
+        named = ", ".join(f"{layer['name']!r}" for layer in own[:4]) + (" …" if len(own) > 4 else "")
+        single = len(own) == 1 and not is_op(own[0])
+        what = f"its {own[0]['class_name']} layer {named}" if single else f"its preprocessing ops {named}"
         if given is not None:
-            raise AtlasError(f"--preprocess {given}: {path.name} scales its own input (its {own['class_name']} layer "
-                             f"{own['name']!r}) and reads raw pixel values 0..255; leave --preprocess out")
-        return inputs.Preprocessing("none", channels=channels), f"the model's own {own['class_name']} layer"
+            raise AtlasError(f"--preprocess {given}: {path.name} scales its own input ({what}) and reads raw pixel "
+                             "values 0..255; leave --preprocess out")
+        origin = f"the model's own {own[0]['class_name']} layer" if single else \
+            f"the model's own preprocessing at its input ({named.replace(chr(39), '')})"
+        return inputs.Preprocessing("none", channels=channels), origin
     if given is None:
-        raise AtlasError(f"{path}: the model has no Rescaling or Normalization layer, so the atlas cannot tell what "
-                         "pixel values it was trained on: add --preprocess none (0..255), scale=0.00392157,offset=0 "
-                         "(0..1), tf (-1..1), caffe or torch, as your training pipeline did")
+        raise AtlasError(f"{path}: the model has no Rescaling or Normalization layer, nor preprocess_input inside it, "
+                         "so the atlas cannot tell what pixel values it was trained on: add --preprocess none (0..255), "
+                         "scale=0.00392157,offset=0 (0..1), tf (-1..1), caffe or torch, as your training pipeline did")
     return inputs.parse_preprocessing(given, channels), "--preprocess"
 
 
@@ -142,8 +158,6 @@ def read_head(model, config: dict) -> dict | None:
     activation = layer["config"].get("activation") if layer["class_name"] != "Softmax" else "softmax"
     separate = layer["class_name"] in ("Softmax", "Activation")
     if separate:
-        from generator.network.layers import inbound_layers
-
         sources = inbound_layers(layer)
         if len(sources) != 1:
             return None

@@ -70,6 +70,7 @@ class LoadedModel:
     layers: tuple[Layer, ...]
     _clones: dict = field(default_factory=dict, repr=False)
     options: NetOptions = NetOptions()  # how the cut network computes (speed only: generator.network.compute)
+    classifier: dict | None = None  # a zoo network's classifier weights ({"file", "sha256"}), where loaded
 
     @property
     def name(self) -> str:
@@ -101,10 +102,13 @@ class LoadedModel:
                     return block_max_pool(layer.name, policy)
                 if layer.name in unfuse:
                     config["activation"] = "linear"
-                config["dtype"] = policy
+                if isinstance(layer, keras.layers.Layer):  # an op of keras.ops (x / 127.5) takes no policy
+                    config["dtype"] = policy
                 return layer.__class__.from_config(config)
 
             def call_layer(layer, *args, **kwargs):
+                if "training" in kwargs:  # a layer the graph calls in training mode (augmentation): inference
+                    kwargs["training"] = False
                 out = layer(*args, **kwargs)
                 if layer.name in unfuse:
                     out = keras.layers.Activation(unfuse[layer.name], dtype=policy, name=f"{layer.name}_activation")(out)
@@ -159,6 +163,11 @@ def load_model(network: "ModelSpec | str | ModelFile" = "vgg16", weights: str | 
     if not spec.zoo:
         raise AtlasError(f"{spec.name}: a model file's network is loaded from its file; give --model the path of it")
     layers = model_layers(spec)
+    if spec.head:  # the zoo network with its ImageNet classifier (ModelSpec.classifier)
+        from generator.network.classifier import load_with_classifier
+
+        model, digest, top = load_with_classifier(spec, str(weights), seed)
+        return LoadedModel(model, spec, str(weights), digest, layers, classifier=top)
     model = build_keras_model(spec)
     missing = [layer.tap for layer in layers if layer.tap not in {x.name for x in model.layers}]
     if missing:

@@ -81,10 +81,29 @@ def _load_keras_file(keras_model, spec: ModelSpec, path: Path, what: str) -> Non
     """Keras's own loader (Keras 3 ``.weights.h5`` or a legacy no-top ``.h5``), errors as one line."""
     try:
         keras_model.load_weights(str(path))
+        return
     except Exception as exc:  # noqa: BLE001 - any loader failure is the file's fault here
-        raise AtlasError(
-            f"{what}: not a {spec.title} weights file Keras can load into the no-top model ({_first_line(exc)})"
-        ) from None
+        why = _first_line(exc)
+    if not _load_from_whole(keras_model, spec, path):
+        raise AtlasError(f"{what}: not a {spec.title} weights file Keras can load into the no-top model ({why})")
+
+
+def _load_from_whole(keras_model, spec: ModelSpec, path: Path) -> bool:
+    """A full-top weights file (Keras's own, with the classifier) into the no-top model: loaded into the
+    whole network, then copied layer by layer; False where it is not one either."""
+    if not (spec.zoo and spec.top_file):
+        return False
+    import keras
+
+    whole = getattr(keras.applications, spec.constructor)(include_top=True, weights=None)
+    try:
+        whole.load_weights(str(path))
+    except Exception:  # noqa: BLE001 - not a file of the whole network: the caller says what it is not
+        return False
+    for layer in keras_model.layers:
+        if layer.weights:
+            layer.set_weights(whole.get_layer(layer.name).get_weights())
+    return True
 
 
 def _is_saved_model(path: Path) -> bool:
@@ -263,27 +282,28 @@ def download_timeout() -> float:
     return value
 
 
-def imagenet_url(spec: ModelSpec) -> str:
-    """The official file, or the same file name under ``ATLAS_IMAGENET_MIRROR`` (a URL folder)."""
+def imagenet_url(spec: ModelSpec, top: bool = False) -> str:
+    """The official file (no-top, or with its classifier: ``top``), or the same file name under
+    ``ATLAS_IMAGENET_MIRROR`` (a URL folder)."""
     mirror = os.environ.get("ATLAS_IMAGENET_MIRROR")
     if mirror:
-        return mirror.rstrip("/") + "/" + spec.imagenet_file
-    return spec.imagenet_url
+        return mirror.rstrip("/") + "/" + (spec.top_file if top else spec.imagenet_file)
+    return spec.top_url if top else spec.imagenet_url
 
 
-def download_imagenet(spec: ModelSpec) -> Path:
-    """Keras's cached download of the official no-top weights, bounded in time."""
+def download_imagenet(spec: ModelSpec, top: bool = False) -> Path:
+    """Keras's cached download of the official no-top weights (or the full-top ones: ``top``), bounded in
+    time and checked against Keras's md5."""
     import keras
 
-    url = imagenet_url(spec)
+    url = imagenet_url(spec, top)
+    name, md5 = (spec.top_file, spec.top_md5) if top else (spec.imagenet_file, spec.imagenet_md5)
     timeout = download_timeout()
     result: dict[str, object] = {}
 
     def fetch() -> None:
         try:
-            result["path"] = keras.utils.get_file(
-                spec.imagenet_file, url, cache_subdir="models", file_hash=spec.imagenet_md5
-            )
+            result["path"] = keras.utils.get_file(name, url, cache_subdir="models", file_hash=md5)
         except BaseException as exc:  # noqa: BLE001 - reported as one line below
             result["error"] = exc
 
@@ -300,6 +320,7 @@ def download_imagenet(spec: ModelSpec) -> Path:
     why = "timed out" if worker.is_alive() else _first_line(result.get("error"))
     offline = "--weights hed-bsds500 (offline trained backbone), " if spec.name in HED_MODELS else ""
     raise AtlasError(
-        f"--weights imagenet: could not download the {spec.title} ImageNet weights ({why}); "
+        f"--weights imagenet: could not download the {spec.title} ImageNet weights{' with its classifier' if top else ''} "
+        f"({why}); "
         f"use {offline}--weights PATH to a .h5 file, or set ATLAS_IMAGENET_MIRROR"
     )

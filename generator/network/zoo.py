@@ -2,14 +2,15 @@
 its ImageNet weights live, and how its layers group into blocks or stages.
 
 Adding a ``keras.applications`` convnet is one entry here plus its layer table
-(``make layer-tables`` writes it from the Keras graph); nothing else names a model. A user's own
-network (``--model PATH.keras``) is read by ``generator.network.modelfile`` and registered here under its
-``--name`` for the rest of the run (``register_model``), so every command and page finds it the same way.
+(``make layer-tables`` writes it from the Keras graph); nothing else names a model. A zoo network is
+built without its classifier, or with it (``ModelSpec.classifier``: Keras's full-top ImageNet weights)
+where labelled images ask for its accuracy. A user's own network (``--model PATH.keras``) is read by
+``generator.network.modelfile`` and its spec handed down; it is never looked up here.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from generator.errors import AtlasError
 
@@ -31,6 +32,11 @@ class ModelSpec:
     about: str  # one sentence for the model page
 
     imagenet_folder: str = ""  # its folder under Keras's storage (default: the model name)
+    # the classifier: Keras's full-top ImageNet weights file, and the top-1 / top-5 accuracy (%) Keras
+    # publishes for it (keras.io/api/applications), shown beside the accuracy the atlas measures
+    top_file: str = ""
+    top_md5: str = ""
+    reference: tuple[float, float] | None = None
     # a user's own network (generator.network.modelfile): the file it came from (name and sha256, never its
     # path), the image side its input is fixed to (None: any), its classification head, if any
     source: dict | None = None
@@ -53,6 +59,19 @@ class ModelSpec:
     def imagenet_url(self) -> str:
         return f"{KERAS_APPLICATIONS}{self.imagenet_folder or self.name}/{self.imagenet_file}"
 
+    @property
+    def top_url(self) -> str:
+        return f"{KERAS_APPLICATIONS}{self.imagenet_folder or self.name}/{self.top_file}"
+
+    @property
+    def classifier(self) -> "ModelSpec":
+        """A zoo network with its ImageNet classifier: the whole Keras model, its input fixed at 224 px
+        (its Dense layers read a 7x7 map), 1,000 softmax outputs read as logits."""
+        if not (self.zoo and self.top_file):
+            raise AtlasError(f"{self.name}: the atlas knows no classifier for it")
+        head = {"layer": "predictions", "unfuse": True, "activation": "softmax", "classes": 1000, "binary": False}
+        return replace(self, head=head, input_size=224)
+
     def group_of(self, layer_name: str) -> str:
         """The block or stage a layer belongs to: the part of its Keras name before the first ``_``
         (``block3_conv3`` -> ``block3``, ``conv4_block3_out`` -> ``conv4``)."""
@@ -72,18 +91,24 @@ _RESNET = dict(preprocessing="caffe", group_title="Stage {n}", conv_only=False)
 
 MODELS: dict[str, ModelSpec] = {
     spec.name: spec
-    for spec in (
+    for spec in (  # reference: Keras's table of applications, top-1 and top-5 on ImageNet's validation set
         ModelSpec("vgg16", "VGG16", "VGG16", imagenet_file="vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
                   imagenet_md5="6d6bbae143d832006294945121d1f1fc",
+                  top_file="vgg16_weights_tf_dim_ordering_tf_kernels.h5", top_md5="64373286793e3c8b2b4e3219cbf3544b",
+                  reference=(71.3, 90.1),
                   about="VGG16 (Simonyan and Zisserman, ICLR 2015) has 5 blocks of 3×3 convolutions, each "
                         "closed by a 2×2 max-pool.", **_VGG),
         ModelSpec("vgg19", "VGG19", "VGG19", imagenet_file="vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5",
                   imagenet_md5="253f8cb515780f3b799900260a226db6",
+                  top_file="vgg19_weights_tf_dim_ordering_tf_kernels.h5", top_md5="cbe5617147190e668d6c5d5026f83318",
+                  reference=(71.3, 90.0),
                   about="VGG19 (Simonyan and Zisserman, ICLR 2015) is VGG16 with a fourth convolution in "
                         "each of its last three blocks.", **_VGG),
         ModelSpec("resnet50", "ResNet50", "ResNet50",
                   imagenet_file="resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
                   imagenet_md5="4d473c1dd8becc155b73f8504c6f6626", imagenet_folder="resnet",
+                  top_file="resnet50_weights_tf_dim_ordering_tf_kernels.h5", top_md5="2cb95161c43110f7111970584f804107",
+                  reference=(74.9, 92.1),
                   about="ResNet50 (He et al., CVPR 2016) has a 7×7 stem and 4 stages of bottleneck residual "
                         "blocks. Each convolution is shown at its BatchNorm output before the ReLU "
                         "(`…_1_relu`, `…_2_relu`), each block at the sum of its residual branch and "

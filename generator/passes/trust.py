@@ -307,7 +307,7 @@ class LayerTrust:
         examples' vectors at the layer before the target, and the random image's vectors."""
         k, n = self.config.top, len(self.todo)
         widths = [x.filters for x in probe.layers]
-        d = self.layer.receptive_field ** 2 * 3 if self.layer.index == 0 else widths[-2]
+        d = probe.before_width
         acc = {
             "top_sum": [np.zeros((n, c), np.float64) for c in widths], "top_count": np.zeros(n, np.int64),
             "top_before": np.zeros((n, k, d), np.float32), "top_valid": np.zeros((n, k), bool),

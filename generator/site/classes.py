@@ -57,4 +57,5 @@ def accuracy_summary(data: dict, labels: dict, shown: int = 5) -> dict:
         row["top1_text"], row["top5_text"] = fmt(row["top1"]), fmt(row["top5"])
     return {"images": data.get("images", 0), "top1": fmt(data.get("top1")), "top5": fmt(data.get("top5")),
             "top_k": data.get("top_k", 5), "classes": len(data.get("classes") or []), "order": data.get("order", ""),
-            "source": labels.get("source", ""), "worst": worst, "best": best}
+            "source": labels.get("source", ""), "worst": worst, "best": best,
+            "reference": {k: fmt(v) for k, v in data["reference"].items() if k != "of"} if data.get("reference") else None}
