@@ -115,7 +115,8 @@ def atlas_defaults(out: str, model: str | None, weights: str | None, images: str
                    zoo: tuple[str, ...]) -> AtlasDefaults:
     """``--model``, ``--weights`` and ``--images``, each from the atlas in ``out`` where not given.
 
-    The model: the one atlas in ``out`` (a network of ``zoo``; a user's network needs its file). The
+    The model: the one atlas in ``out`` (a network of ``zoo``; a user's network needs its file), or
+    VGG16 among several, as before atlas trust read the atlas. The
     weights: the manifest's source where it is one by name (imagenet, hed-bsds500, random) or a file
     found under that name beside the atlas or here. The images: the folder the examples came from, found
     by its recorded name here or beside the atlas, and only if it holds the very list of files (the
@@ -123,9 +124,9 @@ def atlas_defaults(out: str, model: str | None, weights: str | None, images: str
     root = Path(out)
     if model is None:
         found = sorted(p.parent.name for p in root.glob("*/manifest.json"))
-        if len(found) > 1:
+        if len(found) > 1 and "vgg16" not in found:
             raise AtlasError(f"{out} holds atlases of {', '.join(found)}; say which with --model")
-        model = found[0] if found else "vgg16"
+        model = "vgg16" if len(found) != 1 else found[0]  # several: VGG16, the command's default as before
         if model not in zoo:
             raise AtlasError(f"{out}/{model} is an atlas of a model file; give its path with --model")
     manifest = read_json(root / model / "manifest.json", "manifest") if (root / model / "manifest.json").exists() else {}
