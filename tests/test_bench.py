@@ -110,4 +110,5 @@ def test_bench_trust_reports_each_score_for_both_methods(tmp_path):
     assert "two-image: naive" in text and "seeds: lucid" in text and "among the n least trusted" in text
     row = next(line for line in text.splitlines() if line.startswith("| block3_conv3 |"))
     cells = [c.strip() for c in row.strip("|").split("|")]
-    assert len(cells) == 12 and all(cells[1:5]) and cells[8] != "–"  # every score measured; seeds for lucid
+    # every score measured (two-image and path: naive, lucid, the natural reference); seeds for lucid
+    assert len(cells) == 14 and all(cells[1:7]) and cells[10] != "–"
