@@ -158,6 +158,20 @@ def _kept(data: Path, model: str, size: int, steps: int) -> int | None:
     return sum(x["filters"] for x in kept["layers"])
 
 
+def _mkdocs_build(project: Path) -> tuple[float, int, int]:
+    """``mkdocs build --strict`` of a staged project: its seconds, and the children's peak resident
+    memory (KiB) before and after it."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict"], cwd=project,
+                          capture_output=True, text=True, env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
+    seconds = time.perf_counter() - t0
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    if proc.returncode != 0:
+        raise AtlasError(f"mkdocs build failed on the synthetic atlas: {proc.stderr.strip().splitlines()[-1]}")
+    return seconds, before, peak
+
+
 def _du(path: Path, pattern: str = "*") -> int:
     return sum(p.stat().st_size for p in path.rglob(pattern) if p.is_file())
 
@@ -188,14 +202,7 @@ def run(args, network) -> tuple[str, str]:
         t0 = time.perf_counter()
         pages_again = build_site(data, project / "site_src")
         t_again = time.perf_counter() - t0
-        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-        t0 = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict"], cwd=project,
-                              capture_output=True, text=True, env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
-        t_build = time.perf_counter() - t0
-        peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-        if proc.returncode != 0:
-            raise AtlasError(f"mkdocs build failed on the synthetic atlas: {proc.stderr.strip().splitlines()[-1]}")
+        t_build, before, peak = _mkdocs_build(project)
         site = project / "site"
         filter_pages = list(site.glob(f"{model}/*/[0-9]*/index.html"))
         sizes = {
@@ -256,14 +263,7 @@ def split_off(url: str, model: str, data: Path, tmp: Path, made: tuple, host: st
     t0 = time.perf_counter()
     build_site(data, project / "site_src", assets_url=url, assets_dir=upload)
     t_split = time.perf_counter() - t0
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict"], cwd=project,
-                          capture_output=True, text=True, env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
-    t_build = time.perf_counter() - t0
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    if proc.returncode != 0:
-        raise AtlasError(f"mkdocs build failed on the synthetic atlas: {proc.stderr.strip().splitlines()[-1]}")
+    t_build, before, peak = _mkdocs_build(project)
     site = project / "site"
     size_of = measure(site)
     filter_pages = list(site.glob(f"{model}/*/[0-9]*/index.html"))
