@@ -22,7 +22,7 @@ from generator.cli.prepare import (
     model_file_checks,
     model_file_line,
     open_network,
-    read_model_file,
+    read_network,
     select_backend,
 )
 from generator.errors import AtlasError
@@ -33,17 +33,11 @@ EXIT_FAILED = 3
 
 def cmd_layers(args: argparse.Namespace) -> int:
     from generator.network.layers import model_layers
-    from generator.network.zoo import model_spec
 
     notes: list[str] = []
-    network = None
-    if model_file_checks(args):
-        select_backend(args)
-        read_file = read_model_file(args, notes)
-        network = Network(read_file.spec, args.weights, read_file)
-        print(model_file_line(read_file.spec))
-    else:
-        network = Network(model_spec(args.model), args.weights)
+    network = read_network(args, notes)
+    if network.file is not None:
+        print(model_file_line(network.spec))
     spec = network.spec
     size = args.size or spec.input_size or 128
     if args.weights:
@@ -292,17 +286,13 @@ def cmd_site(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from generator import bench
-    from generator.network.zoo import model_spec
 
-    if model_file_checks(args):
-        if args.what not in ("layers", "quality", "examples"):
-            raise AtlasError(f"atlas bench {args.what} runs on the atlas's own networks; a model file works with "
-                             "bench layers, quality and examples")
-        select_backend(args)
-        read_file = read_model_file(args)
-        network = Network(read_file.spec, args.weights or read_file.spec.source["file"], read_file)
-    else:
-        network = Network(model_spec(args.model), args.weights)  # no weights: each bench has its default
+    if model_file_checks(args) and args.what not in ("layers", "quality", "examples"):
+        raise AtlasError(f"atlas bench {args.what} runs on the atlas's own networks; a model file works with "
+                         "bench layers, quality and examples")
+    network = read_network(args)  # a zoo network without weights: each bench has its default
+    if network.file is not None:
+        network.weights = args.weights or network.spec.source["file"]
     return bench.main(args, network)
 
 

@@ -84,6 +84,16 @@ def read_model_file(args: argparse.Namespace, notes: list[str] | None = None) ->
     return read_file
 
 
+def read_network(args: argparse.Namespace, notes: list[str] | None = None) -> Network:
+    """``--model`` for a command that lists or measures rather than renders: a zoo network as named, or
+    a user's file read under the selected backend (no device asked for); the weights as given."""
+    if not model_file_checks(args):
+        return Network(model_spec(args.model), args.weights)
+    select_backend(args)
+    read_file = read_model_file(args, notes)
+    return Network(read_file.spec, args.weights, read_file)
+
+
 def open_network(args: argparse.Namespace, images: str | None = None, device: bool = True) -> Network:
     """A job's ``--model``: a model file is checked (with the image folder and ``--out``, which cost
     nothing) before the backend starts to read it; a zoo network's weights default to imagenet.
