@@ -19,14 +19,21 @@ from typing import Callable
 
 import pytest
 
+from tests import forkrun
+
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run_atlas(*args: str, env: dict | None = None, timeout: float = 600, cwd: Path | None = None):
-    """Run the CLI as a user does; returns the CompletedProcess (text mode)."""
+def run_atlas(*args: str, env: dict | None = None, timeout: float = 600, cwd: Path | None = None,
+              fresh: bool = False):
+    """Run the CLI as a user does; returns the CompletedProcess (text mode). A fresh process forked from
+    one that has imported TensorFlow already (``tests/forkrun.py``), or with ``fresh`` (a test of the
+    start-up itself) or settings read at import, a new interpreter."""
     full_env = {**os.environ, **(env or {})}
+    if not fresh and not forkrun.needs_new_interpreter(args, env):
+        return forkrun.run(args, full_env, str(cwd or ROOT), timeout)
     return subprocess.run(
         [sys.executable, "-m", "generator", *args], capture_output=True, text=True,
         env=full_env, timeout=timeout, cwd=cwd or ROOT,

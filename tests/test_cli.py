@@ -35,7 +35,7 @@ def test_help_and_unknown_command():
 
 def test_a_run_says_its_device_and_nothing_else_on_stderr(tmp_path):
     proc = run_atlas("generate", "--weights", "random", "--layers", "block1_conv1", "--filters", "0", "--size", "32",
-                     "--steps", "2", "--out", str(tmp_path / "a"))
+                     "--steps", "2", "--out", str(tmp_path / "a"), fresh=True)  # TensorFlow's import too
     assert proc.returncode == 0, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert lines[0] == "tensorflow on CPU (" + lines[0].split("(", 1)[1] and lines[0].endswith(", float32")

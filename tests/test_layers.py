@@ -54,7 +54,7 @@ def test_unknown_layer_names_the_choices():
 
 
 def test_cli_layers_lists_every_model_without_library_noise():
-    proc = run_atlas("layers", "--model", "vgg19", "--weights", "random")
+    proc = run_atlas("layers", "--model", "vgg19", "--weights", "random", fresh=True)  # TensorFlow's import too
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines()[-1] == "total: 16 layers, 5,504 filters"
     assert proc.stderr == "", proc.stderr  # no TensorFlow start-up notes

@@ -150,11 +150,34 @@ def _write_examples(store: AtlasStore, layers: list[Layer], state: list[dict], c
             decoded = cache.fetch(needed)
             if inputs.resolve(mode).channels == 1:  # a grayscale network's crops as it sees them
                 decoded = {i: None if image is None else inputs.as_seen(image, mode) for i, image in decoded.items()}
-            write = functools.partial(_write_filter, store, layer, config, decoded, tops, bots, s["hist"], evidence)
+            crops = _Crops(layer, decoded)
+            write = functools.partial(_write_filter, store, layer, config, crops, tops, bots, s["hist"], evidence)
             list(pool.map(write, chunk))  # image encoding releases the GIL: one filter per thread
 
 
-def _write_filter(store: AtlasStore, layer: Layer, config: ExamplesConfig, decoded: dict, tops: list, bots: list,
+class _Crops:
+    """The crops of one chunk of a layer's filters, each cut once: the filters of a layer share many of
+    their strongest positions (in a deep layer of a small input, a few positions hold every maximum),
+    and a large receptive field costs a resampling of its whole square."""
+
+    LIMIT = 8192  # crops held at once (12 KB each at 64 px)
+
+    def __init__(self, layer: Layer, decoded: dict) -> None:
+        self.layer, self.decoded, self.held = layer, decoded, {}
+
+    def get(self, image: int, y: int, x: int) -> np.ndarray | None:
+        if self.decoded.get(image) is None:
+            return None
+        key = (image, y, x)
+        found = self.held.get(key)
+        if found is None:
+            if len(self.held) >= self.LIMIT:
+                self.held.clear()
+            found = self.held[key] = crop(self.decoded[image], self.layer, y, x)
+        return found
+
+
+def _write_filter(store: AtlasStore, layer: Layer, config: ExamplesConfig, crops: _Crops, tops: list, bots: list,
                   hist: np.ndarray, evidence: classes.ClassEvidence | None, f: int) -> None:
     """One filter's sprite (top row, then bottom row) and its ``examples.json``."""
     from PIL import Image
@@ -163,8 +186,9 @@ def _write_filter(store: AtlasStore, layer: Layer, config: ExamplesConfig, decod
     sprite = np.full((2 * CELL, k * CELL, 3), GREY, np.uint8)
     for row, entries in enumerate((tops[f], bots[f])):
         for i, (_, image, y, x) in enumerate(entries):
-            if decoded.get(image) is not None:
-                sprite[row * CELL:(row + 1) * CELL, i * CELL:(i + 1) * CELL] = crop(decoded[image], layer, y, x)
+            cut = crops.get(image, y, x)
+            if cut is not None:
+                sprite[row * CELL:(row + 1) * CELL, i * CELL:(i + 1) * CELL] = cut
     buffer = io.BytesIO()
     Image.fromarray(sprite).save(buffer, format="WEBP", quality=80, method=3)
     atomic_write_bytes(store.paths.examples_sprite(layer.name, f), buffer.getvalue())
