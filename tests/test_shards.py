@@ -281,6 +281,69 @@ def test_labelled_examples_shards_merge_into_the_one_machine_classes_and_accurac
             v["value"] == pytest.approx(w["value"], rel=1e-4, abs=1e-6) for v, w in zip(va, vb)), path
 
 
+def _resnet50_full_top(path: Path) -> None:
+    """A ResNet50 full-top weights file of the right shapes (about 100 MB, the smallest of the zoo's), in
+    the legacy HDF5 layout of Keras's own ``resnet50_weights_tf_dim_ordering_tf_kernels.h5``."""
+    import h5py
+    import keras
+    from keras.src.legacy.saving import legacy_h5_format
+
+    keras.utils.set_random_seed(1)
+    with h5py.File(path, "w") as handle:
+        legacy_h5_format.save_weights_to_hdf5_group(handle, keras.applications.ResNet50(include_top=True, weights=None))
+
+
+@pytest.mark.slow
+def test_a_zoo_networks_labelled_shards_merge_into_its_one_machine_accuracy(tmp_path):
+    """ResNet50 with ImageNet labels and a full-top file, in two shards: each records the classifier it
+    ran (the file's name and sha256), and the merge, which reads no file, writes the one machine's
+    accuracy.json, votes and manifest, the manifest naming the classifier's weights."""
+    import hashlib
+
+    from PIL import Image
+
+    weights = tmp_path / "resnet50_weights_tf_dim_ordering_tf_kernels.h5"
+    _resnet50_full_top(weights)
+    rng = np.random.default_rng(0)
+    for i in range(4):  # shard 0 takes them all (a shard's images start at multiples of 64), shard 1 none
+        folder = tmp_path / "val" / ("n01440764", "n01443537")[i % 2]
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(folder / f"{i:02d}.png")
+    args = ["examples", "--model", "resnet50", "--weights", str(weights), "--images", str(tmp_path / "val"),
+            "--labels", "folders", "--layers", "conv1_relu", "--top", "2", "--batch", "8"]
+    one, out = tmp_path / "one", tmp_path / "atlas"
+    proc = run_atlas(*args, "--out", str(one))
+    assert proc.returncode == 0, proc.stderr
+    for k in (0, 1):
+        proc = run_atlas(*args, "--shard", f"{k}/2", "--out", str(out))
+        assert proc.returncode == 0, proc.stderr
+    classifier = {"file": weights.name, "sha256": hashlib.sha256(weights.read_bytes()).hexdigest()}
+    path = out / "resnet50/.shards/examples-0-of-2.json"
+    record = json.loads(path.read_text())
+    assert record["classifier"] == classifier and str(tmp_path) not in json.dumps(record["classifier"])
+    for changed, message in (({**record, "classifier": {**classifier, "file": str(weights)}}, "names a file"),
+                             ({k: v for k, v in record.items() if k != "classifier"}, "do not name the classifier")):
+        path.write_text(json.dumps(changed))  # a record naming a path, or one of a release that did not record it
+        assert message in error_line(run_atlas("merge", "--out", str(out)))
+    path.write_text(json.dumps(record))
+    merged = run_atlas("merge", "--out", str(out), env={"KERAS_BACKEND": "no-such-backend"})  # no backend, no file
+    assert merged.returncode == 0, merged.stderr
+    read = lambda root, name: json.loads((root / "resnet50" / name).read_text())  # noqa: E731
+    accuracy = read(out, "accuracy.json")
+    assert accuracy == read(one, "accuracy.json") and accuracy["images"] == 4 and len(accuracy["classes"]) == 1000
+    manifest = lambda root: {k: v for k, v in read(root, "manifest.json").items() if k not in ("created", "updated")}  # noqa: E731
+    assert manifest(out) == manifest(one)
+    assert {k: v for k, v in manifest(out)["examples"]["classifier"].items() if k != "of"} == classifier
+    files = sorted(p.relative_to(one / "resnet50") for p in (one / "resnet50").rglob("*.examples.json"))
+    assert len(files) == 64
+    for name in files:  # votes summed over the shards: equal to float rounding
+        a, b = read(one, name), read(out, name)
+        va, vb = a["classes"].pop("votes"), b["classes"].pop("votes")
+        assert a == b and {v["class"] for v in va} <= {"n01440764", "n01443537"} and va, name
+        assert len(va) == len(vb) and all(
+            v["value"] == pytest.approx(w["value"], rel=1e-4, abs=1e-6) for v, w in zip(va, vb)), name
+
+
 # --- what the merge trusts, and jobs given up ------------------------------------------------------------------------
 
 

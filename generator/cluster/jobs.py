@@ -71,6 +71,7 @@ class ExamplesJob:
     layers: tuple
     count: int
     weights: str = ""  # the weight source's name, for the merge to load the model by
+    classifier: dict | None = None  # a zoo network's classifier ({"file", "sha256"}), where the pass classifies
     command: str = "examples"
 
     def describe(self) -> dict:
@@ -102,7 +103,8 @@ class ExamplesJob:
                              "name": c.name, "license": c.license, "precision": c.precision, "backend": c.backend,
                              "layers": [layer.name for layer in self.layers],
                              **({"labels": asdict(c.labels)} if c.labels is not None else {})},
-                "weights": {"name": self.weights, "sha256": c.weights_sha256}}
+                "weights": {"name": self.weights, "sha256": c.weights_sha256},
+                **({"classifier": self.classifier} if self.classifier else {})}
 
 
 def generate_units(work: list[tuple[Layer, list[int]]]) -> int:

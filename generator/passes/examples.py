@@ -188,7 +188,7 @@ def _open(out: str, config: ExamplesConfig, layers: list[Layer], loaded: LoadedM
     shard's store with its part of the images."""
     if shard is None:
         return AtlasStore(out, config.model), config, None
-    job = ExamplesJob(config, tuple(layers), shard.count, weights=loaded.weights)
+    job = ExamplesJob(config, tuple(layers), shard.count, weights=loaded.weights, classifier=loaded.classifier)
     return ShardStore(out, config.model, job, shard, loaded.spec), job.share(shard.index), job
 
 

@@ -49,6 +49,9 @@ def write_examples(store: AtlasStore, loaded: LoadedModel, layers: list[Layer], 
                          key=lambda name: [x.name for x in loaded.layers].index(name)),
         "precision": config.precision, "backend": config.backend,
         "of": "the spatial maximum (top) and minimum (bottom) of each filter's map before its activation",
+        **({"classifier": {**loaded.classifier, "of": "the classifier's weights that accuracy.json measures: "
+                                                      "Keras's full-top file, or random"}}
+           if classify and loaded.classifier else {}),
     }})
 
 

@@ -6,9 +6,11 @@ weights, rebuilds the layer tables and the manifest, merges the examples states
 ``atlas site`` refuses the atlas (``cluster.shard_store.check_merged``).
 
 It starts no backend and reads no model file: the records hold the weights' name and sha256 and, for a
-user's network, the description the manifest stores (no path, no custom code). So a merge runs no code
-named inside the atlas folder, and needs neither the weights nor the model file where it runs; a record
-that names a file anyway (``custom_objects``, a path) is refused, not followed.
+user's network, the description the manifest stores (no path, no custom code); a zoo network's labelled
+shards name the classifier they ran (its full-top file's name and sha256), so the merge writes their
+accuracy without the file. So a merge runs no code named inside the atlas folder, and needs neither the
+weights nor the model file where it runs; a record that names a file anyway (``custom_objects``, a
+path) is refused, not followed.
 
 ``--forget-shards`` gives up the jobs some of whose shards never finished (``cluster.forget``).
 """
@@ -16,6 +18,7 @@ that names a file anyway (``custom_objects``, a path) is refused, not followed.
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 from generator.atlas.files import read_json
@@ -67,8 +70,11 @@ def check_records(records: list[tuple[Path, dict]]) -> None:
         user = record.get("user_model") if isinstance(record.get("user_model"), dict) else {}
         named = [(k, record[k]) for k in NAMING_FILES if k in record]
         named += [(k, user[k]) for k in NAMING_FILES if k in user]
-        if "/" in str(user.get("file", "")) or "\\" in str(user.get("file", "")):
-            named.append(("user_model.file", user["file"]))
+        top = record.get("classifier")
+        for key, file in (("user_model.file", user.get("file", "")),
+                          ("classifier.file", top.get("file", "") if isinstance(top, dict) else "")):
+            if "/" in str(file) or "\\" in str(file):
+                named.append((key, file))
         if named:
             key, value = named[0]
             raise AtlasError(f"{path}: names a file ({key} {str(value)!r}) that atlas merge was not given, and the "
@@ -230,8 +236,30 @@ def _merge_examples(store: AtlasStore, loaded, record: dict) -> str:
             states.append(load_state(store.paths.shard_file("examples", r["shard"], r["count"], ".npz"), len(layers)))
             skips += [(int(i), str(reason)) for i, reason in r["result"]["skips"]]
     state = merge_tracker_states(states)
+    loaded = _classifier(store, loaded, record, len(state) > len(layers) and "pred" in state[-1])
     with ThreadPoolExecutor(max_workers=min(16, os.cpu_count() or 1)) as pool:
         write_examples(store, loaded, layers, state, config, skips, pool,
                        classify=labels is not None and loaded.spec.head is not None)
     store.paths.examples_state.unlink(missing_ok=True)
     return f"the examples job of {record['count']} shards ({len(images.files)} images)"
+
+
+def _classifier(store: AtlasStore, loaded: LoadedModel, record: dict, predicted: bool) -> LoadedModel:
+    """The network the examples shards classified with: a zoo network built without its top gets the
+    classifier their records name (its file's name and sha256: the accuracy's source, for the manifest);
+    a user's network has its own (its description's head). ``predicted``: the shards' states hold the
+    classifier's predictions."""
+    top = record.get("classifier")
+    if not loaded.spec.zoo or (top is None and not predicted):
+        return loaded
+    if top is not None and not (isinstance(top, dict) and isinstance(top.get("file"), str)
+                                and isinstance(top.get("sha256"), str)):
+        raise AtlasError(f"{store.paths.shards_dir}: an examples shard's record names its classifier as {str(top)[:80]!r}, not "
+                         "by its weights file and sha256; run the shards again, then merge")
+    if top is None:
+        raise AtlasError(f"{store.paths.shards_dir}: its examples shards classified the images but their records do "
+                         "not name the classifier's weights (made by an earlier release); run them again, then merge")
+    if not predicted:
+        raise AtlasError(f"{store.paths.shards_dir}: its examples shards name a classifier ({top['file']}) but hold "
+                         "none of its predictions; run them again, then merge")
+    return replace(loaded, spec=loaded.spec.classifier, classifier={"file": top["file"], "sha256": top["sha256"]})
