@@ -50,7 +50,9 @@ def accuracy(site: ModelSite) -> dict | None:
     path = site.store.paths.accuracy_json
     if not path.exists():
         return None
-    return accuracy_summary(read_json(path, "accuracy"), site.manifest.get("labels") or {})
+    summary = accuracy_summary(read_json(path, "accuracy"), site.manifest.get("labels") or {})
+    summary["classifier"] = (site.manifest.get("examples") or {}).get("classifier")  # its weights file
+    return summary
 
 
 def layer_summary(site: ModelSite, here: str, layer: Layer, rows: list[dict]) -> dict:
