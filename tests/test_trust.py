@@ -502,3 +502,28 @@ def test_trust_reads_the_atlass_own_model_weights_and_image_folder(tiny, sample_
     assert "trust of 0 filters" in proc.stdout and _trust_of(tiny) == full  # the same weights and images: nothing stale
     line = error_line(run_atlas("trust", "--out", str(tiny), cwd=tmp_path, env=here))
     assert f"a folder named {sample_tiles.name!r} was not found" in line and "--images DIR" in line
+
+
+def test_a_filter_no_photo_turns_on_shows_both_values():
+    """Where the strongest photo is at or below 0 the ratio means nothing: the filter page, the layer table
+    and the reading give the picture's value and the strongest photo's instead of a dash."""
+    from generator.site import trust_pages
+
+    def record(picture: float, photo: float) -> dict:
+        ratio = picture / photo if photo > 0 else None
+        summary = {"beyond_nature": ratio, "picture_value": picture, "strongest_photo": photo, "two_image": 0.8,
+                   "path": 0.6, "path_random": 0.5}
+        return {"summary": summary, "path_similarity": {"layers": ["a", "b"], "picture": None},
+                "two_image": {"score": 0.8, "pairs": 4, "layer": "a"}, "seed_agreement": None,
+                "beyond_nature": {"ratio": ratio, "picture": picture, "strongest_photo": photo}}
+
+    lit = trust_pages.filter_row(record(724.3, -54.7))
+    assert lit["rows"][0][1:] == ("724.3 where no photo turns it on (the strongest photo: -54.7)",
+                                  "no photo turns the filter on; the picture does what none of them does")
+    assert "no photo turns the filter on (the strongest: -54.7), while the picture drives it to 724.3" in lit["reading"]
+    dark = trust_pages.filter_row(record(-6.73, -30.47))
+    assert dark["rows"][0][2] == "neither the photos nor the picture turn the filter on"
+    cells = trust_pages.table_row(50, "50/", "t.avif", record(724.3, -54.7)["summary"])["cells"]
+    assert cells[3]["text"] == "724.3 where no photo turns it on (the strongest photo: -54.7)" and cells[3]["sort"] == ""
+    on = trust_pages.filter_row(record(30.0, 10.0))
+    assert on["rows"][0][1:] == ("×3 the strongest photo", "×1: as strong as the strongest photo")

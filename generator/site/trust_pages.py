@@ -32,6 +32,15 @@ def times(ratio: float | None) -> str:
     return f"×{ratio:.0f}" if ratio >= 10 else f"×{ratio:.2g}"
 
 
+def no_photo_on(summary: dict) -> str | None:
+    """Where no photo turns the filter on (the strongest is at or below 0, so a ratio means nothing):
+    both values, the picture's and the strongest photo's; None where a photo does."""
+    picture, photo = summary.get("picture_value"), summary.get("strongest_photo")
+    if summary.get("beyond_nature") is not None or picture is None or photo is None:
+        return None
+    return f"{picture:.4g} where no photo turns it on (the strongest photo: {photo:.4g})"
+
+
 def number(value: float | None, digits: int = 2) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
@@ -60,7 +69,10 @@ def reading(summary: dict, layers: int) -> str:
         else:
             parts.append(f"the network processes it less like those top photos than a random photo ({path:.2f} "
                          f"against {base:.2f}): the warning sign Geirhos et al. describe")
-    ratio = summary.get("beyond_nature")
+    ratio, picture = summary.get("beyond_nature"), summary.get("picture_value")
+    if no_photo_on(summary) is not None and picture > 0:
+        parts.append(f"no photo turns the filter on (the strongest: {summary['strongest_photo']:.4g}), while the "
+                     f"picture drives it to {picture:.4g}")
     if ratio is not None and ratio >= FAR_BEYOND:
         parts.append(f"it drives the filter to {times(ratio)} the strongest photo, far beyond what photos do")
     if not parts:
@@ -76,9 +88,13 @@ def filter_row(trust: dict) -> dict:
     two = trust["two_image"]
     seed = trust.get("seed_agreement")
     beyond = trust["beyond_nature"]
+    unlit = no_photo_on({"beyond_nature": beyond.get("ratio"), "picture_value": beyond.get("picture"),
+                         "strongest_photo": beyond.get("strongest_photo")})
     rows = [
-        ("Beyond nature", f"{times(beyond.get('ratio'))} the strongest photo",
-         "×1: as strong as the strongest photo" if beyond.get("ratio") is not None else "no photo turns the filter on"),
+        ("Beyond nature", unlit or f"{times(beyond.get('ratio'))} the strongest photo",
+         "×1: as strong as the strongest photo" if unlit is None else
+         "no photo turns the filter on; the picture does what none of them does" if beyond["picture"] > 0 else
+         "neither the photos nor the picture turn the filter on"),
         ("Path similarity", number(summary.get("path")),
          f"{number(summary.get('path_random'))} for a random photo (mean over {len(path['layers'])} layers)"
          if path["layers"] else "no layer up to this one has 3 filters, too few to rank"),
@@ -122,7 +138,7 @@ def table_row(filter_index: int, href: str, thumb: str, summary: dict) -> dict:
             cell("two_image", number(summary.get("two_image")), "two_image"),
             cell("path", number(summary.get("path")), "path"),
             cell("path_random", number(summary.get("path_random"))),
-            cell("beyond_nature", times(summary.get("beyond_nature"))),
+            cell("beyond_nature", no_photo_on(summary) or times(summary.get("beyond_nature"))),
             cell("seed", number(summary.get("seed")), "seed"),
             cell("seed_random", number(summary.get("seed_random"))),
         ],
