@@ -101,8 +101,14 @@ def test_filter_page_shows_views_evidence_and_citation(browser, server):
     page.get_by_text("Diversity", exact=True).first.click()
     diversity = page.locator(".tabbed-block:visible .atlas-views img")
     assert diversity.count() == 4 and diversity.first.is_visible()
-    crops = _all_images_loaded(page, ".atlas-crops img")
-    assert len(crops) == 8 and all(w > 0 for w in crops)
+    crops = page.locator(".atlas-crops [role=img]")  # each a part of the sprite, named by its title
+    assert crops.count() == 8 and crops.first.is_visible()
+    assert crops.first.get_attribute("title").startswith("dataset example")
+    sprites = page.evaluate("() => [...document.querySelectorAll('.atlas-crops [role=img]')]"
+                            ".map(i => getComputedStyle(i).backgroundImage)")
+    assert len(set(sprites)) == 1 and sprites[0].startswith('url("')  # one sprite for both rows
+    loaded = "u => new Promise(ok => { const i = new Image(); i.onload = () => ok(i.naturalWidth); i.src = u; })"
+    assert page.evaluate(loaded, sprites[0][5:-2]) > 0
     assert page.locator("svg.atlas-plot .mark").first.is_visible()
     assert page.get_by_text("Strongest positive inputs").is_visible()
     assert page.get_by_text("VGG16 block3_conv3:1", exact=True).first.is_visible()

@@ -53,7 +53,9 @@ def test_pictures_leave_the_pages_and_are_named_by_content(offsite, built_site):
     assert names and all(NAME.match(n) for n in names), names[:5]
     # every picture of the ordinary build is in the bucket under its hash, and the pages link it
     html = (site / "vgg16/block3_conv3/1/index.html").read_text()
-    linked = set(re.findall(r'src="([^"]+)"', html))
+    sprites = set(re.findall(r'url\(([^)"]+)\)', html))  # a row of dataset examples names its sprite in its style
+    assert sprites and all(u.startswith(url) for u in sprites)
+    linked = set(re.findall(r'src="([^"]+)"', html)) | sprites
     assert {u for u in linked if u.startswith(url)} and not {u for u in linked if u.endswith((".avif", ".webp"))
                                                               and not u.startswith(url)}
     for u in linked:

@@ -277,7 +277,7 @@ class _Page(HTMLParser):
                 self.links.append(value)
             if name.startswith("on"):
                 self.handlers.append(f"{tag} {name}={value}")
-            if name == "alt":
+            if name == "alt" or (name == "title" and ("role", "img") in attrs):  # a picture's name
                 self.alts.append(value)
 
     def handle_endtag(self, tag):

@@ -2,9 +2,10 @@
 1 GB still publishes there: the pages stay on Pages, the pictures go to any static bucket (S3, R2,
 GCS), as OpenAI Microscope and Distill keep their HTML apart from their images.
 
-Once a build has written its pages, ``move_offsite`` turns each picture a page shows into a file named
-by its content (``<sha256, 20 hex>.<ext>``) in the upload folder and links it as ``URL/<name>``; the
-picture leaves the pages' folder, so MkDocs publishes HTML alone. A name that is a hash never changes
+Once a build has written its pages, ``move_offsite`` turns each picture a page shows (an ``src``, or a
+``url()`` in a style: the sprite of a row of dataset examples) into a file named by its content
+(``<sha256, 20 hex>.<ext>``) in the upload folder and links it as ``URL/<name>``; the picture leaves
+the pages' folder, so MkDocs publishes HTML alone. A name that is a hash never changes
 meaning, so the bucket can cache the files forever and a new build only adds files. The page URLs stay
 as they are; ``OFFSITE`` beside each model's pages maps its pictures to their names, from which the
 next build takes unchanged pictures over instead of encoding them again.
@@ -28,6 +29,7 @@ UPLOAD = "site-assets"  # the upload folder's default name, beside the pages' fo
 OFFSITE = ".offsite.json"  # {path under the model folder: file name in the upload folder}
 PICTURES = (".avif", ".webp", ".png", ".jpg", ".jpeg", ".gif")
 SRC = re.compile(r'(\bsrc=")([^"]+)(")')
+CSS_URL = re.compile(r'(\burl\()([^()"\'\s]+)(\))')  # a row of dataset examples names its sprite in its style
 HASH_CHARS = 20  # 80 bits: no two pictures of any atlas share a name
 
 
@@ -87,7 +89,9 @@ def move_offsite(root: Path, models: list[str], upload: Path, base_url: str) -> 
 
     for page in sorted(root.rglob("*.md")):
         text = page.read_text(encoding="utf-8")
-        new = SRC.sub(lambda m, page=page: replace(page, m), text)
+        new = text
+        for pattern in (SRC, CSS_URL):
+            new = pattern.sub(lambda m, page=page: replace(page, m), new)
         if new != text:
             page.write_text(new, encoding="utf-8")
     for model in models:

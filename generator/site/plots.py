@@ -111,7 +111,8 @@ def line_plot(values: list[float], frame: Frame = Frame()) -> LinePlot:
     def y(value: float) -> float:
         return frame.y0 - (frame.y0 - frame.y1) * (value - lo) / ((hi - lo) or 1)
 
-    points = " ".join(f"{x(i + 1):.0f},{y(v):.1f}" for i, v in envelope(values))
+    # whole pixels, as the steps already are: half a pixel off at most, under the curve's 2 px stroke
+    points = " ".join(f"{x(i + 1):.0f},{y(v):.0f}" for i, v in envelope(values))
     return LinePlot(
         frame,
         points,
