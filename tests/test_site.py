@@ -228,6 +228,35 @@ def test_other_model_or_no_atlas_is_one_line(tiny_atlas, tmp_path):
     assert "no atlas here" in error_line(run_atlas("site", "--data", str(tmp_path / "none"), "--out", str(tmp_path / "o")))
 
 
+def test_the_field_view_shows_enlarged_beside_the_channel_picture_and_as_a_grid(tmp_path):
+    atlas = tmp_path / "atlas"
+    proc = run_atlas("generate", "--weights", "random", "--size", "32", "--steps", "2", "--layers",
+                     "block1_conv1,block2_conv1", "--filters", "0-1", "--views", "channel,field", "--out", str(atlas))
+    assert proc.returncode == 0, proc.stderr
+    out = tmp_path / "site_src"
+    build_site(atlas, out)
+    page = (out / "vgg16/block1_conv1/1.md").read_text()
+    tab = page[page.index('=== "Field"'):]
+    tab = tab[:tab.index("## What real images")]
+    # a 12 px canvas shown 21 times enlarged (a whole number: square pixels, CSS makes them sharp), the
+    # centre unit's 3 px field outlined (pixels 5-7 of 12), the channel picture beside it
+    assert ('<img src="../0001.field.avif" width="252" height="252" loading="lazy" alt="Field view of VGG16 '
+            'block1_conv1:1: 12 by 12 pixels, enlarged 21 times">') in tab
+    assert 'class="atlas-rf" style="top:41.7%;left:41.7%;width:25%;height:25%"' in tab
+    assert '<img src="../0001.avif"' in tab and "channel view beside it" in tab
+    assert "| Canvas | 12 px, the receptive field 3 px |" in tab and "| Centre unit before ReLU |" in tab
+    assert (out / "vgg16/block1_conv1/0001.field.avif").is_file()
+    css = (ROOT / "site_src/assets/atlas.css").read_text()
+    assert ".atlas-views img {" in css and "image-rendering: pixelated" in css.split(".atlas-views img {")[1].split("}")[0]
+    assert ".atlas-pixelated .atlas-cell img { image-rendering: pixelated; }" in css
+    grid = (out / "vgg16/block1_conv1/index.md").read_text()
+    assert '=== "At its own scale"' in grid and 'class="atlas-grid atlas-pixelated"' in grid
+    assert '<img src="0000.field.avif" loading="lazy" alt="VGG16 block1_conv1:0, field view">' in grid
+    # block2_conv1's 10 px field is not under a quarter of 32 px: no field view, no tab
+    assert '"Field"' not in (out / "vgg16/block2_conv1/1.md").read_text()
+    assert "own scale" not in (out / "vgg16/block2_conv1/index.md").read_text()
+
+
 def test_unsafe_names_are_refused_before_paths():
     with pytest.raises(AtlasError, match="layer name 'Block1/../x'"):
         paths.layer_url("vgg16", "Block1/../x")
