@@ -49,6 +49,10 @@ def write_filter_page(site: ModelSite, layer: Layer, row: dict, prev: int | None
 
     downloads = downloads_url()
     trust = trust_pages.current_trust(record, site.manifest)
+    examples = _examples(site, layer, f, here, record)
+    for view in views:
+        if view["name"] == "field" and examples:
+            view["nature"] = _field_nature(record["views"]["field"], examples, relative(here, site.asset(layer.name, f, "top1")))
     site.writer.write_page(
         here, "filter.md.j2", layer=layer, record=record, short=short, model=site.model,
         crumbs=site.crumbs(here, site.group_crumb(layer), (layer.name, paths.layer_url(site.model, layer.name)), (str(f), None)),
@@ -58,7 +62,7 @@ def write_filter_page(site: ModelSite, layer: Layer, row: dict, prev: int | None
         prev=link(prev), next=link(nxt), up=relative(here, paths.layer_url(site.model, layer.name)),
         permalink=permalink, latest=latest if latest != permalink else None,
         bibtex=fenced_code(bibtex(site.spec.title, site.model, layer.name, f, permalink, site.manifest), "bibtex"),
-        examples=_examples(site, layer, f, here, record), examples_set=site.examples,
+        examples=examples, examples_set=site.examples,
         wiring=_filter_wiring(site, f, here, wiring), classes=_classes(site, layer, f),
         model_flag=site.model if site.spec.zoo else f"PATH.keras --name {site.model}",
         trust=trust_pages.filter_row(trust) if trust else None, method_href=relative_md(here, "method.md"),
@@ -95,8 +99,17 @@ def _field(layer: Layer, canvas: int) -> dict:
     def percent(v: float) -> str:
         return f"{100.0 * v / canvas:.3g}%"
 
-    return {"canvas": canvas, "shown": canvas * scale, "scale": scale, "field": layer.receptive_field,
+    return {"canvas": canvas, "shown": canvas * scale, "scale": scale, "field": layer.receptive_field, "nature": None,
             "box": {"top": percent(top), "left": percent(left), "side": percent(layer.receptive_field)}}
+
+
+def _field_nature(entry: dict, examples: dict, crop: str) -> dict:
+    """The field picture against the real patches: its centre unit's value, the strongest dataset
+    example's (the same filter's strongest unit in a photo) and their ratio, and that example's crop
+    (its receptive field, enlarged) to show beside it."""
+    value, strongest = entry.get("centre"), examples["strongest"]
+    ratio = value / strongest if value is not None and strongest and strongest > 0 else None
+    return {"value": value, "strongest": strongest, "ratio": ratio, "crop": crop}
 
 
 def numbers(view: str, entry: dict, layer: Layer | None = None) -> list[tuple[str, str]]:
