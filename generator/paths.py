@@ -11,6 +11,7 @@ Change them here or nowhere.
     atlas/<model>/<layer>/0080.png                the channel picture      site: 0080.avif (display)
     atlas/<model>/<layer>/0080.json               its numbers and loss curves (every view)
     atlas/<model>/<layer>/0080.neuron.png, .negative.png, .diversity-1.png ... -4.png (other views)
+    atlas/<model>/<layer>/0080.field.png          the field view (layers with a receptive field under 1/4 of the image)
     atlas/<model>/<layer>/0080.examples.json      top and bottom dataset examples
     atlas/<model>/<layer>/0080.examples.webp      their crops, one sprite
     atlas/logs/                                   one log per Slurm task

@@ -82,6 +82,32 @@ def test_views_are_written_per_view_and_resume_per_view(tmp_path):
     assert "0 filter views rendered, 12 already done" in again.stdout
 
 
+def test_the_field_view_is_written_for_early_layers_only_read_back_and_changes_no_other_picture(reference, tmp_path):
+    from generator.atlas.store import AtlasStore
+    from generator.network.layers import find_layer
+
+    out = tmp_path / "atlas"
+    proc = run_atlas("generate", *TINY, *WORK, "--views", "channel,field", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert "18 filter views rendered, 0 already done" in proc.stdout  # block4_conv1 (60 px field) has none
+    folder = out / "vgg16/block1_conv2"  # receptive field 5 px at 32 px: a 20 px canvas
+    assert Image.open(folder / "0003.field.png").size == (20, 20)
+    record = json.loads((folder / "0003.json").read_text())
+    field = record["views"]["field"]
+    assert field["files"] == ["0003.field.png"] and field["canvas"] == 20 and len(field["loss"]) == 4
+    assert {"centre", "pre_relu_max", "final_loss"} <= set(field)
+    assert json.loads((folder / "layer.json").read_text())["rows"][3]["views"] == ["channel", "field"]
+    assert not list((out / "vgg16/block4_conv1").glob("*.field.png"))
+    layers = {x["name"]: x["views"] for x in json.loads((out / "vgg16/manifest.json").read_text())["layers"]}
+    assert layers["block1_conv2"]["field"] == 6 and layers["block4_conv1"]["field"] == 0
+    store = AtlasStore(out, "vgg16")
+    layer = find_layer("block1_conv2", "vgg16")
+    assert store.done_views(layer, store.records(layer, record["config_hash"])[3]) == ["channel", "field"]
+    assert {k: v for k, v in pngs(out).items() if ".field." not in k} == pngs(reference)  # the same channel bytes
+    again = run_atlas("generate", *TINY, *WORK, "--views", "channel,field", "--out", str(out))
+    assert again.returncode == 0 and "0 filter views rendered, 18 already done" in again.stdout
+
+
 def test_rerun_skips_and_resume_is_byte_identical(reference, tmp_path):
     out = tmp_path / "atlas"
     shutil.copytree(reference, out)

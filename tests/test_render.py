@@ -3,11 +3,12 @@
 import numpy as np
 import pytest
 
+from generator.errors import AtlasError
 from generator.network.layers import find_layer
 from generator.render import objectives
 from generator.render.config import RenderConfig
 from generator.render.renderer import LayerRenderer
-from generator.render.views import CHANNEL, DIVERSITY, NEGATIVE, NEURON
+from generator.render.views import CHANNEL, DIVERSITY, FIELD, NEGATIVE, NEURON
 
 
 def test_mixed_precision_and_float32_redo_of_the_bad_rows_only(random_model):
@@ -206,3 +207,23 @@ def test_the_peak_term_leaves_larger_fields_and_other_views_alone(hed_model):
     pictures = [LayerRenderer(hed_model, layer, RenderConfig(weights="hed-bsds500", size=32, steps=4, peak=p)).render_batch([0, 5], 2, NEURON)
                 for p in (0.0, 0.3)]
     assert all(np.array_equal(a.image, b.image) for a, b in zip(*pictures))
+
+
+def test_the_field_view_draws_a_block1_filter_once_at_its_own_scale(hed_model):
+    """The centre unit on a canvas four receptive fields wide: 12 px for block1_conv1, whose maximum has a
+    closed form; the pictures come close to it (here, 48 steps: 0.68-0.82; at 96 px, 256 steps: 0.91-0.98
+    for filters 0-5, measured), and a layer whose receptive field is a quarter of the image or more has no field view."""
+    from generator.bench.trust import linear_maximum
+
+    layer = find_layer("block1_conv1", "vgg16")
+    filters = [0, 2, 4, 6]
+    renderer = LayerRenderer(hed_model, layer, RenderConfig(weights="hed-bsds500", size=64, steps=48))
+    results = renderer.render_batch(filters, 4, FIELD)
+    assert all(r.image.shape == (12, 12, 3) and not r.failed for r in results)
+    centre = np.array([r.measures["centre"] for r in results])
+    shares = centre / linear_maximum(hed_model, layer)[filters]
+    assert np.all(shares <= 1.0 + 1e-4) and np.min(shares) >= 0.6 and np.median(shares) >= 0.75, shares
+    assert np.allclose(centre, [renderer.judge(r.image[None]).centre[0, f] for r, f in zip(results, filters)])
+    wide = LayerRenderer(hed_model, find_layer("block3_conv1", "vgg16"), RenderConfig(weights="hed-bsds500", size=64, steps=2))
+    with pytest.raises(AtlasError, match="the field view does not apply"):
+        wide.render_batch([0], 1, FIELD)

@@ -119,6 +119,14 @@ def test_filter_page_content(built_site):
     assert "ResNet50 conv3_block1_out:1" in resnet and "No dataset examples in this atlas yet" in resnet
 
 
+def test_the_field_view_of_a_first_layer_is_a_tab_beside_the_other_views(built_site):
+    html = (built_site / "vgg16/block1_conv1/1/index.html").read_text()  # 3 px field at 32 px: a 12 px canvas
+    assert ">Field</label>" in html and 'src="../0001.field.avif"' in html and 'class="atlas-rf"' in html
+    assert 'src="../0001.top1.webp" width="252"' in html and "that patch" in html  # its examples: the strongest patch
+    assert "At its own scale" in (built_site / "vgg16/block1_conv1/index.html").read_text()
+    assert ">Field</label>" not in (built_site / "vgg16/block3_conv3/1/index.html").read_text()
+
+
 def test_layer_page_shows_the_strongest_example_beside_each_picture(built_site):
     html = (built_site / "vgg16/block3_conv3/index.html").read_text()
     assert "With the strongest dataset example" in html and html.count(".top1.webp") == 3
@@ -226,6 +234,49 @@ def test_other_model_or_no_atlas_is_one_line(tiny_atlas, tmp_path):
     assert "manifest of model 'resnet50', expected 'vgg16'" in error_line(
         run_atlas("site", "--data", str(atlas), "--out", str(tmp_path / "o")))
     assert "no atlas here" in error_line(run_atlas("site", "--data", str(tmp_path / "none"), "--out", str(tmp_path / "o")))
+
+
+def test_the_field_view_shows_enlarged_beside_the_channel_picture_and_as_a_grid(tmp_path):
+    atlas = tmp_path / "atlas"
+    proc = run_atlas("generate", "--weights", "random", "--size", "32", "--steps", "2", "--layers",
+                     "block1_conv1,block2_conv1", "--filters", "0-1", "--views", "channel,field", "--out", str(atlas))
+    assert proc.returncode == 0, proc.stderr
+    # filter 1's dataset examples (as `atlas examples` writes them): its strongest real patch beside the picture
+    from PIL import Image
+
+    folder = atlas / "vgg16/block1_conv1"
+    centre = json.loads((folder / "0001.json").read_text())["views"]["field"]["centre"]
+    Image.new("RGB", (2 * 64, 2 * 64), (90, 120, 200)).save(folder / "0001.examples.webp", format="WEBP")
+    top = [{"image": "a.png", "value": abs(centre) / 2, "y": 3, "x": 4}, {"image": "b.png", "value": 0.1, "y": 1, "x": 1}]
+    (folder / "0001.examples.json").write_text(json.dumps({
+        "top": top, "bottom": top[::-1], "histogram": {"edges": [0.0, 1.0], "counts": [2]},
+        "sprite": {"file": "0001.examples.webp", "cell": 64, "columns": 2}}))
+    out = tmp_path / "site_src"
+    build_site(atlas, out)
+    page = (out / "vgg16/block1_conv1/1.md").read_text()
+    tab = page[page.index('=== "Field"'):]
+    tab = tab[:tab.index("## What real images")]
+    # a 12 px canvas shown 21 times enlarged (a whole number: square pixels, CSS makes them sharp), the
+    # centre unit's 3 px field outlined (pixels 5-7 of 12), the channel picture beside it
+    assert ('<img src="../0001.field.avif" width="252" height="252" loading="lazy" alt="Field view of VGG16 '
+            'block1_conv1:1: 12 by 12 pixels, enlarged 21 times">') in tab
+    assert 'class="atlas-rf" style="top:41.7%;left:41.7%;width:25%;height:25%"' in tab
+    assert '<img src="../0001.avif"' in tab and "channel view beside it" in tab
+    assert "| Canvas | 12 px, the receptive field 3 px |" in tab and "| Centre unit before ReLU |" in tab
+    assert '<img src="../0001.top1.webp" width="252" height="252"' in tab and "its strongest dataset example" in tab
+    ratio = "%.3g" % (centre / (abs(centre) / 2))  # the field picture's centre unit against the photo's: 2 or -2
+    assert f"**{ratio}×** that patch's" in " ".join(tab.split())
+    assert "0000.top1.webp" not in (out / "vgg16/block1_conv1/0.md").read_text()  # no examples, no patch
+    assert (out / "vgg16/block1_conv1/0001.field.avif").is_file()
+    css = (ROOT / "site_src/assets/atlas.css").read_text()
+    assert ".atlas-views img {" in css and "image-rendering: pixelated" in css.split(".atlas-views img {")[1].split("}")[0]
+    assert ".atlas-pixelated .atlas-cell img { image-rendering: pixelated; }" in css
+    grid = (out / "vgg16/block1_conv1/index.md").read_text()
+    assert '=== "At its own scale"' in grid and 'class="atlas-grid atlas-pixelated"' in grid
+    assert '<img src="0000.field.avif" loading="lazy" alt="VGG16 block1_conv1:0, field view">' in grid
+    # block2_conv1's 10 px field is not under a quarter of 32 px: no field view, no tab
+    assert '"Field"' not in (out / "vgg16/block2_conv1/1.md").read_text()
+    assert "own scale" not in (out / "vgg16/block2_conv1/index.md").read_text()
 
 
 def test_unsafe_names_are_refused_before_paths():

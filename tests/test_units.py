@@ -95,7 +95,30 @@ def test_selection_parsing():
     with pytest.raises(AtlasError, match="only lowercase"):
         parse_layers("../block1_conv1", "vgg16")
     assert [v.name for v in parse_views("diversity,channel")] == ["channel", "diversity"]
-    assert len(parse_views("all")) == 4
+    assert [v.name for v in parse_views("all")] == ["channel", "neuron", "negative", "diversity", "field"]
+
+
+def test_the_field_view_applies_exactly_where_the_receptive_field_is_under_a_quarter_of_the_image():
+    from generator.network.layers import model_layers
+    from generator.render.views import FIELD, VIEWS, views_of
+
+    vgg16 = model_layers("vgg16")
+    early = [(layer.name, FIELD.canvas(layer, 128)) for layer in vgg16 if FIELD.canvas(layer, 128)]
+    assert early == [("block1_conv1", 12), ("block1_conv2", 20), ("block2_conv1", 40), ("block2_conv2", 56),
+                     ("block3_conv1", 96)]
+    for layer in vgg16 + model_layers("resnet50"):
+        for size in (32, 64, 96, 128, 224):
+            side = FIELD.canvas(layer, size)
+            assert (side is not None) == (layer.receptive_field < size / 4), (layer.name, size)
+            if side is not None:  # four fields, whole map pixels, a map the renderer accepts, no larger than the image
+                assert side >= min(4 * layer.receptive_field, size) and side <= size, (layer.name, size, side)
+                assert side % layer.stride == 0 or side == size, (layer.name, size, side)
+                assert layer.output_size(side) >= 2, (layer.name, size, side)
+    block1, block5 = find_layer("block1_conv1", "vgg16"), find_layer("block5_conv3", "vgg16")
+    assert FIELD.canvas(block1, 128, fixed=224) is None  # a network that reads one input side only
+    assert views_of(list(VIEWS.values()), block5, 128) == list(VIEWS.values())[:4]
+    assert views_of(list(VIEWS.values()), block1, 128) == list(VIEWS.values())
+    assert all(view.canvas(block5, 128) == 128 for view in list(VIEWS.values())[:4])
 
 
 def test_config_hash_covers_pictures_only():

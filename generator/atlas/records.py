@@ -43,6 +43,8 @@ def add_view(record: dict, model: str, layer: Layer, result: RenderedView, confi
         views[result.view.name] = {**entry, "files": files, "loss": _round(result.loss)}
         if result.view.name == "diversity":
             views["diversity"]["dead"] = result.dead
+        if result.view.name == "field":  # its pictures are a few receptive fields wide, not the atlas's size
+            views["field"]["canvas"] = int(result.images[0].shape[0])
     return _canonical(record)
 
 

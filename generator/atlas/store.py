@@ -39,7 +39,7 @@ from generator.render.config import RenderConfig, robustness_for
 from generator.render.renderer import RenderedView
 from generator.render.views import VIEWS
 
-RENDER_FILE = re.compile(r"^\d{4}(\.(neuron|negative|diversity-\d))?\.(png|json)$")
+RENDER_FILE = re.compile(r"^\d{4}(\.(neuron|negative|field|diversity-\d))?\.(png|json)$")
 
 
 def weights_name(source: str) -> str:

@@ -31,14 +31,15 @@ def run(args, network) -> tuple[str, str]:
     from generator.cluster.split import PIXEL_COST, split_generate
     from generator.network.layers import model_layers
     from generator.render.config import RenderConfig
-    from generator.render.views import CHANNEL, VIEWS
+    from generator.render.views import CHANNEL, DIVERSITY, NEGATIVE, NEURON
 
     size = args.size or 128
     rows = []
     for model in ("vgg16", "resnet50"):
         work = [(layer, list(range(layer.filters))) for layer in model_layers(model)]
         config = RenderConfig(model=model, size=size)
-        for label, views in (("channel", [CHANNEL]), ("all 4 views", list(VIEWS.values()))):
+        # the four views that every layer has (the field view adds small pictures of the first layers only)
+        for label, views in (("channel", [CHANNEL]), ("all 4 views", [CHANNEL, NEURON, NEGATIVE, DIVERSITY])):
             splits = [split_generate(work, views, config, n) for n in COUNTS]
             cells = [f"{s.spread:.4f} ({max(len(share) for share in s.shares)})" for s in splits]
             rows.append(f"| {model} ({sum(len(f) for _, f in work):,} filters) | {label} | " + " | ".join(cells) + " |")

@@ -72,7 +72,7 @@ def synthetic_atlas(root: Path, model: str, size: int, steps: int, top: int = 16
     from generator.render.config import RenderConfig
     from generator.render.params import fourier_constants
     from generator.render.renderer import RenderedView
-    from generator.render.views import VIEWS
+    from generator.render.views import VIEWS, views_of
 
     loaded = _loaded(model)
     if only != "all":
@@ -98,10 +98,12 @@ def synthetic_atlas(root: Path, model: str, size: int, steps: int, top: int = 16
     for layer in loaded.layers:
         rows = {}
         wiring = {}
+        views = views_of(VIEWS.values(), layer, size)  # what a real atlas holds: the field view of early layers only
         for start in range(0, layer.filters, 32):
             chunk = range(start, min(layer.filters, start + 32))
-            for view in VIEWS.values():
-                images = _pictures(rng, len(chunk) * view.images, size, constants)
+            for view in views:
+                side = view.canvas(layer, size)
+                images = _pictures(rng, len(chunk) * view.images, side, constants if side == size else fourier_constants(side))
                 for i, f in enumerate(chunk):
                     final = -rng.uniform(5, 500)
                     loss = final * (1 - np.exp(-np.arange(steps) / (steps / 5))) + rng.normal(0, 1, steps)
@@ -130,7 +132,7 @@ def synthetic_atlas(root: Path, model: str, size: int, steps: int, top: int = 16
                 count += 1
         from generator.atlas.records import layer_row
 
-        store.write_layer(layer, {f: layer_row(r, list(VIEWS)) for f, r in rows.items()}, cfg)
+        store.write_layer(layer, {f: layer_row(r, [v.name for v in views]) for f, r in rows.items()}, cfg)
         atomic_write_json(store.paths.wiring_json(layer.name), {"rule": "synthetic", "filters": wiring}, indent=None)
     store.write_manifest(cfg, loaded, extra={"examples": {"images": {
         "folder": "val", "count": 50000, "skipped": 0, "list_sha256": "0" * 64, "size": 224,

@@ -129,6 +129,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def _refuse_long_cpu_run(args: argparse.Namespace, network: Network, work, views, config) -> None:
+    from generator.render.views import views_of
+
     mine = work
     if args.shard is not None:
         from generator.cluster.split import split_generate
@@ -138,7 +140,7 @@ def _refuse_long_cpu_run(args: argparse.Namespace, network: Network, work, views
     hours = cpu_hours(mine, views, config)
     if hours > CPU_HOURS_LIMIT:
         raise AtlasError(
-            f"no GPU found: this run ({sum(len(f) for _, f in mine) * len(views):,} filter views at "
+            f"no GPU found: this run ({sum(len(f) * len(views_of(views, layer, config.size)) for layer, f in mine):,} filter views at "
             f"{config.size} px, {config.steps} steps) would take about {hours:.0f} hours on a CPU like "
             "this project's 2-core machines; add --device cpu to run it here anyway, or run on a GPU "
             "(make install sets one up on NVIDIA machines)"

@@ -215,7 +215,13 @@ def backend_of(args: argparse.Namespace, network: Network) -> Started:
 
 
 def cpu_hours(work, views, config) -> float:
-    pictures = sum(len(filters) * sum(v.images for v in views) for _, filters in work)
-    flop = sum(3 * layer.forward_flop(config.size) * len(filters) * sum(v.images for v in views)
+    from generator.render.views import views_of
+
+    def pictures_of(layer) -> float:
+        """Pictures a filter of ``layer`` gets, in full-size pictures (a field view's canvas is smaller)."""
+        return sum(v.images * (v.canvas(layer, config.size) / config.size) ** 2 for v in views_of(views, layer, config.size))
+
+    pictures = sum(len(filters) * pictures_of(layer) for layer, filters in work)
+    flop = sum(3 * layer.forward_flop(config.size) * len(filters) * pictures_of(layer)
                for layer, filters in work) * config.steps
     return flop / CPU_FLOP_RATE / 3600 if pictures else 0.0

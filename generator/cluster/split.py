@@ -89,8 +89,11 @@ def picture_cost(layer: Layer, size: int, table: tuple[Layer, ...]) -> float:
 
 
 def filter_view_cost(layer: Layer, size: int, views, table: tuple[Layer, ...], cost=picture_cost) -> float:
-    """Cost of one filter of ``layer`` with all of ``views``: its pictures."""
-    return cost(layer, size, table) * sum(view.images for view in views)
+    """Cost of one filter of ``layer`` with all of ``views``: its pictures (the field view's at its own
+    canvas; none for a view that does not apply to the layer)."""
+    sides = [(view, view.canvas(layer, size)) for view in views]
+    whole = cost(layer, size, table) * sum(view.images for view, side in sides if side == size)
+    return whole + sum(cost(layer, side, table) * view.images for view, side in sides if side not in (None, size))
 
 
 def reference_cost(layer: Layer, views, config: RenderConfig, table: tuple[Layer, ...], cost=picture_cost) -> float:

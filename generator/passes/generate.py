@@ -36,7 +36,7 @@ from generator.network.models import LoadedModel
 from generator.progress import Progress
 from generator.render.config import RenderConfig
 from generator.render.renderer import LayerRenderer, RenderedView, auto_batch
-from generator.render.views import CHANNEL, View
+from generator.render.views import CHANNEL, View, views_of
 
 
 @dataclass
@@ -89,13 +89,16 @@ def generate(
         store.prepare(config, loaded, force)
         records = {layer.name: store.records(layer, config.hash) for layer, _ in work}
         rows = {layer.name: store.refresh_layer(layer, config) for layer, _ in work}  # a crash can leave it stale
-        plan = _plan(store, work, views, records)
-        summary.skipped = sum(len(filters) for _, filters in work) * len(views) - sum(len(q) for *_, q in plan)
+        fixed = loaded.spec.input_size
+        plan = _plan(store, work, views, records, config.size, fixed)
+        summary.skipped = (sum(len(filters) * len(views_of(views, layer, config.size, fixed)) for layer, filters in work)
+                           - sum(len(q) for *_, q in plan))
         progress = progress or Progress(sum(len(q) for *_, q in plan))
         write = _writer(store, config, records, rows, summary, progress)
 
         def size_of(layer: Layer, view: View, queue: list[int]) -> int:
-            return batch or auto_batch(layer, loaded.layers, config.size, len(queue), facts, view.images)
+            side = view.canvas(layer, config.size, loaded.spec.input_size)
+            return batch or auto_batch(layer, loaded.layers, side, len(queue), facts, view.images)
 
         with StopFlag() as flag:
             _render(plan, size_of, LayerRenderers(loaded, config, devices), flag, write)
@@ -121,14 +124,16 @@ def _open_store(loaded: LoadedModel, config: RenderConfig, work: list[tuple[Laye
 
 
 def _plan(store: AtlasStore, work: list[tuple[Layer, list[int]]], views: list[View],
-          records: dict[str, dict[int, dict]]) -> list[tuple[Layer, View, list[int]]]:
-    """(layer, view, filters still missing) in the order of ``work`` then ``views``; nothing done twice."""
+          records: dict[str, dict[int, dict]], size: int, fixed: int | None) -> list[tuple[Layer, View, list[int]]]:
+    """(layer, view, filters still missing) in the order of ``work`` then ``views``; nothing done twice;
+    a view that does not apply to a layer (the field view of a wide receptive field) is not planned."""
 
     def missing(layer: Layer, filters: list[int], view: View) -> list[int]:
         have = records[layer.name]
         return [f for f in filters if f not in have or view.name not in store.done_views(layer, have[f])]
 
-    plan = [(layer, view, missing(layer, filters, view)) for layer, filters in work for view in views]
+    plan = [(layer, view, missing(layer, filters, view)) for layer, filters in work
+            for view in views_of(views, layer, size, fixed)]
     return [(layer, view, queue) for layer, view, queue in plan if queue]
 
 

@@ -39,7 +39,7 @@ from generator.network.modelfile import spec_from_manifest
 from generator.network.models import LoadedModel
 from generator.network.zoo import MODELS
 from generator.render.config import RenderConfig
-from generator.render.views import VIEWS
+from generator.render.views import VIEWS, views_of
 
 
 def _one_job(store: AtlasStore, command: str, records: list[dict]) -> dict:
@@ -183,13 +183,14 @@ def _merge_generate(store: AtlasStore, loaded, record: dict) -> str:
     for name, filters in work.items():
         layer = find_layer(name, loaded.spec)
         records = store.records(layer, config.hash)
+        own = views_of(views, layer, config.size, loaded.spec.input_size)
         for f in filters:
             done = store.done_views(layer, records[f]) if f in records else []
-            lost = [v.name for v in views if v.name not in done]
+            lost = [v.name for v in own if v.name not in done]
             if lost:
                 raise AtlasError(f"{store.paths.layer_dir(name)}: {name}:{f} ({', '.join(lost)}) is missing although "
                                  f"its shard finished; run that shard again (--shard K/{record['count']}) and merge")
-            views_done += len(views)
+            views_done += len(own)
         store.refresh_layer(layer, config)
     store.write_manifest(config, loaded)
     return f"the generate job of {record['count']} shards ({views_done} filter views)"

@@ -25,7 +25,7 @@ from generator.network.selection import sample_filters
 from generator.render.config import RenderConfig, robustness_for
 from generator.render.params import fourier_constants, initial_spectrum, periodic_gain
 from generator.render.step import LucidCarry, LucidConsts, LucidStep, NaiveStep, picture
-from generator.render.views import CHANNEL, DIVERSITY, NEURON, View
+from generator.render.views import CHANNEL, DIVERSITY, View
 
 COMPUTE_DTYPE = {"float32": "float32", "mixed_float16": "float16", "mixed_bfloat16": "bfloat16"}
 COVERAGE_GRID = 4
@@ -39,7 +39,7 @@ class RenderedView:
 
     filter: int
     view: View
-    images: list[np.ndarray]  # view.images pictures, each (size, size, 3) uint8 RGB
+    images: list[np.ndarray]  # view.images pictures, each (side, side, 3) uint8 RGB (side: the view's canvas)
     loss: np.ndarray  # (steps,) minus the view's objective at each step (diversity: mean of its pictures)
     measures: dict = field(default_factory=dict)  # numbers of the saved pictures, for the JSON
     dead: bool = False  # channel view: the post-ReLU map is all zero on the 8-bit image
@@ -74,8 +74,6 @@ class LayerRenderer:
 
     def __init__(self, loaded: LoadedModel, layer: Layer, config: RenderConfig,
                  device: backend.Device | None = None) -> None:
-        from keras import ops
-
         config.check_layer(layer)
         self.device = device  # where its runs compute (None: the backend's default device)
         self.loaded = loaded
@@ -83,15 +81,37 @@ class LayerRenderer:
         self.config = config
         self.mode = loaded.spec.preprocessing
         self.robustness = robustness_for(layer)
-        constants = fourier_constants(config.size, config.decay_power)
-        # the spectrum's per-frequency gain that makes the picture a tiling (all ones for a layer not tiled)
-        constants["gain"] = periodic_gain(config.size, config.tile_period(layer), config.decay_power)[None, None, :, :, None]
-        self.constants = backend.place({k: ops.convert_to_tensor(v) for k, v in constants.items()}, device)
+        self.fixed = loaded.spec.input_size  # a network that reads one input side only has no field view
+        self._constants: dict[int, dict] = {}
+        self.constants = self.constants_for(config.size)
         self._nets: dict[str, object] = {}
         self._variables: dict[str, object] = {}
         self._runs: dict[tuple[str, str, bool], object] = {}
-        self._evaluate = backend.compile_fn(self._evaluate_fn)
+        self._evaluate: dict[int, object] = {}  # per picture side: TensorFlow would relax a second side to None
         self._reference: np.ndarray | None = None
+
+    def constants_for(self, side: int) -> dict:
+        """The Fourier bases, colour and periodic gain of a ``side`` px picture, on this renderer's device
+        (the atlas's size, and the field view's canvas)."""
+        from keras import ops
+
+        if side not in self._constants:
+            cfg = self.config
+            constants = fourier_constants(side, cfg.decay_power)
+            # the spectrum's per-frequency gain that makes the picture a tiling (all ones for a layer not
+            # tiled; a canvas other than the image is never tiled)
+            period = cfg.tile_period(self.layer) if side == cfg.size else side
+            constants["gain"] = periodic_gain(side, period, cfg.decay_power)[None, None, :, :, None]
+            self._constants[side] = backend.place({k: ops.convert_to_tensor(v) for k, v in constants.items()}, self.device)
+        return self._constants[side]
+
+    def canvas(self, view: View) -> int:
+        """Side of ``view``'s pictures of this layer; refuses a view that does not apply to it."""
+        side = view.canvas(self.layer, self.config.size, self.fixed)
+        if side is None:
+            raise AtlasError(f"{self.layer.name}: the {view.name} view does not apply (receptive field "
+                             f"{self.layer.receptive_field} px at --size {self.config.size})")
+        return side
 
     def net(self, precision: str):
         if precision not in self._nets:
@@ -108,9 +128,9 @@ class LayerRenderer:
 
     def _tiled(self, view: View) -> bool:
         """Whether the view's picture is a tiling: not for a layer whose tile is the whole image, and not
-        for the neuron view, which wants one position, not a texture."""
+        for the neuron and field views, which want one position, not a texture."""
         cfg = self.config
-        return cfg.periodic and view is not NEURON and cfg.tile_period(self.layer) < cfg.size
+        return cfg.periodic and not view.at_centre and cfg.tile_period(self.layer) < cfg.size
 
     def _contrasted(self, view: View) -> bool:
         """Whether the view's objective has the contrast term: the channel and diversity views of a layer
@@ -202,7 +222,7 @@ class LayerRenderer:
         run, (carry, xs, consts) = self._lucid_run(rows, view, precision, reference)
         with backend.on(self.device):
             carry, losses = run(carry, xs, consts)
-            rgb = picture(carry.spectrum, self.constants, self._tiled(view))
+            rgb = picture(carry.spectrum, self.constants_for(self.canvas(view)), self._tiled(view))
         images = inputs.as_seen(inputs.rgb_to_uint8(backend.to_numpy(rgb)), self.mode)  # gray for a grayscale network
         return images, backend.to_numpy(losses).T, backend.to_numpy(carry.bad)
 
@@ -211,10 +231,11 @@ class LayerRenderer:
         from keras import ops
 
         cfg = self.config
+        side = self.canvas(view)
         inits, draws = [], []
         for f, i in rows:
             rng = picture_rng(cfg.seed, self.layer, f, view, i)
-            inits.append(initial_spectrum(rng, cfg.size, cfg.init_std))
+            inits.append(initial_spectrum(rng, side, cfg.init_std))
             draws.append(self.robustness.draws(rng, cfg.steps))
         spectrum = ops.convert_to_tensor(np.stack(inits))
         xs = (
@@ -222,7 +243,8 @@ class LayerRenderer:
             ops.convert_to_tensor(np.stack(draws, axis=1)),  # (steps, rows, 6)
         )
         scale = cfg.loss_scale if precision == "mixed_float16" else 1.0
-        constants = self.constants if reference is None else dict(self.constants, reference=ops.convert_to_tensor(reference))
+        constants = self.constants_for(side)
+        constants = constants if reference is None else dict(constants, reference=ops.convert_to_tensor(reference))
         consts = LucidConsts(self.variables(precision), constants,
                              ops.convert_to_tensor(np.asarray([f for f, _ in rows], np.int32)),
                              ops.convert_to_tensor(np.float32(cfg.lr)), ops.convert_to_tensor(np.float32(scale)), spectrum)
@@ -284,9 +306,12 @@ class LayerRenderer:
         """How the layer's every filter responds to 8-bit RGB pictures (N, H, W, 3)."""
         from keras import ops
 
+        side = images.shape[1]
+        if side not in self._evaluate:
+            self._evaluate[side] = backend.compile_fn(self._evaluate_fn)
         x = backend.place(ops.convert_to_tensor(inputs.from_uint8(images, self.mode)), self.device)
         with backend.on(self.device):
-            values = self._evaluate(x, self.variables("float32"))
+            values = self._evaluate[side](x, self.variables("float32"))
         return Judgement(*(backend.to_numpy(v) for v in values))
 
     def _result(self, f, view, images, losses, bad, judged: Judgement, span: slice, precision) -> RenderedView:

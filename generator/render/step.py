@@ -53,7 +53,7 @@ from generator.render import objectives
 from generator.render.config import RenderConfig
 from generator.render.params import fourier_to_rgb
 from generator.render.transforms import calm_draws, random_transform
-from generator.render.views import CHANNEL, DIVERSITY, NEGATIVE, NEURON, View
+from generator.render.views import CHANNEL, DIVERSITY, NEGATIVE, View
 
 ADAM_B1, ADAM_B2, ADAM_EPS = 0.9, 0.999, 1e-8
 
@@ -136,7 +136,7 @@ class LucidStep:
         maps = self.net(inputs.from_rgb(rgb, self.mode), variables)[0]
         target = objectives.select_filters(maps, filters, self.layer.filters)
         on = ops.max(target, axis=(1, 2)) > 0
-        if view is NEURON:
+        if view.at_centre:
             value = report = objectives.neuron(target)
             level = ops.zeros_like(wake_level)
         elif view is NEGATIVE:

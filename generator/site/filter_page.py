@@ -12,6 +12,7 @@ from generator.site import plots, trust_pages
 from generator.site.assets import (
     CHANNEL_QUALITY,
     DISPLAY,
+    FIELD_QUALITY,
     OTHER_VIEWS_QUALITY,
     THUMB,
     avif,
@@ -24,6 +25,7 @@ from generator.site.escape import bibtex_text, fenced_code
 from generator.site.model_site import Cell, ModelSite, public_weights
 from generator.site.urls import downloads_url, permalinks, relative, relative_md
 
+FIELD_DISPLAY = 256  # the field view's picture is shown about this wide, a whole number of screen pixels per pixel
 WIRING_ROWS = {"excite": "Strongest positive inputs", "inhibit": "Strongest negative inputs",
                "excites": "Excites most", "inhibits": "Inhibits most"}
 
@@ -47,6 +49,10 @@ def write_filter_page(site: ModelSite, layer: Layer, row: dict, prev: int | None
 
     downloads = downloads_url()
     trust = trust_pages.current_trust(record, site.manifest)
+    examples = _examples(site, layer, f, here, record)
+    for view in views:
+        if view["name"] == "field" and examples:
+            view["nature"] = _field_nature(record["views"]["field"], examples, relative(here, site.asset(layer.name, f, "top1")))
     site.writer.write_page(
         here, "filter.md.j2", layer=layer, record=record, short=short, model=site.model,
         crumbs=site.crumbs(here, site.group_crumb(layer), (layer.name, paths.layer_url(site.model, layer.name)), (str(f), None)),
@@ -57,7 +63,7 @@ def write_filter_page(site: ModelSite, layer: Layer, row: dict, prev: int | None
         permalink=permalink, latest=latest if latest != permalink else None,
         # plain text: colouring the BibTeX took 0.8 KB of every filter page
         bibtex=fenced_code(bibtex(site.spec.title, site.model, layer.name, f, permalink, site.manifest)),
-        examples=_examples(site, layer, f, here, record), examples_set=site.examples,
+        examples=examples, examples_set=site.examples,
         wiring=_filter_wiring(site, f, here, wiring), classes=_classes(site, layer, f),
         model_flag=site.model if site.spec.zoo else f"PATH.keras --name {site.model}",
         trust=trust_pages.filter_row(trust) if trust else None, method_href=relative_md(here, "method.md"),
@@ -73,15 +79,41 @@ def _view(site: ModelSite, layer: Layer, f: int, here: str, name: str, record: d
     for suffix in view.suffixes():
         src = site.store.paths.filter_png(layer.name, f, suffix)
         url = site.asset(layer.name, f, "display" if name == "channel" else f"view:{suffix}")
-        site.make(url, [src], avif(src, CHANNEL_QUALITY if name == "channel" else OTHER_VIEWS_QUALITY))
+        quality = {"channel": CHANNEL_QUALITY, "field": FIELD_QUALITY}.get(name, OTHER_VIEWS_QUALITY)
+        site.make(url, [src], avif(src, quality))
         pictures.append(relative(here, url))
     return {
         "name": name, "title": view.title, "what": view.what, "pictures": pictures,
-        "plot": plots.line_plot(entry.get("loss", [])), "numbers": numbers(name, entry),
+        "plot": plots.line_plot(entry.get("loss", [])), "numbers": numbers(name, entry, layer),
+        **(_field(layer, entry["canvas"]) if name == "field" else {}),
     }
 
 
-def numbers(view: str, entry: dict) -> list[tuple[str, str]]:
+def _field(layer: Layer, canvas: int) -> dict:
+    """How the field view's small picture is shown: enlarged a whole number of times (its pixels stay
+    sharp squares), with the centre unit's receptive field marked, in percent of the picture."""
+    scale = max(1, round(FIELD_DISPLAY / canvas))
+    mid = layer.output_size(canvas) // 2  # the unit the view drives (``objectives.neuron``)
+    y, x = layer.centre(mid, mid)
+    top, left = y - (layer.receptive_field - 1) / 2, x - (layer.receptive_field - 1) / 2
+
+    def percent(v: float) -> str:
+        return f"{100.0 * v / canvas:.3g}%"
+
+    return {"canvas": canvas, "shown": canvas * scale, "scale": scale, "field": layer.receptive_field, "nature": None,
+            "box": {"top": percent(top), "left": percent(left), "side": percent(layer.receptive_field)}}
+
+
+def _field_nature(entry: dict, examples: dict, crop: str) -> dict:
+    """The field picture against the real patches: its centre unit's value, the strongest dataset
+    example's (the same filter's strongest unit in a photo) and their ratio, and that example's crop
+    (its receptive field, enlarged) to show beside it."""
+    value, strongest = entry.get("centre"), examples["strongest"]
+    ratio = value / strongest if value is not None and strongest and strongest > 0 else None
+    return {"value": value, "strongest": strongest, "ratio": ratio, "crop": crop}
+
+
+def numbers(view: str, entry: dict, layer: Layer | None = None) -> list[tuple[str, str]]:
     """The facts table of one view."""
     def fmt(value) -> str:
         if isinstance(value, list):
@@ -92,8 +124,10 @@ def numbers(view: str, entry: dict) -> list[tuple[str, str]]:
     if view in ("channel", "diversity"):
         rows.append(("Mean activation after ReLU", fmt(entry.get("activation"))))
         rows.append(("Coverage of the map", fmt(entry.get("coverage"))))
-    if view == "neuron":
+    if view in ("neuron", "field"):
         rows.append(("Centre unit before ReLU", fmt(entry.get("centre"))))
+    if view == "field" and layer is not None:
+        rows.append(("Canvas", f"{entry.get('canvas')} px, the receptive field {layer.receptive_field} px"))
     if view in ("channel", "negative"):
         rows.append(("Mean / max before ReLU", f"{fmt(entry.get('pre_relu_mean'))} / {fmt(entry.get('pre_relu_max'))}"))
     if view == "channel":

@@ -15,10 +15,13 @@ def write_layer_page(site: ModelSite, layer: Layer, rows: list[dict], trusted: d
     here = paths.layer_url(site.model, layer.name)
     has_examples = any(site.store.paths.examples_sprite(layer.name, r["filter"]).exists() for r in rows)
     pair_cells = site.cells(here, layer, rows, True) if has_examples else []
+    # the field view (early layers): each filter's pattern at its own scale, the pictures shown pixelated
+    field_cells = site.cells(here, layer, rows, view="field") if any("field" in r.get("views", []) for r in rows) else []
     site.writer.write_page(
         here, "layer.md.j2", layer=layer, title=site.spec.title,
         crumbs=site.crumbs(here, site.group_crumb(layer), (layer.name, None)),
         cells=site.cells(here, layer, rows), pair_cells=pair_cells, has_classes=any(c.caption for c in pair_cells),
+        field_cells=field_cells,
         rendered=len(rows), dead=sum(r["dead"] for r in rows),
         retried=sum(r.get("retried_float32", False) for r in rows),
         tap=layer.tap if not layer.fused else None,

@@ -123,7 +123,9 @@ class ModelSite:
     def group_crumb(self, layer: Layer) -> tuple[str, str]:
         return self.spec.group_label(layer.group), paths.group_url(self.model, layer.group)
 
-    def cells(self, here: str, layer: Layer, rows: list[dict], with_top: bool = False) -> list[Cell]:
+    def cells(self, here: str, layer: Layer, rows: list[dict], with_top: bool = False, view: str = "channel") -> list[Cell]:
+        """The grid cells of ``rows``: each filter's thumbnail (or, for another ``view``, its display
+        picture; a blank where the filter lacks that view), with ``with_top`` its strongest dataset example."""
         out = []
         for r in rows:
             f = r["filter"]
@@ -137,11 +139,15 @@ class ModelSite:
                     title += (f", top class {class_display(first['class'])}: {first['count']} of its top examples "
                               f"({first['share']:.0%}; {first['base']:.0%} of the images)")
             short = self.spec.short_name(layer.name, f)
+            if view == "channel":
+                thumb = relative(here, self.asset(layer.name, f, "thumb"))
+            else:
+                thumb = relative(here, self.asset(layer.name, f, f"view:.{view}")) if view in r.get("views", []) else None
             out.append(Cell(
                 href=relative(here, paths.filter_url(self.model, layer.name, f)),
-                thumb=relative(here, self.asset(layer.name, f, "thumb")),
+                thumb=thumb,
                 title=title, label=str(f), dead=r["dead"], extra=top, caption=caption,
-                alt=f"{short}, channel view" + (" (dead)" if r["dead"] else ""),
+                alt=f"{short}, {view} view" + (" (dead)" if r["dead"] else ""),
                 extra_alt=f"{short}, its strongest dataset example" if top else None,
             ))
         return out
