@@ -270,7 +270,7 @@ def test_the_field_view_shows_enlarged_beside_the_channel_picture_and_as_a_grid(
     assert (out / "vgg16/block1_conv1/0001.field.avif").is_file()
     css = (ROOT / "site_src/assets/atlas.css").read_text()
     assert ".atlas-views img {" in css and "image-rendering: pixelated" in css.split(".atlas-views img {")[1].split("}")[0]
-    assert ".atlas-pixelated .atlas-cell img { image-rendering: pixelated; }" in css
+    assert ".atlas-pixelated img { image-rendering: pixelated; }" in css
     grid = (out / "vgg16/block1_conv1/index.md").read_text()
     assert '=== "At its own scale"' in grid and 'class="atlas-grid atlas-pixelated"' in grid
     assert '<img src="0000.field.avif" loading="lazy" alt="VGG16 block1_conv1:0, field view">' in grid
