@@ -87,13 +87,11 @@ def filter_row(trust: dict) -> dict:
     path = trust["path_similarity"]
     two = trust["two_image"]
     seed = trust.get("seed_agreement")
-    beyond = trust["beyond_nature"]
-    unlit = no_photo_on({"beyond_nature": beyond.get("ratio"), "picture_value": beyond.get("picture"),
-                         "strongest_photo": beyond.get("strongest_photo")})
+    unlit = no_photo_on(summary)
     rows = [
-        ("Beyond nature", unlit or f"{times(beyond.get('ratio'))} the strongest photo",
+        ("Beyond nature", unlit or f"{times(summary.get('beyond_nature'))} the strongest photo",
          "×1: as strong as the strongest photo" if unlit is None else
-         "no photo turns the filter on; the picture does what none of them does" if beyond["picture"] > 0 else
+         "no photo turns the filter on; the picture does what none of them does" if summary["picture_value"] > 0 else
          "neither the photos nor the picture turn the filter on"),
         ("Path similarity", number(summary.get("path")),
          f"{number(summary.get('path_random'))} for a random photo (mean over {len(path['layers'])} layers)"
