@@ -254,7 +254,7 @@ def split_off(url: str, model: str, data: Path, tmp: Path, made: tuple, host: st
     stay on GitHub Pages, against its 1 GB, and the pictures to upload. ``made``: (filters, seconds the
     synthetic atlas took or None, size, steps)."""
     from generator.site import build_site, stage_project
-    from generator.site.publish import PAGES_LIMIT, measure
+    from generator.site.publish import PAGES_LIMIT, advice, measure
 
     filters, t_data, size, steps, only = made
     project = stage_project(tmp)
@@ -271,6 +271,7 @@ def split_off(url: str, model: str, data: Path, tmp: Path, made: tuple, host: st
     filter_pages = list(site.glob(f"{model}/*/[0-9]*/index.html"))
     page_bytes = sum(p.stat().st_size for p in filter_pages)
     files = sum(1 for _ in upload.iterdir())
+    _, said = advice(size_of)  # what `make publish` checks before it pushes
     mb = lambda b: f"{b / 2**20:.1f} MB"  # noqa: E731
     text = (
         f"### Site of {model} with its pictures split off: {filters:,} filters"
@@ -289,6 +290,7 @@ def split_off(url: str, model: str, data: Path, tmp: Path, made: tuple, host: st
         f"| of which filter pages | {mb(page_bytes)} ({page_bytes / max(1, len(filter_pages)) / 1024:.1f} KB a filter) |\n"
         f"| pictures left on the site | {mb(size_of.pictures)} |\n"
         f"| pictures to upload (site-assets/) | {mb(_du(upload))} in {files:,} files named by content |\n"
+        f"| `make publish`'s check (`python -m generator.site.publish site`) | {'; '.join(said)} |\n"
         f"| pages for all {len(_loaded(model).layers)} layers at this size a filter "
         f"({sum(x.filters for x in _loaded(model).layers):,} filters) | "
         f"{page_bytes / max(1, len(filter_pages)) * sum(x.filters for x in _loaded(model).layers) / 1e9:.3f} GB "
