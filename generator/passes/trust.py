@@ -154,6 +154,8 @@ class LayerTrust:
         self.diversity = [f for f in todo if "diversity" in store.done_views(layer, records[f])]
         self.others = {f: _picks(layer, f, 1, [g for g in rendered if g != f], SEED_PICTURES) for f in self.diversity}
         self.channel = sorted(set(todo) | {g for picks in self.others.values() for g in picks})
+        self.accent = {f: records[f]["views"]["accentuation"]["start"]["image"] for f in todo
+                       if "accentuation" in store.done_views(layer, records[f])}  # scored too, with its start
         # per filter its top and bottom examples at their units, and one random image (not a top one)
         # at its strongest unit: (image index, filter slot, kind, entry, y, x)
         self.requests = []
@@ -172,7 +174,7 @@ class LayerTrust:
     @property
     def images(self) -> int:
         """Pictures and natural images this layer reads."""
-        return len(self.channel) + len(self.diversity) * SEED_PICTURES + len(self.natural)
+        return len(self.channel) + len(self.diversity) * SEED_PICTURES + len(self.accent) + len(self.natural)
 
     def _read_pictures(self, probe: LayerProbe, files: list[Path], filters: list[int], batch: int,
                        pool: ThreadPoolExecutor, flag: StopFlag, progress: Progress) -> Readout | None:
@@ -202,6 +204,11 @@ class LayerTrust:
                                             [f for f in self.diversity for _ in suffixes], batch, pool, flag, progress)
             if diversity is None:
                 return None
+        accent = list(self.accent)
+        accented = self._read_pictures(probe, [paths.filter_png(name, f, ".accentuation") for f in accent], accent,
+                                       batch, pool, flag, progress) if accent else None
+        if accent and accented is None:
+            return None
         natural = self._read_natural(probe, batch, pool, flag, progress)
         if natural is None:
             return None
@@ -228,6 +235,12 @@ class LayerTrust:
                 evidence.held = [v[slot] for v in natural["held"]]
                 evidence.held_before = natural["top_before"][slot][0]
                 evidence.rest_mean = [(s[slot] - h[slot]) / (n_top - 1) for s, h in zip(natural["top_sum"], natural["held"])]
+            if f in self.accent:
+                a = accent.index(f)
+                evidence.accent = [v[a] for v in accented.vectors]
+                evidence.accent_value = float(accented.value[a])
+                evidence.accent_before = accented.patches[a] if layer.index == 0 else accented.vectors[depth - 2][a]
+                evidence.accent_start = self.accent[f]
             if f in self.others:
                 at = self.diversity.index(f) * SEED_PICTURES
                 evidence.diversity = diversity.means[at:at + SEED_PICTURES]
@@ -305,7 +318,7 @@ def plan_trust(store: AtlasStore, layers: list[Layer], config: TrustConfig, mani
         rendered = sorted(f for f, v in views.items() if "channel" in v)
         have = [f for f in rendered if store.paths.examples_json(layer.name, f).exists()]
         missing += len(rendered) - len(have)
-        todo = [f for f in have if not is_current(records[f], against, "diversity" in views[f])]
+        todo = [f for f in have if not is_current(records[f], against, "diversity" in views[f], "accentuation" in views[f])]
         done += len(have) - len(todo)
         if todo:
             plan.append(LayerTrust(store, layer, config, records, rendered, todo))
