@@ -29,15 +29,19 @@ from generator.cluster.jobs import GenerateJob
 from generator.cluster.shard_store import ShardStore
 from generator.cluster.split import Shard
 from generator.errors import AtlasError
+from generator.evidence.imagesets import ImageSet
 from generator.interrupt import StopFlag
 from generator.network import backend
 from generator.network.layers import Layer
 from generator.network.models import LoadedModel
+from generator.passes.accentuation_starts import (
+    is_current,
+    load_starts,
+    strongest_examples,
+)
 from generator.progress import Progress
 from generator.render.config import RenderConfig
 from generator.render.renderer import LayerRenderer, RenderedView, auto_batch
-from generator.evidence.imagesets import ImageSet
-from generator.passes.accentuation_starts import is_current, load_starts, strongest_examples
 from generator.render.views import CHANNEL, View, views_of
 
 

@@ -124,15 +124,18 @@ def _accentuation_start(entry: dict, examples: dict | None, crop: str, trust: di
     start = entry.get("start") or {}
     scored = (trust or {}).get("accentuation") or {}
     natural = (trust or {}).get("natural_reference") or {}
-    shown_score = lambda v: "–" if v is None else f"{v:.2f}"  # noqa: E731
-    scores = ({"two_image": shown_score(scored.get("two_image")), "path": shown_score(scored.get("path")),
-               "photo_two_image": shown_score(natural.get("two_image")), "photo_path": shown_score(natural.get("path"))}
+    scores = ({"two_image": _score(scored.get("two_image")), "path": _score(scored.get("path")),
+               "photo_two_image": _score(natural.get("two_image")), "photo_path": _score(natural.get("path"))}
               if scored.get("start") == start.get("image") else None)
     value, before = entry.get("pre_relu_max"), start.get("pre_relu_max")
     ratio = value / before if value is not None and before and before > 0 else None
     shown = examples is not None and examples["top"] and examples["top"][0]["image"] == start.get("image")
     return {"image": start.get("image"), "value": value, "before": before, "ratio": ratio,
             "held": entry.get("held_layer"), "crop": crop if shown else None, "trust": scores}
+
+
+def _score(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2f}"
 
 
 def numbers(view: str, entry: dict, layer: Layer | None = None) -> list[tuple[str, str]]:
