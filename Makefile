@@ -59,6 +59,7 @@ atlas: $(STAMP)
 	$(BIN)/atlas generate $(MODEL_ARGS) --method naive --filters 0-7 $(if $(filter $(MODEL),$(ZOO)),--size 96) --steps 50 --device $(DEVICE) --out $(ATLAS)-naive
 	$(BIN)/atlas wiring $(MODEL_ARGS) --out $(ATLAS)
 	$(if $(IMAGES),$(BIN)/atlas examples $(MODEL_ARGS) --images $(IMAGES) $(if $(LABELS),--labels $(LABELS)) $(if $(IMAGES_NAME),--images-name "$(IMAGES_NAME)") --device $(DEVICE) --out $(ATLAS),@echo "no IMAGES: the atlas is built without dataset examples (make atlas IMAGES=/path/to/imagenet/val adds them)")
+	$(if $(IMAGES),$(BIN)/atlas generate $(MODEL_ARGS) --views $(VIEWS) --images $(IMAGES) --device $(DEVICE) --out $(ATLAS))
 	$(if $(IMAGES),$(BIN)/atlas trust $(MODEL_ARGS) --images $(IMAGES) --device $(DEVICE) --out $(ATLAS))
 	$(BIN)/atlas site --data $(ATLAS) --compare $(ATLAS)-naive --out site_src
 	$(MKDOCS) build --strict
@@ -73,6 +74,7 @@ preview: $(STAMP)
 	test -d $(SAMPLE) || $(BIN)/atlas sample-images $(SAMPLE) --size 96
 	$(BIN)/atlas examples --weights $(PREVIEW_WEIGHTS) --images $(SAMPLE) --size 96 --top 8 --out $(PREVIEW) \
 	  --images-name "scikit-image sample photographs, tiled" --images-license "public domain and CC0"
+	$(BIN)/atlas generate --weights $(PREVIEW_WEIGHTS) --filters 0-7 --size 96 --steps 64 --views accentuation --out $(PREVIEW)
 	$(BIN)/atlas trust --weights $(PREVIEW_WEIGHTS) --images $(SAMPLE) --out $(PREVIEW)
 	$(BIN)/atlas site --data $(PREVIEW) --compare $(PREVIEW)-naive --out site_src
 	$(MKDOCS) build --strict

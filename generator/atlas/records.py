@@ -45,6 +45,7 @@ def add_view(record: dict, model: str, layer: Layer, result: RenderedView, confi
             views["diversity"]["dead"] = result.dead
         if result.view.name == "field":  # its pictures are a few receptive fields wide, not the atlas's size
             views["field"]["canvas"] = int(result.images[0].shape[0])
+        views[result.view.name].update(result.about)  # the accentuation view: its start photograph
     return _canonical(record)
 
 

@@ -98,7 +98,8 @@ def synthetic_atlas(root: Path, model: str, size: int, steps: int, top: int = 16
     for layer in loaded.layers:
         rows = {}
         wiring = {}
-        views = views_of(VIEWS.values(), layer, size)  # what a real atlas holds: the field view of early layers only
+        # a real atlas's views (the field view in early layers only), less accentuation: comparable with earlier figures
+        views = views_of([v for v in VIEWS.values() if not v.from_photo], layer, size)
         for start in range(0, layer.filters, 32):
             chunk = range(start, min(layer.filters, start + 32))
             for view in views:

@@ -91,11 +91,38 @@ def generate_job(args: argparse.Namespace):
         config.check_layer(layer)
     check_weights(network.weights, spec)
     check_out(args.out)
-    return network, work, views, config
+    views, images = photo_views(args, network, views, [layer for layer, _ in work])
+    return network, work, views, config, images
+
+
+def photo_views(args: argparse.Namespace, network: Network, views: list, layers: list):
+    """(``views``, the image set of the atlas's dataset examples): less the accentuation view where the
+    atlas has no dataset examples of ``layers`` to start from (asked for by name, that is refused in one
+    line), and no image set where no view needs one."""
+    from generator.atlas.files import read_json
+    from generator.atlas.store import AtlasStore
+    from generator.evidence.imagesets import list_images
+    from generator.passes.atlas_defaults import atlas_defaults
+    from generator.passes.trust import check_images, read_atlas
+
+    if not any(view.from_photo for view in views):
+        return views, None
+    named = "accentuation" in [part.strip() for part in args.views.split(",")]
+    manifest = os.path.join(args.out, network.name, "manifest.json")
+    examples = (read_json(manifest, "manifest").get("examples") or {}) if os.path.exists(manifest) else {}
+    if not set(examples.get("layers", [])) & {layer.name for layer in layers}:
+        if named:
+            raise AtlasError(f"--views accentuation: {args.out}/{network.name} has no dataset examples of these layers to "
+                             f"start from; run `atlas examples --images DIR --out {args.out}` first, then this command again")
+        return [view for view in views if not view.from_photo], None
+    folder = args.images or atlas_defaults(args.out, network.name, str(network.weights), None, (network.name,)).images
+    images = list_images(folder)
+    check_images(read_atlas(AtlasStore(args.out, network.name))[1], images, folder)
+    return views, images
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    network, work, views, config = generate_job(args)
+    network, work, views, config, images = generate_job(args)
     started = backend_of(args, network)
     config = dataclasses.replace(config, precision=started.precision, backend=started.backend)
     if started.facts.kind == "cpu" and args.device == "auto":
@@ -105,11 +132,12 @@ def cmd_generate(args: argparse.Namespace) -> int:
     loaded = network.load(seed=args.seed)
     config = dataclasses.replace(config, weights_sha256=loaded.weights_sha256)
     summary = generate(loaded, config, work, args.out, views=views, batch=args.batch, force=args.force,
-                       devices=list(started.devices), shard=args.shard)
+                       devices=list(started.devices), shard=args.shard, images=images)
     print(
         f"{summary.rendered} filter views rendered, {summary.skipped} already done, {summary.dead} dead, "
         f"{summary.retried} redone in float32, {summary.seconds:.1f} s; atlas in {args.out}/{network.name} "
         f"(config {config.hash}, {config.precision}, {started.backend})"
+        + (f"; {summary.no_start} accentuation views left out: their strongest example could not be read" if summary.no_start else "")
     )
     finished = not (summary.interrupted or summary.failed)
     _say_shard(args, network, finished)
@@ -212,7 +240,8 @@ def cmd_trust(args: argparse.Namespace) -> int:
     from generator.evidence.imagesets import list_images
     from generator.network.selection import parse_layers
     from generator.network.zoo import MODELS
-    from generator.passes.trust import atlas_defaults, check_images, read_atlas
+    from generator.passes.atlas_defaults import atlas_defaults
+    from generator.passes.trust import check_images, read_atlas
 
     # what is not given is the atlas's own: its model, its weights, the folder of its examples
     given = atlas_defaults(args.out, args.model, args.weights, args.images, tuple(MODELS))

@@ -139,7 +139,10 @@ def _generate_parser(sub) -> argparse.ArgumentParser:
     _model_args(gen)
     gen.add_argument("--layers", default="all", help="all, or block3_conv3,block5_conv1")
     gen.add_argument("--filters", default="all", help="all, 0-15 or 3,7 (per layer)")
-    gen.add_argument("--views", default="channel", help="channel,neuron,negative,diversity,field or all (field: layers whose receptive field is under a quarter of --size)")
+    gen.add_argument("--views", default="channel", help="channel,neuron,negative,diversity,field,accentuation or all (field: layers whose "
+                     "receptive field is under a quarter of --size; accentuation: filters with dataset examples)")
+    gen.add_argument("--images", default=None, help="accentuation: the folder the dataset examples came from "
+                     "(default: the atlas's own, found by name)")
     gen.add_argument("--size", type=_positive_int, default=None, help="default 128 (a model file of a fixed input: its side)")
     gen.add_argument("--steps", type=_positive_int, default=256)
     gen.add_argument("--lr", type=_positive_float, default=None, help="default: lucid 0.05, naive 10")

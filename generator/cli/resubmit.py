@@ -51,7 +51,7 @@ def cmd_slurm(args: argparse.Namespace) -> int:
     if args.shard is not None:
         raise AtlasError("--shard: atlas slurm gives each task its own shard; say how many with --shards N")
     if command == "generate":
-        network, work, _, _ = generate_job(args)
+        network, work, *_ = generate_job(args)
         units, what = cluster.generate_units(work), "filters"
     else:
         network, _, _, images, _ = examples_job(args)

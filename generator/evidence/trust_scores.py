@@ -22,6 +22,10 @@ natural reference: path similarity and two-image prediction of the filter's stro
     held out and used as the "picture" (scored against the other top examples): what a real image
     that drives the filter achieves on the same checks, so a picture's scores can be read against what
     is achievable rather than against 1.
+accentuation: where the filter has the accentuation view (which starts from that strongest example),
+    the same two checks of the accentuation picture against the same other top examples, and its
+    strongest unit over the strongest photo's: does the photo, accentuated, keep the natural path and
+    raise the filter?
 
 Where no photo turns the filter on (the strongest photo's value is 0 or below), the picture's ratio
 has no meaning; the record then says so (``no_photo_on``) and keeps both values.
@@ -115,6 +119,10 @@ class FilterEvidence:
     held: list[np.ndarray] | None = None  # per layer (C,): the strongest natural example, held out
     held_before: np.ndarray | None = None  # (D,): the same at the layer before the target
     rest_mean: list[np.ndarray] | None = None  # per layer (C,): the mean of the other top examples
+    accent: list[np.ndarray] | None = None  # per layer (C,): the accentuation picture at its strongest unit
+    accent_value: float | None = None  # the filter's value there
+    accent_before: np.ndarray | None = None  # (D,): the same at the layer before the target
+    accent_start: str | None = None  # the photograph it started from (a new start makes it stale)
 
 
 def _round(value: float | None, digits: int = 4) -> float | None:
@@ -131,6 +139,7 @@ def filter_trust(e: FilterEvidence, layers: list[str], before: str, against: dic
     path_random = [spearman(e.random[i], e.top_mean[i]) for i in ranked] if path and e.random else None
     two = pair_share(e.picture_before, e.top_before, e.bottom_before)
     natural = _natural_reference(e, ranked)
+    accent = _accentuation(e, ranked)
     seed = None
     if e.diversity is not None:  # a layer of one filter: its pictures' vectors are numbers, alike by nature
         alike = np.asarray(e.diversity).shape[-1] >= 2
@@ -148,6 +157,7 @@ def filter_trust(e: FilterEvidence, layers: list[str], before: str, against: dic
         "two_image": {"score": _round(two), "pairs": len(e.top_before) * len(e.bottom_before), "layer": before},
         "seed_agreement": seed,
         "natural_reference": natural,
+        **({"accentuation": accent} if accent else {}),
         "summary": {
             "beyond_nature": _round(ratio),
             "no_photo_on": no_photo_on,
@@ -160,6 +170,7 @@ def filter_trust(e: FilterEvidence, layers: list[str], before: str, against: dic
             "two_image": _round(two),
             "seed": seed["diversity"] if seed else None,
             "seed_random": seed["random_filters"] if seed else None,
+            **({f"accentuation_{k}": accent[k] for k in ("beyond_nature", "path", "two_image")} if accent else {}),
         },
     }
 
@@ -173,6 +184,19 @@ def _natural_reference(e: FilterEvidence, ranked: list[int]) -> dict | None:
     two = pair_share(e.held_before, e.top_before[1:], e.bottom_before)
     return {"path": _round(float(np.mean(path))) if path else None, "two_image": _round(two),
             "of": "the strongest natural example, held out; scored against the other top examples"}
+
+
+def _accentuation(e: FilterEvidence, ranked: list[int]) -> dict | None:
+    """The accentuation picture's scores, as the natural reference's (against the top examples but the
+    strongest, its start), and its strongest unit over the strongest photo's (None without the view)."""
+    if e.accent is None or e.rest_mean is None or len(e.top_before) < 2:
+        return None
+    path = [spearman(e.accent[i], e.rest_mean[i]) for i in ranked]
+    ratio = e.accent_value / e.strongest_photo if e.strongest_photo is not None and e.strongest_photo > 0 else None
+    return {"beyond_nature": _round(ratio), "picture": _round(e.accent_value, 6), "start": e.accent_start,
+            "path": _round(float(np.mean(path))) if path else None,
+            "two_image": _round(pair_share(e.accent_before, e.top_before[1:], e.bottom_before)),
+            "of": "the accentuation picture; scored against the top examples but its start, as the natural reference"}
 
 
 # --- what a record was computed against ------------------------------------------------------------------
@@ -194,10 +218,15 @@ def current_against(manifest: dict) -> dict | None:
                    (manifest.get("weights") or {}).get("sha256"))
 
 
-def is_current(record: dict, against: dict, has_diversity: bool) -> bool:
+def is_current(record: dict, against: dict, has_diversity: bool, has_accentuation: bool = False) -> bool:
     """Whether a filter's stored trust was computed against these examples and weights (and, once its
-    diversity view exists, has its seed agreement)."""
+    diversity view exists, has its seed agreement; once its accentuation view exists, its scores, of
+    that very picture)."""
     trust = record.get("trust")
     if not isinstance(trust, dict) or trust.get("version") != TRUST_VERSION or trust.get("against") != against:
         return False
+    if has_accentuation:
+        start = (((record.get("views") or {}).get("accentuation") or {}).get("start") or {}).get("image")
+        if (trust.get("accentuation") or {}).get("start") != start:
+            return False
     return trust.get("seed_agreement") is not None or not has_diversity

@@ -29,10 +29,16 @@ from generator.cluster.jobs import GenerateJob
 from generator.cluster.shard_store import ShardStore
 from generator.cluster.split import Shard
 from generator.errors import AtlasError
+from generator.evidence.imagesets import ImageSet
 from generator.interrupt import StopFlag
 from generator.network import backend
 from generator.network.layers import Layer
 from generator.network.models import LoadedModel
+from generator.passes.accentuation_starts import (
+    is_current,
+    load_starts,
+    strongest_examples,
+)
 from generator.progress import Progress
 from generator.render.config import RenderConfig
 from generator.render.renderer import LayerRenderer, RenderedView, auto_batch
@@ -48,6 +54,7 @@ class GenerateSummary:
     retried: int
     seconds: float
     failed: list[str] = field(default_factory=list)  # layer:filter (view) non-finite even in float32
+    no_start: int = 0  # accentuation: filters whose strongest example could not be read
 
 
 @dataclass(frozen=True)
@@ -72,10 +79,12 @@ def generate(
     facts: backend.DeviceFacts | None = None,
     devices: list[backend.Device] | None = None,
     shard: Shard | None = None,
+    images: ImageSet | None = None,
 ) -> GenerateSummary:
     """Render every view of every (layer, filters) of ``work`` into ``out`` under ``config``, on
     ``devices`` (default: the backend's default device alone); with ``shard``, only that part of the
-    work, beside the other shards (``generator.cluster.shard_store``)."""
+    work, beside the other shards (``generator.cluster.shard_store``). The accentuation view is made
+    for the filters with dataset examples, from ``images`` (the folder they came from)."""
     start = time.monotonic()
     for layer, _ in work:
         config.check_layer(layer)
@@ -90,9 +99,15 @@ def generate(
         records = {layer.name: store.records(layer, config.hash) for layer, _ in work}
         rows = {layer.name: store.refresh_layer(layer, config) for layer, _ in work}  # a crash can leave it stale
         fixed = loaded.spec.input_size
-        plan = _plan(store, work, views, records, config.size, fixed)
-        summary.skipped = (sum(len(filters) * len(views_of(views, layer, config.size, fixed)) for layer, filters in work)
+        photos = AtlasStore(out, config.model).paths  # the examples are the atlas's own, whatever the shard
+        tops = {layer.name: strongest_examples(photos, layer, filters) if images is not None and any(v.from_photo for v in views)
+                else {} for layer, filters in work}
+        plan = _plan(store, work, views, records, config.size, fixed, tops)
+        summary.skipped = (sum(len(tops[layer.name]) if view.from_photo else len(filters)
+                               for layer, filters in work for view in views_of(views, layer, config.size, fixed))
                            - sum(len(q) for *_, q in plan))
+        renderers = LayerRenderers(loaded, config, devices)
+        plan, summary.no_start = _give_starts(plan, renderers, images, tops, config.size)
         progress = progress or Progress(sum(len(q) for *_, q in plan))
         write = _writer(store, config, records, rows, summary, progress)
 
@@ -101,7 +116,7 @@ def generate(
             return batch or auto_batch(layer, loaded.layers, side, len(queue), facts, view.images)
 
         with StopFlag() as flag:
-            _render(plan, size_of, LayerRenderers(loaded, config, devices), flag, write)
+            _render(plan, size_of, renderers, flag, write)
             summary.interrupted = flag.stop
         if shard is None:
             store.write_manifest(config, loaded)
@@ -124,17 +139,38 @@ def _open_store(loaded: LoadedModel, config: RenderConfig, work: list[tuple[Laye
 
 
 def _plan(store: AtlasStore, work: list[tuple[Layer, list[int]]], views: list[View],
-          records: dict[str, dict[int, dict]], size: int, fixed: int | None) -> list[tuple[Layer, View, list[int]]]:
+          records: dict[str, dict[int, dict]], size: int, fixed: int | None,
+          tops: dict[str, dict[int, tuple[str, float]]]) -> list[tuple[Layer, View, list[int]]]:
     """(layer, view, filters still missing) in the order of ``work`` then ``views``; nothing done twice;
-    a view that does not apply to a layer (the field view of a wide receptive field) is not planned."""
+    a view that does not apply to a layer (the field view of a wide receptive field) is not planned, the
+    accentuation view only for filters with dataset examples (``tops``), again where those changed."""
 
     def missing(layer: Layer, filters: list[int], view: View) -> list[int]:
-        have = records[layer.name]
+        have, top = records[layer.name], tops[layer.name]
+        if view.from_photo:
+            return [f for f in filters if f in top and not (f in have and view.name in store.done_views(layer, have[f])
+                                                            and is_current(have[f], top[f]))]
         return [f for f in filters if f not in have or view.name not in store.done_views(layer, have[f])]
 
     plan = [(layer, view, missing(layer, filters, view)) for layer, filters in work
             for view in views_of(views, layer, size, fixed)]
     return [(layer, view, queue) for layer, view, queue in plan if queue]
+
+
+def _give_starts(plan, renderers: LayerRenderers, images: ImageSet | None,
+                 tops: dict[str, dict[int, tuple[str, float]]], size: int) -> tuple[list, int]:
+    """The plan less the accentuation filters whose start photograph cannot be read, and how many those
+    are; each layer's renderers are given the start photographs of the rest."""
+    out, unread = [], 0
+    for layer, view, pending in plan:
+        if view.from_photo:
+            starts = load_starts(images, tops[layer.name], pending, size)
+            unread += len(pending) - len(starts)
+            renderers.starts[layer.name] = starts
+            pending = [f for f in pending if f in starts]
+        if pending:
+            out.append((layer, view, pending))
+    return out, unread
 
 
 def _writer(store: AtlasStore, config: RenderConfig, records: dict[str, dict[int, dict]],
@@ -182,11 +218,13 @@ class LayerRenderers:
     def __init__(self, loaded: LoadedModel, config: RenderConfig, devices: list[backend.Device | None]) -> None:
         self.loaded, self.config, self.devices = loaded, config, devices
         self._made: dict[tuple[str, int], LayerRenderer] = {}
+        self.starts: dict[str, dict] = {}  # per layer: the accentuation view's start photographs
 
     def get(self, layer: Layer, device_index: int = 0) -> LayerRenderer:
         key = (layer.name, device_index)
         if key not in self._made:
             self._made[key] = LayerRenderer(self.loaded, layer, self.config, self.devices[device_index])
+            self._made[key].give_starts(self.starts.get(layer.name, {}))
         return self._made[key]
 
     def prepare(self, item: Batch) -> None:
@@ -196,7 +234,7 @@ class LayerRenderers:
         for index in range(len(self.devices)):
             renderer = self.get(item.layer, index)
             for precision in {self.config.precision, "float32"}:
-                renderer.net(precision)
+                renderer.net(precision, item.view)
             if renderer.needs_reference(item.view):
                 renderer.share_reference(first.reference(item.size))
 

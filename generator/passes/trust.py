@@ -41,7 +41,6 @@ from generator.interrupt import StopFlag
 from generator.network import backend
 from generator.network.layers import Layer
 from generator.network.models import LoadedModel
-from generator.network.weights import SOURCES
 from generator.progress import Progress
 
 PICK = 0x7472  # part of the seed of the deterministic random picks ("tr")
@@ -101,70 +100,6 @@ def read_atlas(store: AtlasStore, model_args: str | None = None) -> tuple[dict, 
     return manifest, examples
 
 
-@dataclass(frozen=True)
-class AtlasDefaults:
-    """What ``atlas trust`` reads from the atlas when it is not given: the model, its weights, the folder
-    of images its dataset examples came from."""
-
-    model: str
-    weights: str | None  # None: the network's own default (a model file's weights)
-    images: str  # empty: the atlas has no dataset examples (the pass then refuses, saying which command to run)
-
-
-def atlas_defaults(out: str, model: str | None, weights: str | None, images: str | None,
-                   zoo: tuple[str, ...]) -> AtlasDefaults:
-    """``--model``, ``--weights`` and ``--images``, each from the atlas in ``out`` where not given.
-
-    The model: the one atlas in ``out`` (a network of ``zoo``; a user's network needs its file), or
-    VGG16 among several, as before atlas trust read the atlas. The
-    weights: the manifest's source where it is one by name (imagenet, hed-bsds500, random) or a file
-    found under that name beside the atlas or here. The images: the folder the examples came from, found
-    by its recorded name here or beside the atlas, and only if it holds the very list of files (the
-    manifest keeps a folder's name, never its path)."""
-    root = Path(out)
-    if model is None:
-        found = sorted(p.parent.name for p in root.glob("*/manifest.json"))
-        if len(found) > 1 and "vgg16" not in found:
-            raise AtlasError(f"{out} holds atlases of {', '.join(found)}; say which with --model")
-        model = "vgg16" if len(found) != 1 else found[0]  # several: VGG16, the command's default as before
-        if model not in zoo:
-            raise AtlasError(f"{out}/{model} is an atlas of a model file; give its path with --model")
-    manifest = read_json(root / model / "manifest.json", "manifest") if (root / model / "manifest.json").exists() else {}
-    if weights is None:
-        name = (manifest.get("weights") or {}).get("name")
-        if name in SOURCES:
-            weights = name
-        elif name:
-            weights = _beside(root, name, Path.is_file)
-            if weights is None and model in zoo:
-                raise AtlasError(f"{out}/{model} was made with the weights file {name}; give its path with --weights")
-    recorded = ((manifest.get("examples") or {}).get("images") or {})
-    if images is None and recorded:  # without examples, the pass refuses with its own line
-        folder = _beside(root, recorded.get("folder"), Path.is_dir) if recorded.get("folder") else None
-        if folder is None or _list_sha256(folder) != recorded.get("list_sha256"):
-            what = f"a folder named {recorded['folder']!r}" if recorded.get("folder") else "the images of its dataset examples"
-            raise AtlasError(f"{out}/{model}: {what} was not found here or beside the atlas; give it with --images DIR")
-        images = folder
-    return AtlasDefaults(model, weights, images or "")
-
-
-def _beside(root: Path, name: str, kind) -> str | None:
-    """``name`` in the current folder, or beside the atlas folder ``root``, if it is of ``kind``."""
-    for candidate in (Path(name), root.parent / name):
-        if kind(candidate):
-            return str(candidate)
-    return None
-
-
-def _list_sha256(folder: str) -> str | None:
-    from generator.evidence.imagesets import list_images
-
-    try:
-        return list_images(folder).sha256
-    except AtlasError:
-        return None
-
-
 def check_images(examples: dict, images: ImageSet, folder: str) -> None:
     """The image set must be the one the examples came from (the same sorted list of files)."""
     recorded = examples["images"]
@@ -219,6 +154,8 @@ class LayerTrust:
         self.diversity = [f for f in todo if "diversity" in store.done_views(layer, records[f])]
         self.others = {f: _picks(layer, f, 1, [g for g in rendered if g != f], SEED_PICTURES) for f in self.diversity}
         self.channel = sorted(set(todo) | {g for picks in self.others.values() for g in picks})
+        self.accent = {f: records[f]["views"]["accentuation"]["start"]["image"] for f in todo
+                       if "accentuation" in store.done_views(layer, records[f])}  # scored too, with its start
         # per filter its top and bottom examples at their units, and one random image (not a top one)
         # at its strongest unit: (image index, filter slot, kind, entry, y, x)
         self.requests = []
@@ -237,7 +174,7 @@ class LayerTrust:
     @property
     def images(self) -> int:
         """Pictures and natural images this layer reads."""
-        return len(self.channel) + len(self.diversity) * SEED_PICTURES + len(self.natural)
+        return len(self.channel) + len(self.diversity) * SEED_PICTURES + len(self.accent) + len(self.natural)
 
     def _read_pictures(self, probe: LayerProbe, files: list[Path], filters: list[int], batch: int,
                        pool: ThreadPoolExecutor, flag: StopFlag, progress: Progress) -> Readout | None:
@@ -267,6 +204,11 @@ class LayerTrust:
                                             [f for f in self.diversity for _ in suffixes], batch, pool, flag, progress)
             if diversity is None:
                 return None
+        accent = list(self.accent)
+        accented = self._read_pictures(probe, [paths.filter_png(name, f, ".accentuation") for f in accent], accent,
+                                       batch, pool, flag, progress) if accent else None
+        if accent and accented is None:
+            return None
         natural = self._read_natural(probe, batch, pool, flag, progress)
         if natural is None:
             return None
@@ -293,6 +235,12 @@ class LayerTrust:
                 evidence.held = [v[slot] for v in natural["held"]]
                 evidence.held_before = natural["top_before"][slot][0]
                 evidence.rest_mean = [(s[slot] - h[slot]) / (n_top - 1) for s, h in zip(natural["top_sum"], natural["held"])]
+            if f in self.accent:
+                a = accent.index(f)
+                evidence.accent = [v[a] for v in accented.vectors]
+                evidence.accent_value = float(accented.value[a])
+                evidence.accent_before = accented.patches[a] if layer.index == 0 else accented.vectors[depth - 2][a]
+                evidence.accent_start = self.accent[f]
             if f in self.others:
                 at = self.diversity.index(f) * SEED_PICTURES
                 evidence.diversity = diversity.means[at:at + SEED_PICTURES]
@@ -370,7 +318,7 @@ def plan_trust(store: AtlasStore, layers: list[Layer], config: TrustConfig, mani
         rendered = sorted(f for f, v in views.items() if "channel" in v)
         have = [f for f in rendered if store.paths.examples_json(layer.name, f).exists()]
         missing += len(rendered) - len(have)
-        todo = [f for f in have if not is_current(records[f], against, "diversity" in views[f])]
+        todo = [f for f in have if not is_current(records[f], against, "diversity" in views[f], "accentuation" in views[f])]
         done += len(have) - len(todo)
         if todo:
             plan.append(LayerTrust(store, layer, config, records, rendered, todo))

@@ -22,6 +22,8 @@ from generator.network import backend, inputs
 from generator.network.layers import Layer
 from generator.network.models import LoadedModel
 from generator.network.selection import sample_filters
+from generator.render import accentuation
+from generator.render.accentuation import Start, earlier_layer, image_spectrum
 from generator.render.config import RenderConfig, robustness_for
 from generator.render.params import fourier_constants, initial_spectrum, periodic_gain
 from generator.render.step import LucidCarry, LucidConsts, LucidStep, NaiveStep, picture
@@ -46,6 +48,7 @@ class RenderedView:
     precision: str = "float32"  # what it was rendered in (float32 after a non-finite mixed-precision run)
     retried: bool = False
     failed: bool = False  # non-finite even in float32: nothing is written for it
+    about: dict = field(default_factory=dict)  # what else the view's JSON entry says (accentuation: its start)
 
     @property
     def image(self) -> np.ndarray:
@@ -89,6 +92,8 @@ class LayerRenderer:
         self._runs: dict[tuple[str, str, bool], object] = {}
         self._evaluate: dict[int, object] = {}  # per picture side: TensorFlow would relax a second side to None
         self._reference: np.ndarray | None = None
+        self.earlier = earlier_layer(layer, loaded.layers)  # the accentuation view's held layer (None: pixels)
+        self._starts: dict[int, Start] = {}
 
     def constants_for(self, side: int) -> dict:
         """The Fourier bases, colour and periodic gain of a ``side`` px picture, on this renderer's device
@@ -113,16 +118,27 @@ class LayerRenderer:
                              f"{self.layer.receptive_field} px at --size {self.config.size})")
         return side
 
-    def net(self, precision: str):
-        if precision not in self._nets:
-            self._nets[precision] = self.loaded.tap_net([self.layer], precision)
-        return self._nets[precision]
+    def net(self, precision: str, view: View = CHANNEL):
+        """The network cut at the layer (the accentuation view's: at its earlier layer too)."""
+        key = self._net_key(precision, view)
+        if key not in self._nets:
+            taps = [self.earlier, self.layer] if key.endswith("+held") else [self.layer]
+            self._nets[key] = self.loaded.tap_net(taps, precision)
+        return self._nets[key]
 
-    def variables(self, precision: str):
+    def variables(self, precision: str, view: View = CHANNEL):
         """The cut network's variables on this renderer's device (copied there once)."""
-        if precision not in self._variables:
-            self._variables[precision] = backend.place(self.net(precision).variables, self.device)
-        return self._variables[precision]
+        key = self._net_key(precision, view)
+        if key not in self._variables:
+            self._variables[key] = backend.place(self.net(precision, view).variables, self.device)
+        return self._variables[key]
+
+    def _net_key(self, precision: str, view: View) -> str:
+        return f"{precision}+held" if view.from_photo and self.earlier is not None else precision
+
+    def give_starts(self, starts: dict[int, Start]) -> None:
+        """The accentuation view's start photographs, per filter (``render_batch`` refuses a filter without)."""
+        self._starts.update(starts)
 
     # --- the compiled runs -------------------------------------------------------------------------
 
@@ -130,7 +146,7 @@ class LayerRenderer:
         """Whether the view's picture is a tiling: not for a layer whose tile is the whole image, and not
         for the neuron and field views, which want one position, not a texture."""
         cfg = self.config
-        return cfg.periodic and not view.at_centre and cfg.tile_period(self.layer) < cfg.size
+        return cfg.periodic and not (view.at_centre or view.from_photo) and cfg.tile_period(self.layer) < cfg.size
 
     def _contrasted(self, view: View) -> bool:
         """Whether the view's objective has the contrast term: the channel and diversity views of a layer
@@ -143,7 +159,7 @@ class LayerRenderer:
         """The compiled run of steps for a view and precision (one per key, reused by every batch)."""
         key = (view.name, precision, contrast)
         if key not in self._runs:
-            net = self.net(precision)
+            net = self.net(precision, view)
             if self.config.method == "lucid":
                 step = LucidStep(net, self.layer, self.config, view, self._tiled(view), contrast, self.mode)
             else:
@@ -193,6 +209,10 @@ class LayerRenderer:
         if self.config.method == "naive" and view is not CHANNEL:
             raise AtlasError(f"--views {view.name}: the naive method renders the channel view only")
         batch = batch or len(filters)
+        lacking = [f for f in filters if view.from_photo and f not in self._starts]
+        if lacking:
+            raise AtlasError(f"{self.layer.name}: no start photograph for filter {lacking[0]} of the accentuation view; "
+                             "run `atlas examples` first")
         precision = self.config.precision
         results = self._render(filters, batch, view, precision)
         redo = [r.filter for r in results if r.failed]
@@ -216,7 +236,23 @@ class LayerRenderer:
         for b, f in enumerate(filters):
             span = slice(b * view.images, (b + 1) * view.images)
             out.append(self._result(f, view, images[span], losses[span], bool(bad[span].any()), judged, span, precision))
+        if view.from_photo:
+            self._about_starts(out)
         return out
+
+    def _about_starts(self, results: list[RenderedView]) -> None:
+        """The accentuation view's JSON entry: its start photograph, how the filter responds to it at the
+        atlas's size (judged like the picture), the layer held near it and the penalty's weight."""
+        if not results:
+            return
+        judged = self.judge(np.stack([self._starts[r.filter].pixels for r in results]))
+        for row, r in enumerate(results):
+            start = self._starts[r.filter]
+            r.about = {"start": {"image": start.image, "value": float(f"{start.value:.5g}"),
+                                 "activation": float(f"{judged.post_mean[row, r.filter]:.5g}"),
+                                 "pre_relu_max": float(f"{judged.pre_max[row, r.filter]:.5g}")},
+                       "held_layer": self.earlier.name if self.earlier is not None else "input",
+                       "weight": accentuation.WEIGHT}
 
     def _run_lucid(self, rows, view: View, precision: str, reference: np.ndarray | None):
         run, (carry, xs, consts) = self._lucid_run(rows, view, precision, reference)
@@ -235,7 +271,10 @@ class LayerRenderer:
         inits, draws = [], []
         for f, i in rows:
             rng = picture_rng(cfg.seed, self.layer, f, view, i)
-            inits.append(initial_spectrum(rng, side, cfg.init_std))
+            if view.from_photo:  # the picture starts as the photograph itself
+                inits.append(image_spectrum(self._starts[f].pixels, cfg.decay_power))
+            else:
+                inits.append(initial_spectrum(rng, side, cfg.init_std))
             draws.append(self.robustness.draws(rng, cfg.steps))
         spectrum = ops.convert_to_tensor(np.stack(inits))
         xs = (
@@ -245,7 +284,10 @@ class LayerRenderer:
         scale = cfg.loss_scale if precision == "mixed_float16" else 1.0
         constants = self.constants_for(side)
         constants = constants if reference is None else dict(constants, reference=ops.convert_to_tensor(reference))
-        consts = LucidConsts(self.variables(precision), constants,
+        if view.from_photo:
+            photos = np.stack([accentuation.start_rgb(self._starts[f].pixels) for f, _ in rows])
+            constants = dict(constants, start_rgb=ops.convert_to_tensor(photos))
+        consts = LucidConsts(self.variables(precision, view), constants,
                              ops.convert_to_tensor(np.asarray([f for f, _ in rows], np.int32)),
                              ops.convert_to_tensor(np.float32(cfg.lr)), ops.convert_to_tensor(np.float32(scale)), spectrum)
         run = self._run_for(view, precision, reference is not None)

@@ -34,6 +34,9 @@ here, one class per method, ``LucidStep`` and ``NaiveStep``:
         by a soft, low-contrast texture that no unit drives to the filter's maximum (measured at 96 px, 64
         steps: block1_conv1's pictures reached 0.39 of its closed-form maximum and 0.45 of the strongest
         photo); the strongest unit sits in the tile and repeats with it, so the picture still fills the frame.
+        The accentuation view starts from the filter's strongest photograph and carries a penalty that
+        holds an earlier layer near the photograph's (``generator.render.accentuation``): its net is cut
+        at that layer too, and each step reads the photograph through the same transform beside the picture.
     naive: the original script, kept as the baseline: pixels fed straight in, post-ReLU channel mean,
         ``x += lr * g / ||g||``.
 
@@ -49,7 +52,7 @@ from typing import NamedTuple
 
 from generator.network import backend, inputs
 from generator.network.layers import Layer
-from generator.render import objectives
+from generator.render import accentuation, objectives
 from generator.render.config import RenderConfig
 from generator.render.params import fourier_to_rgb
 from generator.render.transforms import calm_draws, random_transform
@@ -131,6 +134,8 @@ class LucidStep:
         from keras import ops
 
         cfg, view = self.config, self.view
+        if view.from_photo:
+            return self._accentuation(spectrum, variables, constants, filters, draws, wake_level, loss_scale)
         rgb = picture(spectrum, constants, self.tiled)
         rgb = random_transform(rgb, calm_draws(draws, 1.0 - wake_level))
         maps = self.net(inputs.from_rgb(rgb, self.mode), variables)[0]
@@ -162,6 +167,31 @@ class LucidStep:
                 scale = ops.stop_gradient(ops.abs(report) + 1e-3)
                 value = value - cfg.diversity_weight * scale * objectives.diversity(maps, view.images)
         return -ops.sum(value) * loss_scale, (report, level, on)
+
+    def _accentuation(self, spectrum, variables, constants, filters, draws, wake_level, loss_scale):
+        """The accentuation view's objective: the channel objective minus the penalty that holds the
+        earlier layer (the net's first output; the pixels where the net has one output) near the start
+        photograph's (``constants["start_rgb"]``), both seen through the row's transform."""
+        from keras import ops
+
+        rgb = picture(spectrum, constants, False)
+        n = rgb.shape[0]
+        both = random_transform(ops.concatenate([rgb, constants["start_rgb"]], axis=0), ops.concatenate([draws, draws], axis=0))
+        outputs = self.net(inputs.from_rgb(both, self.mode), variables)
+        target = objectives.select_filters(outputs[-1][:n], filters, self.layer.filters)
+        report = objectives.channel_mix(target, self.config.pre_share)
+        on = ops.max(target, axis=(1, 2)) > 0
+        # a map off everywhere (no photo turns some filters on) has no gradient after the ReLU: its
+        # mean before it is raised instead, and sets the penalty's scale
+        off = ops.stop_gradient(ops.cast(ops.logical_not(on), "float32"))
+        raised = report + off * objectives.channel(target)
+        start = objectives.select_filters(outputs[-1][n:], filters, self.layer.filters)
+        start_value = objectives.channel_mix(start, self.config.pre_share) + off * objectives.channel(start)
+        held = outputs[0] if len(outputs) > 1 else both
+        distance = accentuation.penalty(held[:n], ops.stop_gradient(held[n:]))
+        scale = ops.stop_gradient(ops.maximum(ops.abs(raised), ops.abs(start_value)) + 1e-3)
+        value = raised - accentuation.WEIGHT * scale * distance
+        return -ops.sum(value) * loss_scale, (report, ops.zeros_like(wake_level), on)
 
     def __call__(self, carry: LucidCarry, x, consts: LucidConsts):
         from keras import ops

@@ -6,7 +6,9 @@ hardest. ``diversity``: four pictures of the channel optimized together, pushed 
 drive the filter). ``field``: the centre unit again, on a canvas a few receptive fields wide instead of
 the whole image, for the layers whose receptive field is under a quarter of it (VGG16 at 128 px: block1
 to block3_conv1): the 3- to 24-pixel pattern at its own scale, where the tiled channel picture repeats
-it across the frame. Microscope shows such views side by side so that what a filter wants can be told
+it across the frame. ``accentuation`` (made where the atlas has dataset examples): the filter's
+strongest photograph with the filter raised, held near the photo by an earlier layer
+(``generator.render.accentuation``). Microscope shows such views side by side so that what a filter wants can be told
 from what it merely tolerates.
 """
 
@@ -38,6 +40,11 @@ class View:
         return [f".{self.name}-{i}" for i in range(1, self.images + 1)]
 
     @property
+    def from_photo(self) -> bool:
+        """Whether the view starts from the filter's strongest dataset example (needs the examples)."""
+        return self.name == "accentuation"
+
+    @property
     def at_centre(self) -> bool:
         """Whether the view's objective is the centre unit (the neuron and field views)."""
         return self.name in ("neuron", "field")
@@ -54,7 +61,9 @@ NEGATIVE = View("negative", 2, 1, "Negative", "the image that turns the filter o
 DIVERSITY = View("diversity", 3, 4, "Diversity", "four images of the channel optimized together to differ from each other")
 FIELD = View("field", 4, 1, "Field", "the image that drives the unit at the centre of the map (before its ReLU), "
              "on a canvas four receptive fields wide: the pattern at its own scale")
-VIEWS = {view.name: view for view in (CHANNEL, NEURON, NEGATIVE, DIVERSITY, FIELD)}
+ACCENTUATION = View("accentuation", 5, 1, "Accentuation", "the filter's strongest photograph with the filter raised, "
+                    "while an earlier layer's activations are held near the photograph's")
+VIEWS = {view.name: view for view in (CHANNEL, NEURON, NEGATIVE, DIVERSITY, FIELD, ACCENTUATION)}
 
 
 def field_canvas(layer: Layer, size: int, fixed: int | None = None) -> int | None:

@@ -53,6 +53,9 @@ def write_filter_page(site: ModelSite, layer: Layer, row: dict, prev: int | None
     for view in views:
         if view["name"] == "field" and examples:
             view["nature"] = _field_nature(record["views"]["field"], examples, relative(here, site.asset(layer.name, f, "top1")))
+        if view["name"] == "accentuation":
+            view["start"] = _accentuation_start(record["views"]["accentuation"], examples,
+                                                relative(here, site.asset(layer.name, f, "top1")), trust)
     site.writer.write_page(
         here, "filter.md.j2", layer=layer, record=record, short=short, model=site.model,
         crumbs=site.crumbs(here, site.group_crumb(layer), (layer.name, paths.layer_url(site.model, layer.name)), (str(f), None)),
@@ -113,6 +116,28 @@ def _field_nature(entry: dict, examples: dict, crop: str) -> dict:
     return {"value": value, "strongest": strongest, "ratio": ratio, "crop": crop}
 
 
+def _accentuation_start(entry: dict, examples: dict | None, crop: str, trust: dict | None) -> dict:
+    """The photograph the accentuation view started from: its name, the filter's strongest unit on it
+    and on the accentuated picture, their ratio, its crop (the receptive field of its strongest unit)
+    where the dataset examples still name it first, and where ``atlas trust`` scored the picture, its
+    two-image and path scores beside the photograph's own (the natural reference)."""
+    start = entry.get("start") or {}
+    scored = (trust or {}).get("accentuation") or {}
+    natural = (trust or {}).get("natural_reference") or {}
+    scores = ({"two_image": _score(scored.get("two_image")), "path": _score(scored.get("path")),
+               "photo_two_image": _score(natural.get("two_image")), "photo_path": _score(natural.get("path"))}
+              if scored.get("start") == start.get("image") else None)
+    value, before = entry.get("pre_relu_max"), start.get("pre_relu_max")
+    ratio = value / before if value is not None and before and before > 0 else None
+    shown = examples is not None and examples["top"] and examples["top"][0]["image"] == start.get("image")
+    return {"image": start.get("image"), "value": value, "before": before, "ratio": ratio,
+            "held": entry.get("held_layer"), "crop": crop if shown else None, "trust": scores}
+
+
+def _score(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2f}"
+
+
 def numbers(view: str, entry: dict, layer: Layer | None = None) -> list[tuple[str, str]]:
     """The facts table of one view."""
     def fmt(value) -> str:
@@ -132,6 +157,11 @@ def numbers(view: str, entry: dict, layer: Layer | None = None) -> list[tuple[st
         rows.append(("Mean / max before ReLU", f"{fmt(entry.get('pre_relu_mean'))} / {fmt(entry.get('pre_relu_max'))}"))
     if view == "channel":
         rows.append(("Dead", "yes" if entry.get("dead") else "no"))
+    if view == "accentuation":
+        start = entry.get("start") or {}
+        rows.append(("Mean activation after ReLU", f"{fmt(entry.get('activation'))} (the photograph: {fmt(start.get('activation'))})"))
+        rows.append(("Max before ReLU", f"{fmt(entry.get('pre_relu_max'))} (the photograph: {fmt(start.get('pre_relu_max'))})"))
+        rows.append(("Started from", f"{start.get('image')}, held near it at {entry.get('held_layer')}"))
     precision = entry.get("precision", "")
     rows.append(("Precision", precision + (" (redone in float32)" if entry.get("retried_float32") else "")))
     return rows
