@@ -8,7 +8,6 @@ to ask builds them into a folder both workers see, under a file lock, and the ot
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import fcntl
 import json
 import os
@@ -351,11 +350,11 @@ def built_site(tiny_atlas, tmp_path_factory) -> Path:
     return shared_folder(tmp_path_factory, "site", build) / "project" / "site"
 
 
-if importlib.util.find_spec("xdist") is not None:
-    def pytest_xdist_make_scheduler(config, log):
-        """``--dist loadscope`` hands out the longest modules first (tests/schedule.py)."""
-        if config.getoption("dist") != "loadscope":
-            return None
-        from tests.schedule import LongestFirst
+@pytest.hookimpl(optionalhook=True)  # pytest-xdist's hook; without xdist (``-p no:xdist``) it is never called
+def pytest_xdist_make_scheduler(config, log):
+    """``--dist loadscope`` hands out the longest modules first (tests/schedule.py)."""
+    if config.getoption("dist") != "loadscope":
+        return None
+    from tests.schedule import LongestFirst
 
-        return LongestFirst(config, log)
+    return LongestFirst(config, log)
