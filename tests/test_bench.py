@@ -110,5 +110,7 @@ def test_bench_trust_reports_each_score_for_both_methods(tmp_path):
     assert "two-image: naive" in text and "seeds: lucid" in text and "among the n least trusted" in text
     row = next(line for line in text.splitlines() if line.startswith("| block3_conv3 |"))
     cells = [c.strip() for c in row.strip("|").split("|")]
-    # every score measured (two-image and path: naive, lucid, the natural reference); seeds for lucid
-    assert len(cells) == 14 and all(cells[1:7]) and cells[10] != "–"
+    # every score measured (two-image and path: naive, lucid, the natural reference); seeds for lucid; the
+    # accentuation view's two-image, path and beyond nature
+    assert len(cells) == 17 and all(cells[1:7]) and cells[10] != "–"
+    assert all(c not in ("", "–") for c in cells[14:17]), row

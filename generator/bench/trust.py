@@ -42,6 +42,20 @@ def _render(loaded, method: str, layers, filters: dict, size: int, steps: int, o
     return {"config": config, "seconds": time.monotonic() - start}
 
 
+def _accentuate(loaded, config, layers, filters: dict, out: str, images) -> float:
+    """The accentuation view of the sampled filters, from their dataset examples (copied in already)."""
+    from generator.passes.generate import generate
+    from generator.render.views import ACCENTUATION
+
+    work = [(layer, filters[layer.name]) for layer in layers]
+    start = time.monotonic()
+    summary = generate(loaded, config, work, out, views=[ACCENTUATION], images=images,
+                       progress=_quiet(sum(len(f) for _, f in work)))
+    if summary.failed:
+        raise AtlasError(f"bench trust: accentuation pictures went non-finite: {', '.join(summary.failed[:3])}")
+    return time.monotonic() - start
+
+
 def _copy_examples(loaded, source: str, out: str, layers, filters: dict) -> None:
     """The sampled filters' dataset examples of one bench atlas into another, with the manifest's record."""
     import shutil
@@ -171,6 +185,8 @@ def run(args, network) -> tuple[str, str]:
             else:  # the same network and images: the same examples, copied rather than found again
                 _copy_examples(loaded, str(Path(tmp) / "naive"), out, layers, filters)
             examples_seconds = time.monotonic() - start
+            if method == "lucid":  # the view that starts from the strongest example, scored by trust too
+                accent_seconds = _accentuate(loaded, rendered["config"], layers, filters, out, images)
             start = time.monotonic()
             config = TrustConfig(model=network.name, weights_sha256=loaded.weights_sha256, images=images,
                                  size=examples_size, top=EXAMPLES_TOP, precision=precision, backend=backend.name())
@@ -179,20 +195,21 @@ def run(args, network) -> tuple[str, str]:
             print(f"bench trust: {method} trust in {timings[method][2]:.0f} s ({summary.line()})", file=sys.stderr,
                   flush=True)
             results[method] = _scores(out, network.name, layers, filters, loaded)
-    return _section(args, results, timings, layers, count, size, steps, naive_size, naive_steps, weights, precision,
-                    len(images.files), examples_size)
+    return _section(args, results, (timings, accent_seconds), layers, count, size, steps, naive_size, naive_steps,
+                    weights, precision, len(images.files), examples_size)
 
 
-def _section(args, results, timings, layers, count, size, steps, naive_size, naive_steps, weights, precision,
+def _section(args, results, times, layers, count, size, steps, naive_size, naive_steps, weights, precision,
              image_count, examples_size) -> tuple[str, str]:
     from generator.bench import machine
     from generator.network import backend
 
     naive, lucid = results["naive"], results["lucid"]
+    timings, accent_seconds = times
     head = ("| layer | two-image: naive | lucid | natural reference | path: naive | lucid | natural reference "
             "| random photo's path | beyond nature: naive | lucid | seeds: lucid | other filters' seeds "
-            "| dead-ish: naive | lucid |\n"
-            "| --- |" + " ---: |" * 13)
+            "| dead-ish: naive | lucid | accentuation: two-image | path | beyond nature |\n"
+            "| --- |" + " ---: |" * 16)
     lines = [head]
     every = {"naive": [], "lucid": []}
     for layer in layers:
@@ -213,7 +230,7 @@ def _section(args, results, timings, layers, count, size, steps, naive_size, nai
                f"{' --images ' + args.images if args.images else ''}"
                f"{'' if args.layers == 'all' else ' --layers ' + args.layers}")
     seconds = "; ".join(f"`{m}` pictures {t[0]:.0f} s, examples {t[1]:.0f} s, trust {t[2]:.0f} s" for m, t in timings.items())
-    seconds += " (`lucid`'s examples are `naive`'s, copied)"
+    seconds += f" (`lucid`'s examples are `naive`'s, copied); the accentuation pictures {accent_seconds:.0f} s"
     text = (
         f"### Trust of {args.model}'s pictures: {args.sample} filters per layer, `lucid` at {size} px, {steps} steps, "
         f"`naive` at {naive_size} px, {naive_steps} steps\n\n"
@@ -226,7 +243,10 @@ def _section(args, results, timings, layers, count, size, steps, naive_size, nai
         "random photo's is the baseline (the same for both methods). Natural reference: the same two scores of the "
         "filter's strongest photo held out and used as the picture (what a real image achieves). Beyond nature (the median): the picture's peak "
         "over the strongest photo's. Seeds: mean cosine similarity of the four diversity pictures at the layer, beside "
-        "four other filters' pictures. Dead-ish: dead or a blob (coverage ≤ 0.25).\n\n"
+        "four other filters' pictures. Dead-ish: dead or a blob (coverage ≤ 0.25). Accentuation: the view "
+        "that starts from the filter's strongest photo and raises the filter while an earlier layer is held near "
+        "the photo's (lucid's settings), scored as the natural reference is, against the other top examples; its "
+        "beyond nature is its strongest unit over that photo's.\n\n"
         + "\n".join(lines)
         + "\n\nThe maximum: does each `lucid` picture excite its filter at least as much as the strongest photo "
         "(its peak unit before the ReLU over the photo's)? Where no photo turns the filter on (the strongest "
@@ -271,4 +291,6 @@ def _row(naive: list[dict], lucid: list[dict]) -> list[str]:
         _f(_median(naive, "beyond_nature"), "times"), _f(_median(lucid, "beyond_nature"), "times"),
         _f(_mean(lucid, "seed")), _f(_mean(lucid, "seed_random")),
         str(sum(r["deadish"] for r in naive)), str(sum(r["deadish"] for r in lucid)),
+        _f(_mean(lucid, "accentuation_two_image")), _f(_mean(lucid, "accentuation_path")),
+        _f(_median(lucid, "accentuation_beyond_nature"), "times"),
     ]
