@@ -247,5 +247,6 @@ def test_bench_site_with_the_pictures_split_off(tmp_path, monkeypatch):
     name, text = bench_site.run(args, SimpleNamespace(name="vgg16"))
     assert name == "site-split-vgg16" and "64 filters" in text
     assert re.search(r"site for GitHub Pages \(HTML, search index, theme\) \| \*\*0\.0\d\d GB\*\*, under", text), text
-    assert "| pictures left on the site | 0.0 MB |" in text
+    assert "| pictures left on the site | 0.0 MB |" in text and "fits GitHub Pages as it is" in text
+    assert "(projected)" not in text  # every layer of the (patched) network measured: nothing to project
     assert re.search(r"pictures to upload \(site-assets/\) \| [\d.]+ MB in [\d,]+ files", text), text

@@ -292,10 +292,12 @@ def split_off(url: str, model: str, data: Path, tmp: Path, made: tuple, host: st
         f"| pictures left on the site | {mb(size_of.pictures)} |\n"
         f"| pictures to upload (site-assets/) | {mb(_du(upload))} in {files:,} files named by content |\n"
         f"| `make publish`'s check (`python -m generator.site.publish site`) | {'; '.join(said)} |\n"
-        f"| pages for all {len(_loaded(model).layers)} layers at this size a filter "
-        f"({sum(x.filters for x in _loaded(model).layers):,} filters) | "
-        f"{page_bytes / max(1, len(filter_pages)) * sum(x.filters for x in _loaded(model).layers) / 1e9:.3f} GB "
-        "(projected) |\n\n"
+        + ("" if only == "all" else  # one layer measured: its bytes a page, for every filter of the network
+           f"| pages for all {len(_loaded(model).layers)} layers at this size a filter "
+           f"({sum(x.filters for x in _loaded(model).layers):,} filters) | "
+           f"{page_bytes / max(1, len(filter_pages)) * sum(x.filters for x in _loaded(model).layers) / 1e9:.3f} GB "
+           "(projected) |\n")
+        + "\n"
         f"The pictures' bytes depend on the size ({size} px here); the pages' do not (each loss curve is thinned "
         "to 64 points), so the HTML figure is that of the full-size atlas."
     )
