@@ -348,13 +348,3 @@ def built_site(tiny_atlas, tmp_path_factory) -> Path:
         assert "WARNING" not in proc.stderr, proc.stderr
 
     return shared_folder(tmp_path_factory, "site", build) / "project" / "site"
-
-
-@pytest.hookimpl(optionalhook=True)  # pytest-xdist's hook; without xdist (``-p no:xdist``) it is never called
-def pytest_xdist_make_scheduler(config, log):
-    """``--dist loadscope`` hands out the longest modules first (tests/schedule.py)."""
-    if config.getoption("dist") != "loadscope":
-        return None
-    from tests.schedule import LongestFirst
-
-    return LongestFirst(config, log)
