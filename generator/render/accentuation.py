@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from generator.network.layers import Layer
-from generator.render.params import FOURIER_MAGIC, frequency_scale
+from generator.render.params import COLOR_DECORRELATION, FOURIER_MAGIC, frequency_scale
 
 WEIGHT = 1.0  # the penalty's weight, in units of the filter's response per unit of relative distance
 FIELD_SHARE = 2  # the earlier layer: receptive field at most 1/FIELD_SHARE of the target's
@@ -52,8 +52,6 @@ def image_spectrum(pixels: np.ndarray, decay_power: float = 1.0) -> np.ndarray:
     """(H, H, 3) uint8 RGB -> the Fourier parameters (3, H, H//2+1, 2) whose picture
     (``params.fourier_to_rgb``) is that image: the sigmoid, colour decorrelation, 1/f scaling and FFT
     undone in turn."""
-    from generator.render.params import COLOR_DECORRELATION
-
     size = pixels.shape[0]
     rgb = start_rgb(pixels).astype(np.float64)
     logits = np.log(rgb) - np.log1p(-rgb)
