@@ -298,7 +298,8 @@ LAYERS = ["block1_conv1", "block3_conv3", "block5_conv3"]
 
 @pytest.fixture(scope="session")
 def tiny_atlas(tmp_path_factory, sample_tiles, user_atlas) -> Path:
-    """VGG16: three filters of three layers with every view, wiring, dataset examples and their trust;
+    """VGG16: three filters of three layers with every view (the accentuation view where there are
+    dataset examples), wiring, dataset examples and their trust;
     ResNet50: one layer; the original method beside VGG16. Random weights, 32-64 px, 3 steps: plumbing,
     not pictures. Beside them a user's own network (tests/usermodels.py) with labelled examples and its
     accuracy."""
@@ -316,6 +317,8 @@ def _tiny_atlas(out: Path, sample_tiles: Path, user_atlas: Path) -> None:
         ["wiring", "--weights", "random"],
         ["examples", "--weights", "random", "--images", str(sample_tiles), "--layers", ",".join(LAYERS[:2]),
          "--top", "4", "--size", "96", "--images-name", "tiles", "--images-license", "CC0"],
+        ["generate", "--weights", "random", "--layers", ",".join(LAYERS[:2]), "--filters", "0-2", "--size", "32",
+         "--steps", "3", "--views", "accentuation", "--images", str(sample_tiles)],
         ["trust", "--weights", "random", "--images", str(sample_tiles)],
         ["generate", "--model", "resnet50", "--weights", "random", "--layers", "conv2_block1_out,conv3_block1_out",
          "--filters", "0-1", "--size", "64", "--steps", "3"],
