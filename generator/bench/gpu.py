@@ -223,6 +223,7 @@ def _quality(check: Check, network) -> list[str]:
                 continue
             q_cfg = dataclasses.replace(check.base, steps=4 if check.reduced else 256, precision=q_precision)
             renderer = LayerRenderer(check.loaded, layer, q_cfg)
+            step_bench.share_reference(renderer, q_cfg, len(filters))
             images = np.stack([r.image for r in renderer.render_batch(filters, len(filters))])
             q = judge(renderer, images, filters)
             rows.append(f"| {layer.name} | {q_precision} | {q.dead} | {q.specificity:.2f} | {q.coverage:.2f} | {q.blobs} |")
@@ -237,6 +238,7 @@ def _reproducibility(check: Check) -> str:
     if check.clock.left() <= 20:
         return "not measured (time budget)"
     renderer = LayerRenderer(check.loaded, check.layers[0], check.base)
+    step_bench.share_reference(renderer, check.base, 4)
     a = renderer.render_batch([0, 1, 2, 3], 4)
     b = renderer.render_batch([0, 1, 2, 3], 4)
     c = renderer.render_batch([3, 7, 8, 9], 4)

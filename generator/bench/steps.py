@@ -46,6 +46,24 @@ def settings_to_run(names) -> list[str]:
     return [name for name in names if name != f"pool {shipped}"]
 
 
+_REFERENCES: dict = {}  # (layer, configuration in float32) -> its contrast reference, made once a process
+
+
+def share_reference(renderer, config, batch: int) -> None:
+    """Give ``renderer`` the contrast reference of its layer and configuration, made once per process.
+    The reference is rendered in float32 whatever the precision, and the network options are the same
+    computation, so every setting of a layer shares it: the check times the steps, not the reference's
+    pictures again for each setting (64 pictures a time)."""
+    from generator.render.views import CHANNEL
+
+    if not renderer.needs_reference(CHANNEL):
+        return
+    key = (renderer.layer.name, dataclasses.replace(config, precision="float32"))
+    if key not in _REFERENCES:
+        _REFERENCES[key] = renderer.reference(batch)
+    renderer.share_reference(_REFERENCES[key])
+
+
 def measure(loaded, layer, config, batch: int, setting: str, peak: float | None) -> dict:
     """One row of the step table: ``layer`` under ``setting`` at ``batch`` rows, ``config.steps`` steps."""
     from generator.network import backend
@@ -57,6 +75,7 @@ def measure(loaded, layer, config, batch: int, setting: str, peak: float | None)
     renderer = LayerRenderer(dataclasses.replace(loaded, options=options), layer, cfg)
     filters = list(range(min(batch, layer.filters)))
     rows = batch * view.images
+    share_reference(renderer, cfg, batch)
     run, args = renderer.compiled_run(filters, batch, view)
     t0 = time.perf_counter()
     backend.to_numpy(run(*args)[1])

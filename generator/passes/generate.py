@@ -41,7 +41,7 @@ from generator.passes.accentuation_starts import (
 )
 from generator.progress import Progress
 from generator.render.config import RenderConfig
-from generator.render.renderer import REFERENCE_FILTERS, LayerRenderer, RenderedView, auto_batch
+from generator.render.renderer import LayerRenderer, RenderedView, auto_batch
 from generator.render.views import CHANNEL, View, views_of
 
 
@@ -106,11 +106,7 @@ def generate(
         summary.skipped = (sum(len(tops[layer.name]) if view.from_photo else len(filters)
                                for layer, filters in work for view in views_of(views, layer, config.size, fixed))
                            - sum(len(q) for *_, q in plan))
-        def reference_size(layer: Layer) -> int:
-            side = CHANNEL.canvas(layer, config.size, loaded.spec.input_size)
-            return batch or auto_batch(layer, loaded.layers, side, min(REFERENCE_FILTERS, layer.filters), facts)
-
-        renderers = LayerRenderers(loaded, config, devices, reference_size)
+        renderers = LayerRenderers(loaded, config, devices)
         plan, summary.no_start = _give_starts(plan, renderers, images, tops, config.size)
         progress = progress or Progress(sum(len(q) for *_, q in plan))
         write = _writer(store, config, records, rows, summary, progress)
@@ -217,16 +213,10 @@ def _render(plan, size_of: Callable, renderers: LayerRenderers, flag: StopFlag, 
 class LayerRenderers:
     """One ``LayerRenderer`` per layer and device, made in the calling thread (building the cut network
     touches Keras' global state), with the contrast term's reference rendered once per layer and
-    shared by the devices.
+    shared by the devices."""
 
-    The reference's pictures go in batches of ``reference_size(layer)`` (what the device holds of the
-    reference's own filters), not of the atlas's batch: a run of one filter would otherwise render
-    them one call at a time, and the reference does not depend on which filters the run asked for."""
-
-    def __init__(self, loaded: LoadedModel, config: RenderConfig, devices: list[backend.Device | None],
-                 reference_size: Callable[[Layer], int]) -> None:
+    def __init__(self, loaded: LoadedModel, config: RenderConfig, devices: list[backend.Device | None]) -> None:
         self.loaded, self.config, self.devices = loaded, config, devices
-        self.reference_size = reference_size
         self._made: dict[tuple[str, int], LayerRenderer] = {}
         self.starts: dict[str, dict] = {}  # per layer: the accentuation view's start photographs
 
@@ -240,29 +230,13 @@ class LayerRenderers:
     def prepare(self, item: Batch) -> None:
         """Everything a worker thread will need for ``item``, made here: every device's renderer of its
         layer with its networks, and the layer's contrast reference."""
+        first = self.get(item.layer)
         for index in range(len(self.devices)):
             renderer = self.get(item.layer, index)
             for precision in {self.config.precision, "float32"}:
                 renderer.net(precision, item.view)
-        self.share_reference(item.layer, item.view)
-
-    def share_reference(self, layer: Layer, view: View) -> None:
-        """The layer's contrast reference, where ``view`` needs one, rendered once on the first device
-        and handed to the others; out of memory halves its batch."""
-        first = self.get(layer)
-        if not first.needs_reference(view):
-            return
-        size = self.reference_size(layer)
-        while True:
-            try:
-                reference = first.reference(size)
-                break
-            except Exception as exc:  # noqa: BLE001 - only out of memory is handled here
-                if not backend.is_out_of_memory(exc) or size == 1:
-                    raise
-                size //= 2
-        for index in range(1, len(self.devices)):
-            self.get(layer, index).share_reference(reference)
+            if renderer.needs_reference(item.view):
+                renderer.share_reference(first.reference(item.size))
 
 
 def _render_serial(plan, size_of: Callable, renderers: LayerRenderers, flag: StopFlag, write: Callable) -> None:
@@ -276,7 +250,6 @@ def _render_serial(plan, size_of: Callable, renderers: LayerRenderers, flag: Sto
         while pending and not flag.stop:
             chunk = pending[:size]
             try:
-                renderers.share_reference(layer, view)
                 results = renderer.render_batch(chunk, size, view)
             except Exception as exc:  # noqa: BLE001 - only out of memory is handled here
                 if not backend.is_out_of_memory(exc):
