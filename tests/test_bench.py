@@ -114,3 +114,38 @@ def test_bench_trust_reports_each_score_for_both_methods(tmp_path):
     # accentuation view's two-image, path and beyond nature
     assert len(cells) == 17 and all(cells[1:7]) and cells[10] != "–"
     assert all(c not in ("", "–") for c in cells[14:17]), row
+
+
+def test_the_gpu_check_makes_a_layers_contrast_reference_once_per_configuration(monkeypatch):
+    """Every setting of a lever layer (another precision, pool or input padding) shares one reference;
+    another configuration (here other steps) makes its own."""
+    import dataclasses
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from generator.bench import steps
+    from generator.render.config import RenderConfig
+
+    class Renderer:
+        def __init__(self):
+            self.layer, self.made, self.given = SimpleNamespace(name="block1_conv1"), 0, None
+
+        def needs_reference(self, view):
+            return True
+
+        def reference(self, batch):
+            self.made += 1
+            return np.full(3, float(self.made))
+
+        def share_reference(self, reference):
+            self.given = reference
+
+    monkeypatch.setattr(steps, "_REFERENCES", {})
+    config = RenderConfig(weights="random", size=32, steps=4)
+    first, second, other = Renderer(), Renderer(), Renderer()
+    steps.share_reference(first, config, 16)
+    steps.share_reference(second, dataclasses.replace(config, precision="mixed_bfloat16"), 16)
+    steps.share_reference(other, dataclasses.replace(config, steps=8), 16)
+    assert (first.made, second.made, other.made) == (1, 0, 1)
+    assert second.given is first.given and other.given is not first.given
