@@ -135,9 +135,12 @@ slurm:
 	  || echo "Slurm not installed: the Slurm job tests will be skipped"; }
 
 # Both cores, one test module per worker (a module's fixtures are made once); `make test-fast` is the
-# developer's loop: the tests not marked slow.
+# developer's loop: the tests not marked slow. The package is compiled first: where PYTHONDONTWRITEBYTECODE
+# is set (as on this project's machines), every new interpreter of the suite (Slurm tasks, mkdocs, a
+# command that needs a fresh start) would otherwise compile it again.
 TEST_WORKERS ?= 2
 test: $(STAMP) browser slurm axe
+	$(BIN)/python -m compileall -q generator tests >/dev/null
 	$(BIN)/python -m pytest -q -rs -n $(TEST_WORKERS) --dist loadscope tests
 
 test-fast: $(STAMP)
