@@ -20,7 +20,7 @@ from generator.render.transforms import Robustness
 
 METHODS = ("lucid", "naive")
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
-METHOD_VERSION = "7"  # bump when a method's algorithm changes, so old atlases are not resumed into
+METHOD_VERSION = "8"  # bump when a method's algorithm changes, so old atlases are not resumed into
 
 DEFAULT_LR = {"lucid": 0.05, "naive": 10.0}
 
@@ -56,8 +56,8 @@ class RenderConfig:
     # tile (in receptive fields, and the smallest tile in pixels), the weight of the floor term that
     # pulls faint units up to a tenth of the peak, the weight of the diversity view's penalty (relative
     # to the channel objective), and the contrast term of the first layers: its weight, its margin and
-    # the largest receptive field (px) it is on for; the weight of the strongest unit in the tiled
-    # channel objective and the largest receptive field (px) it is on for.
+    # the largest receptive field (px) it is on for; the weight of the strongest unit in the channel
+    # objective.
     init_std: float = 0.01
     pre_share: float = 0.0
     wake: bool = True
@@ -73,7 +73,6 @@ class RenderConfig:
     contrast_margin: float = 0.25
     contrast_field: int = 7
     peak: float = 0.3
-    peak_field: int = 20
     method_version: str = METHOD_VERSION
     loss_scale: float = field(default=256.0)
     # a user's network: how pictures become its input (inputs.Preprocessing.key); empty for the zoo's

@@ -28,12 +28,14 @@ here, one class per method, ``LucidStep`` and ``NaiveStep``:
         at most ``contrast_field`` px), where a filter of a 3- or 5-pixel patch often has a look-alike or an
         opposite, the channel objective is lowered by ``contrast`` times how far the layer's other filters
         come within ``contrast_margin`` of the own filter, each relative to its mean response to the
-        layer's channel pictures rendered first without the term (the reference). In the layers whose
-        receptive field is at most ``peak_field`` px, the tiled channel objective also carries ``peak`` times
-        the map's strongest unit before the ReLU: the mean of a map of a 3- to 14-pixel filter is served
-        by a soft, low-contrast texture that no unit drives to the filter's maximum (measured at 96 px, 64
-        steps: block1_conv1's pictures reached 0.39 of its closed-form maximum and 0.45 of the strongest
-        photo); the strongest unit sits in the tile and repeats with it, so the picture still fills the frame.
+        layer's channel pictures rendered first without the term (the reference). In every layer the
+        channel objective also carries ``peak`` times the map's strongest unit before the ReLU: the map's
+        mean alone is served by a soft, low-contrast texture that no unit drives to the filter's maximum
+        (measured at 96 px, 64 steps: block1_conv1's pictures reached 0.39 of its closed-form maximum and
+        0.45 of the strongest photo; with the term in block1 and block2 only, four of the six layers of
+        block3 and block4 had 1 or 2 pictures of 6 under the strongest photo: BENCHMARKS.md, trust); in a
+        tiling the strongest unit repeats with the tile, and elsewhere the floor still spreads the map, so
+        the picture still fills the frame.
         The accentuation view starts from the filter's strongest photograph and carries a penalty that
         holds an earlier layer near the photograph's (``generator.render.accentuation``): its net is cut
         at that layer too, and each step reads the photograph through the same transform beside the picture.
@@ -123,9 +125,9 @@ class LucidStep:
         # there the floor only pulls every unit of a near-linear early filter up at once (measured: it
         # lowers block1_conv1's specificity from 0.81 to 0.38)
         self.floor = 0.0 if tiled else config.floor
-        # the peak term: the strongest unit of a tiled channel picture of a small receptive field, whose
-        # whole-map mean alone leaves the pattern short of the filter's maximum (see the module docstring)
-        self.peak = config.peak if tiled and view is CHANNEL and layer.receptive_field <= config.peak_field else 0.0
+        # the peak term: the channel picture's strongest unit, which the whole-map mean alone leaves short
+        # of the filter's maximum (see the module docstring)
+        self.peak = config.peak if view is CHANNEL else 0.0
         self.value_and_grad = backend.value_and_grad(self.objective)
 
     def objective(self, spectrum, variables, constants, filters, draws, wake_level, restarted, loss_scale):
