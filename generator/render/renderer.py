@@ -283,14 +283,19 @@ class LayerRenderer:
         )
         scale = cfg.loss_scale if precision == "mixed_float16" else 1.0
         constants = self.constants_for(side)
-        constants = constants if reference is None else dict(constants, reference=ops.convert_to_tensor(reference))
+        contrasted = self._contrasted(view)
+        if contrasted:  # the reference's own pictures (no reference yet) run the same program, the term at 0
+            weight = cfg.contrast if reference is not None else 0.0
+            reference = reference if reference is not None else np.ones(self.layer.filters, np.float32)
+            constants = dict(constants, reference=ops.convert_to_tensor(reference),
+                             contrast_weight=ops.convert_to_tensor(np.float32(weight)))
         if view.from_photo:
             photos = np.stack([accentuation.start_rgb(self._starts[f].pixels) for f, _ in rows])
             constants = dict(constants, start_rgb=ops.convert_to_tensor(photos))
         consts = LucidConsts(self.variables(precision, view), constants,
                              ops.convert_to_tensor(np.asarray([f for f, _ in rows], np.int32)),
                              ops.convert_to_tensor(np.float32(cfg.lr)), ops.convert_to_tensor(np.float32(scale)), spectrum)
-        run = self._run_for(view, precision, reference is not None)
+        run = self._run_for(view, precision, contrasted)
         return run, backend.place((LucidCarry.start(spectrum), xs, consts), self.device)
 
     def compiled_run(self, filters: list[int], batch: int, view: View = CHANNEL):

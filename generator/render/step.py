@@ -110,7 +110,8 @@ class LucidStep:
         view: what the rows optimize.
         tiled: whether the picture is held to a tiling (``LayerRenderer._tiled``).
         contrast: whether the channel objective carries the contrast term (``consts.constants`` then
-            holds the ``reference``).
+            holds the ``reference`` and the term's ``contrast_weight``: 0 for the reference's own
+            pictures, which so run the same compiled program as the atlas's).
         mode: the network's input preprocessing (``caffe``, ``tf``, ``torch``).
     """
 
@@ -159,7 +160,8 @@ class LucidStep:
             if self.peak:
                 channel = channel + self.peak * objectives.peak(target)
             if self.contrast:
-                channel = channel - cfg.contrast * objectives.contrast(maps, filters, constants["reference"], cfg.contrast_margin)
+                weight = constants["contrast_weight"]  # 0 for the reference's own pictures (same program)
+                channel = channel - weight * objectives.contrast(maps, filters, constants["reference"], cfg.contrast_margin)
             # where the floor is on, it already pulls a map that is off everywhere up as a whole (its
             # cap is then 0): a woken row keeps it and only the restart turns to the centre unit,
             # which there draws one object at the centre that the rest of the run does not spread
