@@ -200,6 +200,32 @@ def test_the_peak_term_brings_block1_pictures_to_the_filters_maximum(hed_model):
     assert np.median(shares[1]) >= 0.85 and np.median(shares[1] - shares[0]) >= 0.2, shares
 
 
+def test_the_first_layers_flatter_spectrum_and_faster_rate_pass_the_strongest_photo(hed_model, sample_tiles):
+    """block1_conv1 filters 37 and 63 (two of the trust bench's six) stayed under the strongest sample
+    photograph at 96 px, 64 steps with the 1/f spectrum and the base rate (x0.67 and x0.62, method
+    version 8); with the first layers' flatter spectrum and doubled rate they pass it (x1.14 and x1.12
+    measured). The contrast term is left out here (its reference is 64 more pictures): x0.66 and x0.63
+    without the change, x1.15 and x1.13 with it, measured."""
+    from PIL import Image
+
+    layer = find_layer("block1_conv1", "vgg16")
+    tiles = np.stack([np.asarray(Image.open(p).convert("RGB")) for p in sorted(sample_tiles.iterdir())])
+    shares = {}
+    for decay, factor in ((1.0, 1.0), (0.75, 2.0)):
+        config = RenderConfig(weights="hed-bsds500", size=96, steps=64, contrast=0.0, first_decay_power=decay,
+                              first_lr_factor=factor)
+        renderer = LayerRenderer(hed_model, layer, config)
+        best = np.concatenate([renderer.judge(tiles[i:i + 64]).pre_max for i in range(0, len(tiles), 64)]).max(axis=0)
+        results = renderer.render_batch([37, 63], 2)
+        shares[factor] = [r.measures["pre_relu_max"] / best[r.filter] for r in results]
+        assert min(r.measures["coverage"] for r in results) > 0.9
+    assert max(shares[1.0]) < 1.0 <= min(shares[2.0]), shares
+    assert RenderConfig().decay_for(layer) == 0.75 and RenderConfig().lr_for(layer) == 0.1
+    deeper = find_layer("block2_conv1", "vgg16")  # receptive field 10 px: the base spectrum and rate
+    assert RenderConfig().decay_for(deeper) == 1.0 and RenderConfig().lr_for(deeper) == 0.05
+    assert RenderConfig(method="naive", lr=10.0).lr_for(layer) == 10.0
+
+
 def test_the_peak_term_is_in_every_layers_channel_pictures_not_in_the_neuron_or_negative_view(hed_model):
     """Since method version 8 the peak term is in the channel objective of every layer, not only those
     of a small receptive field (block3_conv1's is 24 px): with 1 or 2 of 6 pictures a layer under the

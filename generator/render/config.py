@@ -20,7 +20,7 @@ from generator.render.transforms import Robustness
 
 METHODS = ("lucid", "naive")
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
-METHOD_VERSION = "8"  # bump when a method's algorithm changes, so old atlases are not resumed into
+METHOD_VERSION = "9"  # bump when a method's algorithm changes, so old atlases are not resumed into
 
 DEFAULT_LR = {"lucid": 0.05, "naive": 10.0}
 
@@ -57,7 +57,8 @@ class RenderConfig:
     # pulls faint units up to a tenth of the peak, the weight of the diversity view's penalty (relative
     # to the channel objective), and the contrast term of the first layers: its weight, its margin and
     # the largest receptive field (px) it is on for; the weight of the strongest unit in the channel
-    # objective.
+    # objective; in the first layers (receptive field at most ``contrast_field`` px) the spectrum's decay
+    # and the learning rate's factor.
     init_std: float = 0.01
     pre_share: float = 0.0
     wake: bool = True
@@ -73,6 +74,8 @@ class RenderConfig:
     contrast_margin: float = 0.25
     contrast_field: int = 7
     peak: float = 0.3
+    first_decay_power: float = 0.75
+    first_lr_factor: float = 2.0
     method_version: str = METHOD_VERSION
     loss_scale: float = field(default=256.0)
     # a user's network: how pictures become its input (inputs.Preprocessing.key); empty for the zoo's
@@ -105,6 +108,21 @@ class RenderConfig:
             picture.pop("preprocessing")
         text = json.dumps(picture, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def first_layer(self, layer: Layer) -> bool:
+        """Whether ``layer`` is one of the first layers (receptive field at most ``contrast_field`` px),
+        whose filters of a 3- or 5-pixel patch want sharp, saturated patterns: a flatter spectrum (less
+        damping of the high frequencies) and a faster rate bring them past the strongest photo in a short
+        run (measured at 96 px, 64 steps: BENCHMARKS.md, trust)."""
+        return self.method == "lucid" and layer.receptive_field <= self.contrast_field
+
+    def decay_for(self, layer: Layer) -> float:
+        """The 1/f spectrum's decay power of ``layer``'s pictures."""
+        return self.first_decay_power if self.first_layer(layer) else self.decay_power
+
+    def lr_for(self, layer: Layer) -> float:
+        """The base learning rate of ``layer``'s pictures."""
+        return self.lr * self.first_lr_factor if self.first_layer(layer) else self.lr
 
     def patience_steps(self) -> int:
         """The step after which a row never on starts again (0: never)."""

@@ -102,11 +102,12 @@ class LayerRenderer:
 
         if side not in self._constants:
             cfg = self.config
-            constants = fourier_constants(side, cfg.decay_power)
+            decay = cfg.decay_for(self.layer)
+            constants = fourier_constants(side, decay)
             # the spectrum's per-frequency gain that makes the picture a tiling (all ones for a layer not
             # tiled; a canvas other than the image is never tiled)
             period = cfg.tile_period(self.layer) if side == cfg.size else side
-            constants["gain"] = periodic_gain(side, period, cfg.decay_power)[None, None, :, :, None]
+            constants["gain"] = periodic_gain(side, period, decay)[None, None, :, :, None]
             self._constants[side] = backend.place({k: ops.convert_to_tensor(v) for k, v in constants.items()}, self.device)
         return self._constants[side]
 
@@ -272,7 +273,7 @@ class LayerRenderer:
         for f, i in rows:
             rng = picture_rng(cfg.seed, self.layer, f, view, i)
             if view.from_photo:  # the picture starts as the photograph itself
-                inits.append(image_spectrum(self._starts[f].pixels, cfg.decay_power))
+                inits.append(image_spectrum(self._starts[f].pixels, cfg.decay_for(self.layer)))
             else:
                 inits.append(initial_spectrum(rng, side, cfg.init_std))
             draws.append(self.robustness.draws(rng, cfg.steps))
@@ -294,7 +295,7 @@ class LayerRenderer:
             constants = dict(constants, start_rgb=ops.convert_to_tensor(photos))
         consts = LucidConsts(self.variables(precision, view), constants,
                              ops.convert_to_tensor(np.asarray([f for f, _ in rows], np.int32)),
-                             ops.convert_to_tensor(np.float32(cfg.lr)), ops.convert_to_tensor(np.float32(scale)), spectrum)
+                             ops.convert_to_tensor(np.float32(cfg.lr_for(self.layer))), ops.convert_to_tensor(np.float32(scale)), spectrum)
         run = self._run_for(view, precision, contrasted)
         return run, backend.place((LucidCarry.start(spectrum), xs, consts), self.device)
 

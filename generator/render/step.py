@@ -35,7 +35,9 @@ here, one class per method, ``LucidStep`` and ``NaiveStep``:
         0.45 of the strongest photo; with the term in block1 and block2 only, four of the six layers of
         block3 and block4 had 1 or 2 pictures of 6 under the strongest photo: BENCHMARKS.md, trust); in a
         tiling the strongest unit repeats with the tile, and elsewhere the floor still spreads the map, so
-        the picture still fills the frame.
+        the picture still fills the frame. In those first layers the spectrum is also flatter
+        (``first_decay_power``) and the rate faster (``first_lr_factor``: ``RenderConfig.first_layer``),
+        since their filters want sharp, saturated patterns that the 1/f spectrum damps.
         The accentuation view starts from the filter's strongest photograph and carries a penalty that
         holds an earlier layer near the photograph's (``generator.render.accentuation``): its net is cut
         at that layer too, and each step reads the photograph through the same transform beside the picture.
