@@ -31,7 +31,7 @@ BENCH_GPU_ARGS ?=
 .PHONY: slurm install atlas preview site serve zensical publish test test-fast bench bench-gpu gpu-wheels browser axe layer-tables clean
 
 # The packages go in with uv where it can be had (PyPI's `uv`, into the environment): the same versions
-# as pip's, compiled to bytecode on both cores, in 20 s where pip took 53 s on the 2-core machine, both
+# as pip's, compiled to bytecode on both cores, in 20-36 s where pip took 52-53 s on the 2-core machine, both
 # with nothing cached (README, Development). Where uv cannot be installed or fails, pip does the same.
 EXTRAS := tensorflow,jax,dev$(GPU_EXTRA)
 define install_packages

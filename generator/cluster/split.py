@@ -101,7 +101,7 @@ def reference_cost(layer: Layer, views, config: RenderConfig, table: tuple[Layer
     pictures it renders first (see ``render.LayerRenderer.reference``)."""
     from generator.render.renderer import REFERENCE_FILTERS
 
-    contrasted = (config.method == "lucid" and config.contrast > 0 and layer.receptive_field <= config.contrast_field
+    contrasted = (config.contrast > 0 and config.first_layer(layer)
                   and any(view in (CHANNEL, DIVERSITY) for view in views))
     return cost(layer, config.size, table) * min(REFERENCE_FILTERS, layer.filters) if contrasted else 0.0
 

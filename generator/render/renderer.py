@@ -154,7 +154,7 @@ class LayerRenderer:
         whose receptive field is at most ``contrast_field`` pixels (near-linear filters of a small patch,
         many with a look-alike; deeper layers' pictures are specific without it)."""
         cfg = self.config
-        return cfg.contrast > 0 and view in (CHANNEL, DIVERSITY) and self.layer.receptive_field <= cfg.contrast_field
+        return cfg.contrast > 0 and view in (CHANNEL, DIVERSITY) and cfg.first_layer(self.layer)
 
     def _run_for(self, view: View, precision: str, contrast: bool):
         """The compiled run of steps for a view and precision (one per key, reused by every batch)."""
