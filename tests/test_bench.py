@@ -112,8 +112,10 @@ def test_bench_trust_reports_each_score_for_both_methods(tmp_path):
     cells = [c.strip() for c in row.strip("|").split("|")]
     # every score measured (two-image and path: naive, lucid, the natural reference); seeds for lucid; the
     # accentuation view's two-image, path and beyond nature
-    assert len(cells) == 17 and all(cells[1:7]) and cells[10] != "–"
-    assert all(c not in ("", "–") for c in cells[14:17]), row
+    assert len(cells) == 20 and all(cells[1:7]) and cells[10] != "–"
+    assert all(c not in ("", "–") for c in cells[14:17]) and cells[17:20] == ["–"] * 3, row  # no field view there
+    first = next(line for line in text.splitlines() if line.startswith("| block1_conv1 |"))
+    assert all(c.strip() not in ("", "–") for c in first.strip("|").split("|")[17:20]), first  # the field view, scored
 
 
 def test_the_gpu_check_makes_a_layers_contrast_reference_once_per_configuration(monkeypatch):

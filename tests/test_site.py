@@ -119,10 +119,16 @@ def test_filter_page_content(built_site):
     assert "ResNet50 conv3_block1_out:1" in resnet and "No dataset examples in this atlas yet" in resnet
 
 
-def test_the_field_view_of_a_first_layer_is_a_tab_beside_the_other_views(built_site):
+def test_the_field_view_of_a_first_layer_is_a_tab_beside_the_other_views(built_site, tiny_atlas):
     html = (built_site / "vgg16/block1_conv1/1/index.html").read_text()  # 3 px field at 32 px: a 12 px canvas
     assert ">Field</label>" in html and 'src="../0001.field.avif"' in html and 'class="atlas-rf"' in html
     assert 'src="../0001.top1.webp" width="252"' in html and "that patch" in html  # its examples: the strongest patch
+    trust = json.loads((tiny_atlas / "vgg16/block1_conv1/0001.json").read_text())["trust"]  # the view scored too
+    field, summary = trust["field"], trust["summary"]
+    assert summary["field_two_image"] == field["two_image"] and 0 <= field["two_image"] <= 1 and -1 <= field["path"] <= 1
+    text = " ".join(re.sub(r"<[^>]+>", "", html).split())
+    assert (f"two-image prediction {field['two_image']:.2f} (the channel picture's {summary['two_image']:.2f}), "
+            f"path similarity {field['path']:.2f}") in text
     assert "At its own scale" in (built_site / "vgg16/block1_conv1/index.html").read_text()
     assert ">Field</label>" not in (built_site / "vgg16/block3_conv3/1/index.html").read_text()
 

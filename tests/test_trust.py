@@ -471,6 +471,28 @@ def test_where_no_photo_turns_the_filter_on_the_record_says_so_with_both_values(
     assert on["natural_reference"] is None  # no held-out example was read
 
 
+def test_the_field_view_is_scored_as_the_channel_picture_and_its_absence_makes_a_record_stale():
+    """The field picture goes through the channel picture's checks (against every top and bottom example
+    at its unit); a record made before the view existed is computed again once it does."""
+    from generator.evidence.trust_scores import FilterEvidence, filter_trust, is_current
+
+    rng = np.random.default_rng(0)
+    picture, before = [rng.normal(size=5), rng.normal(size=8)], rng.normal(size=8)
+    e = FilterEvidence(picture=picture, picture_value=6.0, picture_before=before, top_mean=[rng.normal(size=5), rng.normal(size=8)],
+                       top_before=rng.normal(size=(4, 8)), bottom_before=rng.normal(size=(4, 8)), random=None,
+                       strongest_photo=4.0, field=picture, field_value=6.0, field_before=before)
+    record = filter_trust(e, ["a", "b"], "a", {"k": 1})
+    field, summary = record["field"], record["summary"]
+    assert (field["path"], field["two_image"], field["beyond_nature"]) == (summary["path"], summary["two_image"], 1.5)
+    assert summary["field_path"] == field["path"] and summary["field_two_image"] == field["two_image"]
+    e.field_value, e.field = -1.0, [-p for p in picture]  # a field picture that never turned its unit on
+    other = filter_trust(e, ["a", "b"], "a", {"k": 1})["field"]
+    assert other["beyond_nature"] == -0.25 and other["path"] == pytest.approx(-summary["path"], abs=1e-3)
+    assert is_current({"trust": record}, {"k": 1}, False, has_field=True)
+    del record["field"]
+    assert is_current({"trust": record}, {"k": 1}, False) and not is_current({"trust": record}, {"k": 1}, False, has_field=True)
+
+
 def test_the_first_layers_closed_form_maximum_is_the_maximum(hed_model):
     """Each pixel at 0 or 255 by the sign of its effect: the picture built that way reaches it through
     the network, and no random 8-bit patch goes past it."""

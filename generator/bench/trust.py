@@ -24,19 +24,21 @@ def _quiet(total: int):
 
 
 def _render(loaded, method: str, layers, filters: dict, size: int, steps: int, out: str, precision: str) -> dict:
-    """One atlas of the sampled filters: lucid with its diversity view, naive (channel only)."""
+    """One atlas of the sampled filters: lucid with its diversity view and, in the layers it applies to,
+    its field view; naive (channel only)."""
     from generator.network import backend
     from generator.passes.generate import generate
     from generator.render.config import DEFAULT_LR, RenderConfig
-    from generator.render.views import CHANNEL, DIVERSITY
+    from generator.render.views import CHANNEL, DIVERSITY, FIELD, views_of
 
     config = RenderConfig(model=loaded.name, weights=loaded.weights, weights_sha256=loaded.weights_sha256,
                           method=method, size=size, steps=steps, lr=DEFAULT_LR[method], precision=precision,
                           backend=backend.name())
-    views = [CHANNEL, DIVERSITY] if method == "lucid" else [CHANNEL]
+    views = [CHANNEL, DIVERSITY, FIELD] if method == "lucid" else [CHANNEL]
     work = [(layer, filters[layer.name]) for layer in layers]
     start = time.monotonic()
-    summary = generate(loaded, config, work, out, views=views, progress=_quiet(sum(len(f) for _, f in work) * len(views)))
+    total = sum(len(f) * len(views_of(views, layer, size)) for layer, f in work)
+    summary = generate(loaded, config, work, out, views=views, progress=_quiet(total))
     if summary.failed:
         raise AtlasError(f"bench trust: {method} pictures went non-finite: {', '.join(summary.failed[:3])}")
     return {"config": config, "seconds": time.monotonic() - start}
@@ -208,8 +210,9 @@ def _section(args, results, times, layers, count, size, steps, naive_size, naive
     timings, accent_seconds = times
     head = ("| layer | two-image: naive | lucid | natural reference | path: naive | lucid | natural reference "
             "| random photo's path | beyond nature: naive | lucid | seeds: lucid | other filters' seeds "
-            "| dead-ish: naive | lucid | accentuation: two-image | path | beyond nature |\n"
-            "| --- |" + " ---: |" * 16)
+            "| dead-ish: naive | lucid | accentuation: two-image | path | beyond nature "
+            "| field view: two-image | path | beyond nature |\n"
+            "| --- |" + " ---: |" * 19)
     lines = [head]
     every = {"naive": [], "lucid": []}
     for layer in layers:
@@ -236,7 +239,8 @@ def _section(args, results, times, layers, count, size, steps, naive_size, naive
         f"`naive` at {naive_size} px, {naive_steps} steps\n\n"
         f"Machine: {machine()}. Backend {backend.name()}, {precision}. Command: `{command}`. {count} filters; "
         f"dataset examples (top and bottom {EXAMPLES_TOP}) from {image_count} images at {examples_size} px"
-        f"{'' if args.images else ' (the sample-images tiles)'}; `lucid` with its diversity view. Time: {seconds}.\n\n"
+        f"{'' if args.images else ' (the sample-images tiles)'}; `lucid` with its diversity view and, where the "
+        f"receptive field is under a quarter of the picture, its field view. Time: {seconds}.\n\n"
         "Means over the sampled filters of each layer. Two-image: share of (top, bottom) example pairs whose top "
         "one is closer to the picture at the layer before (0.50 is chance). Path: Spearman correlation of the "
         "picture's activations with the top examples' mean, averaged over the layers up to the filter's; the "
@@ -246,7 +250,10 @@ def _section(args, results, times, layers, count, size, steps, naive_size, naive
         "four other filters' pictures. Dead-ish: dead or a blob (coverage ≤ 0.25). Accentuation: the view "
         "that starts from the filter's strongest photo and raises the filter while an earlier layer is held near "
         "the photo's (lucid's settings), scored as the natural reference is, against the other top examples; its "
-        "beyond nature is its strongest unit over that photo's.\n\n"
+        "beyond nature is its strongest unit over that photo's. Field view: the early layers' picture at their own "
+        "scale (the centre unit on a canvas four receptive fields wide), scored as the channel picture is, at its "
+        "strongest unit against the examples' receptive fields; its beyond nature is that unit over the strongest "
+        "photo's (the median).\n\n"
         + "\n".join(lines)
         + "\n\nThe maximum: does each `lucid` picture excite its filter at least as much as the strongest photo "
         "(its peak unit before the ReLU over the photo's)? Where no photo turns the filter on (the strongest "
@@ -293,4 +300,6 @@ def _row(naive: list[dict], lucid: list[dict]) -> list[str]:
         str(sum(r["deadish"] for r in naive)), str(sum(r["deadish"] for r in lucid)),
         _f(_mean(lucid, "accentuation_two_image")), _f(_mean(lucid, "accentuation_path")),
         _f(_median(lucid, "accentuation_beyond_nature"), "times"),
+        _f(_mean(lucid, "field_two_image")), _f(_mean(lucid, "field_path")),
+        _f(_median(lucid, "field_beyond_nature"), "times"),
     ]

@@ -26,6 +26,9 @@ accentuation: where the filter has the accentuation view (which starts from that
     the same two checks of the accentuation picture against the same other top examples, and its
     strongest unit over the strongest photo's: does the photo, accentuated, keep the natural path and
     raise the filter?
+field view: where the filter has it (the early layers, at their own scale), its picture scored as the
+    channel picture is, at its own strongest unit, against the examples at theirs: each compared over
+    the target unit's receptive field, so against the examples' receptive-field crops.
 
 Where no photo turns the filter on (the strongest photo's value is 0 or below), the picture's ratio
 has no meaning; the record then says so (``no_photo_on``) and keeps both values.
@@ -123,6 +126,9 @@ class FilterEvidence:
     accent_value: float | None = None  # the filter's value there
     accent_before: np.ndarray | None = None  # (D,): the same at the layer before the target
     accent_start: str | None = None  # the photograph it started from (a new start makes it stale)
+    field: list[np.ndarray] | None = None  # per layer (C,): the field view's picture at its strongest unit
+    field_value: float | None = None  # the filter's value there
+    field_before: np.ndarray | None = None  # (D,): the same at the layer before the target
 
 
 def _round(value: float | None, digits: int = 4) -> float | None:
@@ -140,6 +146,7 @@ def filter_trust(e: FilterEvidence, layers: list[str], before: str, against: dic
     two = pair_share(e.picture_before, e.top_before, e.bottom_before)
     natural = _natural_reference(e, ranked)
     accent = _accentuation(e, ranked)
+    at_scale = _field_view(e, ranked)
     seed = None
     if e.diversity is not None:  # a layer of one filter: its pictures' vectors are numbers, alike by nature
         alike = np.asarray(e.diversity).shape[-1] >= 2
@@ -158,6 +165,7 @@ def filter_trust(e: FilterEvidence, layers: list[str], before: str, against: dic
         "seed_agreement": seed,
         "natural_reference": natural,
         **({"accentuation": accent} if accent else {}),
+        **({"field": at_scale} if at_scale else {}),
         "summary": {
             "beyond_nature": _round(ratio),
             "no_photo_on": no_photo_on,
@@ -171,6 +179,7 @@ def filter_trust(e: FilterEvidence, layers: list[str], before: str, against: dic
             "seed": seed["diversity"] if seed else None,
             "seed_random": seed["random_filters"] if seed else None,
             **({f"accentuation_{k}": accent[k] for k in ("beyond_nature", "path", "two_image")} if accent else {}),
+            **({f"field_{k}": at_scale[k] for k in ("beyond_nature", "path", "two_image")} if at_scale else {}),
         },
     }
 
@@ -199,6 +208,20 @@ def _accentuation(e: FilterEvidence, ranked: list[int]) -> dict | None:
             "of": "the accentuation picture; scored against the top examples but its start, as the natural reference"}
 
 
+def _field_view(e: FilterEvidence, ranked: list[int]) -> dict | None:
+    """The field view's scores, as the channel picture's (against every top and bottom example, each at
+    its unit: the receptive-field crops the examples pass cut), and its strongest unit over the strongest
+    photo's (None without the view)."""
+    if e.field is None:
+        return None
+    path = [spearman(e.field[i], e.top_mean[i]) for i in ranked] if e.top_mean else []
+    ratio = e.field_value / e.strongest_photo if e.strongest_photo is not None and e.strongest_photo > 0 else None
+    return {"beyond_nature": _round(ratio), "picture": _round(e.field_value, 6),
+            "path": _round(float(np.mean(path))) if path else None,
+            "two_image": _round(pair_share(e.field_before, e.top_before, e.bottom_before)),
+            "of": "the field view's picture at its strongest unit; scored as the channel picture"}
+
+
 # --- what a record was computed against ------------------------------------------------------------------
 
 
@@ -218,12 +241,15 @@ def current_against(manifest: dict) -> dict | None:
                    (manifest.get("weights") or {}).get("sha256"))
 
 
-def is_current(record: dict, against: dict, has_diversity: bool, has_accentuation: bool = False) -> bool:
+def is_current(record: dict, against: dict, has_diversity: bool, has_accentuation: bool = False,
+               has_field: bool = False) -> bool:
     """Whether a filter's stored trust was computed against these examples and weights (and, once its
     diversity view exists, has its seed agreement; once its accentuation view exists, its scores, of
-    that very picture)."""
+    that very picture; once its field view exists, that view's scores)."""
     trust = record.get("trust")
     if not isinstance(trust, dict) or trust.get("version") != TRUST_VERSION or trust.get("against") != against:
+        return False
+    if has_field and "field" not in trust:
         return False
     if has_accentuation:
         start = (((record.get("views") or {}).get("accentuation") or {}).get("start") or {}).get("image")

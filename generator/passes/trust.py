@@ -156,6 +156,7 @@ class LayerTrust:
         self.channel = sorted(set(todo) | {g for picks in self.others.values() for g in picks})
         self.accent = {f: records[f]["views"]["accentuation"]["start"]["image"] for f in todo
                        if "accentuation" in store.done_views(layer, records[f])}  # scored too, with its start
+        self.field = [f for f in todo if "field" in store.done_views(layer, records[f])]  # at its own scale
         # per filter its top and bottom examples at their units, and one random image (not a top one)
         # at its strongest unit: (image index, filter slot, kind, entry, y, x)
         self.requests = []
@@ -174,7 +175,8 @@ class LayerTrust:
     @property
     def images(self) -> int:
         """Pictures and natural images this layer reads."""
-        return len(self.channel) + len(self.diversity) * SEED_PICTURES + len(self.accent) + len(self.natural)
+        return (len(self.channel) + len(self.diversity) * SEED_PICTURES + len(self.accent) + len(self.field)
+                + len(self.natural))
 
     def _read_pictures(self, probe: LayerProbe, files: list[Path], filters: list[int], batch: int,
                        pool: ThreadPoolExecutor, flag: StopFlag, progress: Progress) -> Readout | None:
@@ -209,6 +211,10 @@ class LayerTrust:
                                        batch, pool, flag, progress) if accent else None
         if accent and accented is None:
             return None
+        at_scale = self._read_pictures(probe, [paths.filter_png(name, f, ".field") for f in self.field], self.field,
+                                       batch, pool, flag, progress) if self.field else None
+        if self.field and at_scale is None:
+            return None
         natural = self._read_natural(probe, batch, pool, flag, progress)
         if natural is None:
             return None
@@ -241,6 +247,11 @@ class LayerTrust:
                 evidence.accent_value = float(accented.value[a])
                 evidence.accent_before = accented.patches[a] if layer.index == 0 else accented.vectors[depth - 2][a]
                 evidence.accent_start = self.accent[f]
+            if f in self.field:
+                a = self.field.index(f)
+                evidence.field = [v[a] for v in at_scale.vectors]
+                evidence.field_value = float(at_scale.value[a])
+                evidence.field_before = at_scale.patches[a] if layer.index == 0 else at_scale.vectors[depth - 2][a]
             if f in self.others:
                 at = self.diversity.index(f) * SEED_PICTURES
                 evidence.diversity = diversity.means[at:at + SEED_PICTURES]
@@ -318,7 +329,8 @@ def plan_trust(store: AtlasStore, layers: list[Layer], config: TrustConfig, mani
         rendered = sorted(f for f, v in views.items() if "channel" in v)
         have = [f for f in rendered if store.paths.examples_json(layer.name, f).exists()]
         missing += len(rendered) - len(have)
-        todo = [f for f in have if not is_current(records[f], against, "diversity" in views[f], "accentuation" in views[f])]
+        todo = [f for f in have if not is_current(records[f], against, "diversity" in views[f], "accentuation" in views[f],
+                                                  "field" in views[f])]
         done += len(have) - len(todo)
         if todo:
             plan.append(LayerTrust(store, layer, config, records, rendered, todo))

@@ -52,7 +52,8 @@ def write_filter_page(site: ModelSite, layer: Layer, row: dict, prev: int | None
     examples = _examples(site, layer, f, here, record)
     for view in views:
         if view["name"] == "field" and examples:
-            view["nature"] = _field_nature(record["views"]["field"], examples, relative(here, site.asset(layer.name, f, "top1")))
+            view["nature"] = _field_nature(record["views"]["field"], examples, relative(here, site.asset(layer.name, f, "top1")),
+                                           trust)
         if view["name"] == "accentuation":
             view["start"] = _accentuation_start(record["views"]["accentuation"], examples,
                                                 relative(here, site.asset(layer.name, f, "top1")), trust)
@@ -107,13 +108,18 @@ def _field(layer: Layer, canvas: int) -> dict:
             "box": {"top": percent(top), "left": percent(left), "side": percent(layer.receptive_field)}}
 
 
-def _field_nature(entry: dict, examples: dict, crop: str) -> dict:
+def _field_nature(entry: dict, examples: dict, crop: str, trust: dict | None) -> dict:
     """The field picture against the real patches: its centre unit's value, the strongest dataset
     example's (the same filter's strongest unit in a photo) and their ratio, and that example's crop
-    (its receptive field, enlarged) to show beside it."""
+    (its receptive field, enlarged) to show beside it; where ``atlas trust`` scored the view, its
+    two-image and path scores beside the channel picture's."""
     value, strongest = entry.get("centre"), examples["strongest"]
     ratio = value / strongest if value is not None and strongest and strongest > 0 else None
-    return {"value": value, "strongest": strongest, "ratio": ratio, "crop": crop}
+    scored, summary = (trust or {}).get("field"), (trust or {}).get("summary") or {}
+    scores = ({"two_image": _score(scored.get("two_image")), "path": _score(scored.get("path")),
+               "channel_two_image": _score(summary.get("two_image")), "channel_path": _score(summary.get("path"))}
+              if scored else None)
+    return {"value": value, "strongest": strongest, "ratio": ratio, "crop": crop, "trust": scores}
 
 
 def _accentuation_start(entry: dict, examples: dict | None, crop: str, trust: dict | None) -> dict:
