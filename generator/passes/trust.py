@@ -129,6 +129,13 @@ def _random_image(layer: Layer, f: int, count: int, exclude: list[int]) -> int:
     return at
 
 
+def _picture_row(readout: Readout, row: int, first: bool) -> tuple[list[np.ndarray], float, np.ndarray]:
+    """One picture's vectors per layer, its value at its strongest unit, and its vector at the layer
+    before the target (the first layer: the input patch it reads)."""
+    before = readout.patches[row] if first else readout.vectors[-2][row]
+    return [v[row] for v in readout.vectors], float(readout.value[row]), before
+
+
 def _load_picture(path: Path) -> np.ndarray:
     from PIL import Image
 
@@ -226,10 +233,9 @@ class LayerTrust:
             r = row[f]
             n_top = int(natural["top_count"][slot])
             top_values = [e["value"] for e in self.examples[f].get("top", [])]
+            picture, picture_value, picture_before = _picture_row(pictures, r, layer.index == 0)
             evidence = FilterEvidence(
-                picture=[v[r] for v in pictures.vectors],
-                picture_value=float(pictures.value[r]),
-                picture_before=pictures.patches[r] if layer.index == 0 else pictures.vectors[depth - 2][r],
+                picture=picture, picture_value=picture_value, picture_before=picture_before,
                 top_mean=[s[slot] / n_top for s in natural["top_sum"]] if n_top else None,
                 top_before=natural["top_before"][slot][natural["top_valid"][slot]],
                 bottom_before=natural["bottom_before"][slot][natural["bottom_valid"][slot]],
@@ -242,16 +248,12 @@ class LayerTrust:
                 evidence.held_before = natural["top_before"][slot][0]
                 evidence.rest_mean = [(s[slot] - h[slot]) / (n_top - 1) for s, h in zip(natural["top_sum"], natural["held"])]
             if f in self.accent:
-                a = accent.index(f)
-                evidence.accent = [v[a] for v in accented.vectors]
-                evidence.accent_value = float(accented.value[a])
-                evidence.accent_before = accented.patches[a] if layer.index == 0 else accented.vectors[depth - 2][a]
+                evidence.accent, evidence.accent_value, evidence.accent_before = _picture_row(
+                    accented, accent.index(f), layer.index == 0)
                 evidence.accent_start = self.accent[f]
             if f in self.field:
-                a = self.field.index(f)
-                evidence.field = [v[a] for v in at_scale.vectors]
-                evidence.field_value = float(at_scale.value[a])
-                evidence.field_before = at_scale.patches[a] if layer.index == 0 else at_scale.vectors[depth - 2][a]
+                evidence.field, evidence.field_value, evidence.field_before = _picture_row(
+                    at_scale, self.field.index(f), layer.index == 0)
             if f in self.others:
                 at = self.diversity.index(f) * SEED_PICTURES
                 evidence.diversity = diversity.means[at:at + SEED_PICTURES]
