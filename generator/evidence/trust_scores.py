@@ -214,7 +214,7 @@ def _field_view(e: FilterEvidence, ranked: list[int]) -> dict | None:
     photo's (None without the view)."""
     if e.field is None:
         return None
-    path = [spearman(e.field[i], e.top_mean[i]) for i in ranked] if e.top_mean else []
+    path = [spearman(e.field[i], e.top_mean[i]) for i in ranked]  # ranked is empty without top examples
     ratio = e.field_value / e.strongest_photo if e.strongest_photo is not None and e.strongest_photo > 0 else None
     return {"beyond_nature": _round(ratio), "picture": _round(e.field_value, 6),
             "path": _round(float(np.mean(path))) if path else None,
